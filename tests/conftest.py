@@ -1,0 +1,72 @@
+"""Test-wide set-up: both anyio backends, no internet, and every request body
+sent to a chat-completions endpoint checked against OpenAI's published schema."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.openai_spec.validate import validate_request
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_unknown_request_keys: request bodies in this test may carry keys the "
+        "schema does not define (provider-specific fields sent through extra_body)",
+    )
+    config.addinivalue_line(
+        "markers", "invalid_request_body: this test sends a request body that is meant to be invalid"
+    )
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise OSError(f"tests must not reach the network (tried {host})")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _validate_sent_bodies(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every body POSTed to .../chat/completions must validate against the spec."""
+    if request.node.get_closest_marker("invalid_request_body"):
+        yield
+        return
+    forbid_unknown = request.node.get_closest_marker("allow_unknown_request_keys") is None
+    real_send = httpx.AsyncClient.send
+
+    async def checked_send(self: httpx.AsyncClient, req: httpx.Request, **kwargs: Any) -> Any:
+        if req.method == "POST" and req.url.path.endswith("/chat/completions"):
+            body = json.loads(req.content)
+            validate_request(body, forbid_unknown_keys=forbid_unknown)
+        return await real_send(self, req, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", checked_send)
+    yield
