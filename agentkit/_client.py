@@ -1,0 +1,363 @@
+"""`ChatClient`: the OpenAI-compatible HTTP client, on one pooled `httpx.AsyncClient`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import httpx
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
+
+from agentkit._errors import parse_body, status_error, transport_error
+from agentkit._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    UserError,
+)
+from agentkit._messages import MESSAGE_ADAPTER, ChatCompletion, Message, Model, ModelList
+from agentkit._params import PARAM_NAMES, CompletionParams
+from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
+from agentkit._stream import ChatStream
+from agentkit._version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "ChatClient"]
+
+logger = logging.getLogger("agentkit")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+"""Ten minutes to read a long completion, five seconds to connect."""
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
+T = TypeVar("T")
+
+
+async def _sleep(seconds: float) -> None:
+    # One indirection so tests can record the delays instead of waiting them out.
+    await anyio.sleep(seconds)
+
+
+class ChatClient:
+    """A client for any OpenAI-compatible Chat Completions API.
+
+    One pooled `httpx.AsyncClient` serves every call, so a single `ChatClient`
+    can be shared by many agents and concurrent runs.
+
+    Args:
+        base_url: The API root, such as `http://localhost:11434/v1`. Defaults to
+            the `OPENAI_BASE_URL` environment variable, then `https://api.openai.com/v1`.
+        api_key: Sent as `Authorization: Bearer …`. Defaults to `OPENAI_API_KEY`;
+            optional, since local servers need none. Never shown in a repr,
+            a log line or an error message.
+        http_client: An `httpx.AsyncClient` to use instead of a new one. It is
+            never closed by this client.
+        timeout: Seconds, or an `httpx.Timeout`. Defaults to 600 s (5 s to
+            connect) for a client built here, and to the settings of a given
+            `http_client`.
+        max_retries: Retries after a connection error, a timeout, or a status of
+            408, 409, 429 or 500 and above. 0 disables retrying.
+        default_headers: Headers added to every request.
+
+    Example:
+        >>> async with ChatClient(base_url="http://localhost:8000/v1") as client:
+        ...     reply = await client.create(
+        ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        ...     )
+        ...     print(reply.choices[0].message.content)
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise UserError(f"base_url {url!r} is not a valid URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise UserError(f"base_url {url!r} must be an http:// or https:// URL")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise UserError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.base_url = url.rstrip("/")
+        self.max_retries = max_retries
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._owns_http = http_client is None
+        if timeout is None:
+            self._timeout: httpx.Timeout | None = DEFAULT_TIMEOUT if self._owns_http else None
+        else:
+            self._timeout = (
+                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+            )
+        self._http = http_client or httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS
+        )
+        headers = {"user-agent": f"agentkit/{__version__}", "accept": "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        headers.update({k.lower(): v for k, v in (default_headers or {}).items()})
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return f"ChatClient(base_url={self.base_url!r}, api_key=<{key}>)"
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless it was passed in by the caller."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- the API ----------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Message | Mapping[str, Any]],
+        **params: Unpack[CompletionParams],
+    ) -> ChatCompletion:
+        """`POST /chat/completions`: one complete response.
+
+        Args:
+            model: The model name.
+            messages: The conversation, as message models or dicts in wire form.
+            **params: Any request field (`temperature`, `tools`, `tool_choice`,
+                `response_format`, …; see `CompletionParams`), `extra_body` for
+                provider-specific fields, `extra_headers`, and a per-call `timeout`.
+
+        Raises:
+            UserError: An unknown parameter or a malformed message.
+            APIStatusError: The server answered with an error (a subclass per status).
+            APIConnectionError: The server could not be reached, after all retries.
+            APIResponseValidationError: The response is not a chat completion.
+        """
+        if params.get("stream"):
+            raise UserError("create() does not stream; use `async with client.stream(...)`")
+        request = self._chat_request(model, messages, dict(params), stream=False)
+
+        async def attempt() -> ChatCompletion:
+            response = await self._send(request, stream=False)
+            return _parse(ChatCompletion, response)
+
+        return await self.with_retries(attempt)
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Message | Mapping[str, Any]],
+        **params: Unpack[CompletionParams],
+    ) -> ChatStream:
+        """`POST /chat/completions` with `stream: true`: chunks as they arrive.
+
+        Takes the same arguments as `create`. Use it as an async context
+        manager; leaving the block early closes the response and returns the
+        connection to the pool. Opening the stream is retried like `create`;
+        once the first chunk has reached the caller, nothing is retried.
+
+        Example:
+            >>> async with client.stream(model="gpt-4o-mini", messages=msgs) as chunks:
+            ...     async for chunk in chunks:
+            ...         print(chunk.choices[0].delta.content or "", end="")
+        """
+        request = self._chat_request(model, messages, dict(params), stream=True)
+        return ChatStream(
+            lambda: self._send(request, stream=True), self.with_retries, request=request
+        )
+
+    async def list_models(self) -> list[Model]:
+        """`GET /models`: the models the server offers."""
+        request = self._http.build_request(
+            "GET", f"{self.base_url}/models", headers=self._headers, **self._timeout_kw(None)
+        )
+
+        async def attempt() -> list[Model]:
+            response = await self._send(request, stream=False)
+            return _parse(ModelList, response).data
+
+        return await self.with_retries(attempt)
+
+    # --- requests, retries and responses ------------------------------------------------
+
+    def _chat_request(
+        self,
+        model: str,
+        messages: Sequence[Message | Mapping[str, Any]],
+        params: dict[str, Any],
+        *,
+        stream: bool,
+    ) -> httpx.Request:
+        extra_body = params.pop("extra_body", None) or {}
+        extra_headers = params.pop("extra_headers", None) or {}
+        timeout = params.pop("timeout", None)
+        unknown = sorted(set(params) - PARAM_NAMES)
+        if unknown:
+            raise UserError(
+                f"unknown request parameter(s) {', '.join(unknown)}; "
+                "send provider-specific fields with extra_body={...}"
+            )
+        body: dict[str, Any] = {"model": model, "messages": _dump_messages(messages)}
+        for name, value in params.items():
+            if value is not None:
+                body[name] = _dump(value)
+        if stream:
+            body["stream"] = True
+        body.update(extra_body)
+        headers = dict(self._headers)
+        headers["content-type"] = "application/json"
+        if stream:
+            headers["accept"] = "text/event-stream"
+        headers.update({k.lower(): v for k, v in extra_headers.items()})
+        return self._http.build_request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            content=to_json(body),
+            headers=headers,
+            **self._timeout_kw(timeout),
+        )
+
+    def _timeout_kw(self, timeout: float | httpx.Timeout | None) -> dict[str, Any]:
+        chosen = self._timeout if timeout is None else timeout
+        return {} if chosen is None else {"timeout": chosen}
+
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """One attempt: the response if its status is 2xx, else the matching error."""
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, request) from exc
+        logger.debug(
+            "%s %s -> %d in %.0f ms",
+            request.method,
+            request.url,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        if response.is_success:
+            return response
+        try:
+            content = await response.aread()
+        except httpx.TransportError as exc:
+            raise transport_error(exc, request) from exc
+        finally:
+            await response.aclose()
+        raise status_error(response, parse_body(content))
+
+    async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` until it succeeds, the error is final, or retries run out."""
+        retries = 0
+        while True:
+            try:
+                return await attempt()
+            except APIError as error:
+                delay = self._retry_delay(error, retries)
+                if delay is None:
+                    raise
+                logger.info(
+                    "retrying %s %s in %.2f s (retry %d of %d): %s",
+                    error.request.method,
+                    error.request.url,
+                    delay,
+                    retries + 1,
+                    self.max_retries,
+                    error,
+                )
+            await _sleep(delay)
+            retries += 1
+
+    def _retry_delay(self, error: APIError, retries: int) -> float | None:
+        """Seconds to wait before retrying after `error`, or None to give up."""
+        if retries >= self.max_retries:
+            return None
+        response = getattr(error, "response", None)
+        if response is None:
+            # No response at all: a connection error or timeout; validation errors are final.
+            return backoff_delay(retries) if isinstance(error, APIConnectionError) else None
+        status = getattr(error, "status_code", response.status_code)
+        if not should_retry(status, response.headers, getattr(error, "body", None)):
+            return None
+        wait = retry_after(response.headers)
+        if wait is None:
+            return backoff_delay(retries)
+        return wait if wait <= MAX_RETRY_AFTER else None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    """The response body as `model`, or an error naming the field that does not fit."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        body = parse_body(response.content)
+        if isinstance(body, str):
+            what = f"is not JSON: {body[:200]!r}"
+        else:
+            first = exc.errors()[0]
+            loc = ".".join(str(part) for part in first["loc"]) or "(body)"
+            what = f"is not a valid {model.__name__}: {loc}: {first['msg']}"
+        raise APIResponseValidationError(
+            f"the response to {response.request.method} {response.request.url} {what}",
+            request=response.request,
+            body=body,
+        ) from None
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True, by_alias=True)
+    definition = getattr(value, "definition", None)
+    if definition is not None:
+        return _dump(definition)
+    if isinstance(value, (list, tuple)):
+        return [_dump(item) for item in value]
+    return value
+
+
+def _dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise UserError(f"messages must be a list of messages, got {type(messages).__name__}")
+    if not messages:
+        raise UserError("messages must hold at least one message")
+    out: list[Any] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, BaseModel):
+            try:
+                message = MESSAGE_ADAPTER.validate_python(message)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise UserError(f"messages[{i}] is not a valid message: {problems}") from None
+        out.append(message.model_dump(mode="json", exclude_none=True, by_alias=True))
+    return out

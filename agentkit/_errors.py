@@ -1,0 +1,130 @@
+"""Turning HTTP failures into agentkit errors: the one place foreign errors are translated."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import httpx
+from pydantic_core import from_json
+
+from agentkit._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+
+__all__ = ["parse_body", "status_error", "stream_error", "transport_error"]
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+# An error object inside a 200 stream has no status of its own; its type says which it is.
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found_error": 404,
+    "not_found": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "tokens": 429,
+    "requests": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "service_unavailable": 503,
+    "overloaded_error": 503,
+}
+
+_MAX_TEXT = 300
+
+
+def parse_body(content: bytes) -> Any:
+    """The body as JSON when it is JSON, else as text."""
+    try:
+        return from_json(content)
+    except ValueError:
+        return content.decode("utf-8", errors="replace")
+
+
+def status_error(response: httpx.Response, body: Any) -> APIStatusError:
+    """The error for a response with a 4xx or 5xx status."""
+    status = response.status_code
+    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
+    request = response.request
+    message = f"HTTP {status} from {request.method} {request.url}: {_describe(body)}"
+    return cls(message, response=response, body=body)
+
+
+def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusError:
+    """The error for an `{"error": {...}}` object that arrived inside a stream."""
+    error = body.get("error")
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code")
+    if isinstance(code, int) and 400 <= code <= 599:
+        status = code
+    else:
+        status = _STATUS_BY_TYPE.get(str(error.get("type")), 0) or _STATUS_BY_TYPE.get(
+            str(code), 500
+        )
+    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
+    message = f"error in the stream from {response.request.url}: {_describe(body)}"
+    return cls(message, response=response, body=body, status_code=status)
+
+
+def transport_error(exc: httpx.TransportError, request: httpx.Request) -> APIError:
+    """The error for a request that never got a complete response."""
+    where = f"{request.method} {request.url}"
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"request timed out ({type(exc).__name__}): {where}", request=request
+        )
+    detail = str(exc) or type(exc).__name__
+    return APIConnectionError(f"connection error on {where}: {detail}", request=request)
+
+
+def _describe(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            text = str(error.get("message") or "(no message)")
+            extras = [f"{k}={error[k]}" for k in ("type", "code", "param") if error.get(k)]
+            return f"{text} ({', '.join(extras)})" if extras else text
+        if isinstance(error, str):
+            return error
+    text = body if isinstance(body, str) else str(body)
+    return _readable(text) or "(empty body)"
+
+
+def _readable(text: str) -> str:
+    """A short, one-line version of a body that is not JSON, such as a proxy's HTML page."""
+    if "<" in text and ">" in text:
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        if title and title.group(1).strip():
+            text = title.group(1)
+        else:
+            text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.I | re.S)
+            text = re.sub(r"<[^>]+>", " ", text)
+        text = html.unescape(text)
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"

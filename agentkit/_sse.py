@@ -1,0 +1,101 @@
+"""Server-sent events: bytes off the network → events.
+
+Follows the WHATWG event-stream rules that matter for Chat Completions:
+lines end in LF, CRLF or CR (a CRLF split across two network chunks is one
+line end), `:` starts a comment (keep-alive), a blank line ends an event,
+several `data:` lines join with a newline, and one space after the colon is
+dropped. Splitting on bytes before decoding is safe because LF and CR never
+occur inside a multi-byte UTF-8 sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+__all__ = ["SSEDecoder", "ServerSentEvent", "aiter_events"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One dispatched event."""
+
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental decoder: feed it network chunks, get complete events back."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Events completed by `chunk`; an incomplete line waits for the next one."""
+        buffer = self._buffer + chunk
+        lines = buffer.splitlines(keepends=True)
+        # The last line may be cut mid-way; a trailing CR may be the first half of CRLF.
+        if lines and (not lines[-1].endswith((b"\n", b"\r")) or lines[-1].endswith(b"\r")):
+            self._buffer = lines.pop()
+        else:
+            self._buffer = b""
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            event = self._line(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """At the end of the body: the last event, even without its closing blank line."""
+        events = self.feed(b"\n") if self._buffer else []
+        event = self._line("")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        if not self._data:
+            self._event = None
+            return None
+        event = ServerSentEvent(
+            data="\n".join(self._data), event=self._event, id=self._id, retry=self._retry
+        )
+        self._data = []
+        self._event = None
+        return event
+
+
+async def aiter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[ServerSentEvent]:
+    """The events of an SSE body given as an async iterable of byte chunks."""
+    decoder = SSEDecoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.flush():
+        yield event

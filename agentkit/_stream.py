@@ -1,0 +1,162 @@
+"""`ChatStream`: the chunks of one streamed completion, read from an SSE body."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from agentkit._errors import stream_error, transport_error
+from agentkit._exceptions import APIConnectionError, APIResponseValidationError, UserError
+from agentkit._messages import ChatCompletionChunk
+from agentkit._sse import ServerSentEvent, SSEDecoder
+
+__all__ = ["ChatStream"]
+
+T = TypeVar("T")
+_Retrier = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+
+
+class ChatStream:
+    """The chunks of a streamed completion; made by `ChatClient.stream`.
+
+    Use it as an async context manager and iterate it inside. Leaving the
+    block, by finishing, breaking out, an error or cancellation, closes the
+    HTTP response and returns the connection to the pool.
+
+    Attributes:
+        response: The HTTP response, once the stream is open.
+    """
+
+    def __init__(
+        self,
+        open_response: Callable[[], Awaitable[httpx.Response]],
+        retrier: _Retrier[Any],
+        *,
+        request: httpx.Request,
+    ) -> None:
+        self._open_response = open_response
+        self._retrier = retrier
+        self._request = request
+        self.response: httpx.Response | None = None
+        self._bytes: AsyncIterator[bytes] | None = None
+        self._decoder = SSEDecoder()
+        self._events: deque[ServerSentEvent] = deque()
+        self._first: ChatCompletionChunk | None = None
+        self._done = False
+        self._entered = False
+
+    async def __aenter__(self) -> ChatStream:
+        if self._entered:
+            raise UserError("a ChatStream can be entered only once")
+        self._entered = True
+        await self._retrier(self._open)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if not self._entered:
+            raise UserError("iterate a stream inside `async with client.stream(...) as stream:`")
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        chunk = await self._next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        """Close the response; safe to call more than once, and under cancellation."""
+        response, self.response = self.response, None
+        if response is not None:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def _open(self) -> None:
+        """One attempt: open the response and read up to its first chunk.
+
+        Reading the first chunk inside the attempt means a connection that
+        breaks, or an error event that arrives, before anything reached the
+        caller is retried like a failed request.
+        """
+        self.response = await self._open_response()
+        self._bytes = self.response.aiter_bytes()
+        self._decoder = SSEDecoder()
+        self._events.clear()
+        self._done = False
+        try:
+            self._first = await self._next_chunk()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _next_chunk(self) -> ChatCompletionChunk | None:
+        """The next chunk, or None after `data: [DONE]`."""
+        if self._done:
+            return None
+        event = await self._next_event()
+        if event.data == "[DONE]":
+            # Anything after [DONE] is ignored; the connection goes back to the pool now.
+            self._done = True
+            await self.aclose()
+            return None
+        return self._chunk(event)
+
+    async def _next_event(self) -> ServerSentEvent:
+        while not self._events:
+            if self._bytes is None or self.response is None:
+                raise UserError("the stream is closed")
+            try:
+                data = await self._bytes.__anext__()
+            except StopAsyncIteration:
+                self._events.extend(self._decoder.flush())
+                if not self._events:
+                    raise APIConnectionError(
+                        f"the stream from {self._request.url} ended before data: [DONE]",
+                        request=self._request,
+                    ) from None
+                break
+            except httpx.TransportError as exc:
+                raise transport_error(exc, self._request) from exc
+            self._events.extend(self._decoder.feed(data))
+        return self._events.popleft()
+
+    def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
+        assert self.response is not None
+        try:
+            return ChatCompletionChunk.model_validate_json(event.data)
+        except ValidationError as exc:
+            error = exc
+        try:
+            body = from_json(event.data)
+        except ValueError:
+            raise APIResponseValidationError(
+                f"stream event from {self._request.url} is not JSON: {event.data[:200]!r}",
+                request=self._request,
+                body=event.data,
+            ) from None
+        if isinstance(body, dict) and "error" in body:
+            raise stream_error(self.response, body)
+        first = error.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "(chunk)"
+        raise APIResponseValidationError(
+            f"stream event from {self._request.url} is not a valid chunk: {loc}: {first['msg']}",
+            request=self._request,
+            body=body,
+        )
