@@ -18,10 +18,26 @@ AgentKitError
 │       ├── UnprocessableEntityError   422
 │       ├── RateLimitError             429
 │       └── InternalServerError        >= 500
-└── ToolCallError              a single tool call failed; the message is written for the model
-    ├── ToolArgumentsError     arguments that are not JSON or fail validation
-    └── ToolTimeoutError       the tool ran longer than its timeout
+├── ToolCallError              a single tool call failed; the message is written for the model
+│   ├── ToolArgumentsError     arguments that are not JSON or fail validation
+│   └── ToolTimeoutError       the tool ran longer than its timeout
+├── ModelRetry                 raised by a tool to ask the model to try again
+└── AgentRunError              a run ended without an answer; .messages is the history so far
+    ├── MaxTurnsExceeded
+    ├── RunTimeoutError
+    ├── IncompleteOutputError  finish_reason "length"; .partial is the cut-off message
+    ├── ContentFilterError     finish_reason "content_filter"
+    ├── RefusalError           the model refused; .refusal is its text
+    ├── ToolRetryError         one tool failed too many times in a row
+    ├── RepeatedToolCallError  the same call with the same arguments, turn after turn
+    ├── ToolExecutionError     a tool raised and the agent was told to raise; see __cause__
+    ├── OutputValidationError  the final answer never matched output_type
+    └── ModelBehaviorError     a response the loop cannot act on
 ```
+
+The `.messages` of an `AgentRunError` always satisfy the history invariant:
+every assistant tool call is answered by exactly one tool message, in order,
+so the list can be inspected, stored, or sent again.
 
 Messages name what was wrong: the tool, the parameter, the status code or the
 field. They never contain an API key.
@@ -29,11 +45,27 @@ field. They never contain an API key.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+if TYPE_CHECKING:
+    from agentkit._messages import AssistantMessage, Message
+
 __all__ = [
+    "AgentRunError",
+    "ContentFilterError",
+    "IncompleteOutputError",
+    "MaxTurnsExceeded",
+    "ModelBehaviorError",
+    "ModelRetry",
+    "OutputValidationError",
+    "RefusalError",
+    "RepeatedToolCallError",
+    "RunTimeoutError",
+    "ToolExecutionError",
+    "ToolRetryError",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -237,3 +269,138 @@ class RateLimitError(APIStatusError):
 
 class InternalServerError(APIStatusError):
     """HTTP 500 or above: the server failed."""
+
+
+class ModelRetry(AgentKitError):
+    """Raised inside a tool to send `message` back to the model as the tool's result,
+    asking it to try again (with other arguments, say).
+
+    Example:
+        >>> @tool
+        ... def lookup(city: str) -> str:
+        ...     if city not in KNOWN:
+        ...         raise ModelRetry(f"unknown city {city!r}; pick one of {sorted(KNOWN)}")
+        ...     return KNOWN[city]
+    """
+
+
+class AgentRunError(AgentKitError):
+    """A run ended without an answer.
+
+    Attributes:
+        messages: The conversation so far. Every assistant tool call in it is
+            answered by exactly one tool message, so it can be stored or resumed.
+    """
+
+    def __init__(self, message: str, *, messages: Sequence[Message]) -> None:
+        self.messages: list[Message] = list(messages)
+        super().__init__(message)
+
+
+class MaxTurnsExceeded(AgentRunError):
+    """The run made `max_turns` model requests and the model still wanted tools."""
+
+
+class RunTimeoutError(AgentRunError):
+    """The run went past its `timeout`."""
+
+
+class IncompleteOutputError(AgentRunError):
+    """The model stopped at its token limit (`finish_reason: "length"`).
+
+    Attributes:
+        partial: The assistant message as far as it got.
+    """
+
+    def __init__(
+        self, message: str, *, messages: Sequence[Message], partial: AssistantMessage
+    ) -> None:
+        self.partial = partial
+        super().__init__(message, messages=messages)
+
+
+class ContentFilterError(AgentRunError):
+    """The provider's content filter stopped the answer (`finish_reason: "content_filter"`)."""
+
+
+class RefusalError(AgentRunError):
+    """The model refused to answer.
+
+    Attributes:
+        refusal: The model's refusal text.
+    """
+
+    def __init__(self, refusal: str, *, messages: Sequence[Message]) -> None:
+        self.refusal = refusal
+        super().__init__(f"the model refused: {refusal}", messages=messages)
+
+
+class ToolRetryError(AgentRunError):
+    """One tool failed more times in a row than `max_tool_retries` allows.
+
+    Attributes:
+        tool_name: The tool (or the unknown name the model kept calling).
+        last_error: The error text of the last failure.
+    """
+
+    def __init__(
+        self, tool_name: str, last_error: str, attempts: int, *, messages: Sequence[Message]
+    ) -> None:
+        self.tool_name = tool_name
+        self.last_error = last_error
+        super().__init__(
+            f"tool {tool_name!r} failed {attempts} times in a row; last error: {last_error}",
+            messages=messages,
+        )
+
+
+class RepeatedToolCallError(AgentRunError):
+    """The model made the same call with the same arguments turn after turn.
+
+    Attributes:
+        tool_name: The tool called.
+        arguments: The arguments, as the JSON the model sent.
+    """
+
+    def __init__(
+        self, tool_name: str, arguments: str, turns: int, *, messages: Sequence[Message]
+    ) -> None:
+        self.tool_name = tool_name
+        self.arguments = arguments
+        super().__init__(
+            f"tool {tool_name!r} was called with the same arguments {turns} turns in a row: "
+            f"{arguments}",
+            messages=messages,
+        )
+
+
+class ToolExecutionError(AgentRunError):
+    """A tool raised, and the agent was set to raise tool errors (`tool_errors="raise"`).
+
+    The tool's own exception is `__cause__`.
+
+    Attributes:
+        tool_name: The tool that raised.
+    """
+
+    def __init__(self, tool_name: str, error: BaseException, *, messages: Sequence[Message]):
+        self.tool_name = tool_name
+        super().__init__(
+            f"tool {tool_name!r} raised {type(error).__name__}: {error}", messages=messages
+        )
+
+
+class OutputValidationError(AgentRunError):
+    """The model's final answer did not match `output_type`, after every retry.
+
+    Attributes:
+        errors: The validation errors of the last attempt.
+    """
+
+    def __init__(self, message: str, *, messages: Sequence[Message], errors: str) -> None:
+        self.errors = errors
+        super().__init__(message, messages=messages)
+
+
+class ModelBehaviorError(AgentRunError):
+    """The model answered with something the loop cannot act on, such as no choices."""
