@@ -1,0 +1,239 @@
+"""A function's signature and docstring → an argument validator and a JSON schema.
+
+Everything goes through public pydantic APIs: the parameters become a
+`TypedDict` (so a parameter may be called `json` or `model_config` without
+clashing with `BaseModel` attributes), a `TypeAdapter` validates the model's
+JSON arguments in one pass, and a `GenerateJsonSchema` subclass produces the
+schema without pydantic's `title` noise. docstring-parser reads the tool
+description and the parameter descriptions in Google, NumPy, reST and Epydoc
+styles.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import docstring_parser
+from pydantic import ConfigDict, Field, TypeAdapter, WrapValidator, with_config
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic_core import CoreSchema, to_jsonable_python
+from typing_extensions import NotRequired, Required, TypedDict
+
+from agentkit._context import RunContext
+from agentkit._exceptions import ToolDefinitionError
+from agentkit._strict import make_strict, schema_children
+
+__all__ = ["FunctionSchema", "clean_schema", "function_schema"]
+
+
+@dataclass(frozen=True)
+class FunctionSchema:
+    """What a tool needs to know about its function, computed once when it is defined."""
+
+    description: str | None
+    """The docstring's summary and body, or `None` when there is none."""
+    parameters: dict[str, Any]
+    """The JSON schema of the arguments object (already strict when asked for)."""
+    adapter: TypeAdapter[dict[str, Any]]
+    """Parses and validates the model's JSON arguments into keyword arguments."""
+    positional_only: tuple[str, ...]
+    """Positional-only parameters, in order: they cannot be passed by name."""
+    defaults: dict[str, Any]
+    """The default of every parameter that has one."""
+    context_param: str | None
+    """The name of the `RunContext` parameter, if the function takes one."""
+    context_by_name: bool
+    """Whether the `RunContext` parameter is keyword-only."""
+
+
+class _CleanJsonSchema(GenerateJsonSchema):
+    """pydantic's schema without `title`s, empty descriptions or default warnings."""
+
+    def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
+        return clean_schema(super().generate(schema, mode))
+
+    def emit_warning(self, kind: Any, detail: str) -> None:
+        # A default pydantic cannot encode is simply left out of the schema;
+        # the default still applies when the argument is omitted.
+        if kind != "non-serializable-default":
+            super().emit_warning(kind, detail)
+
+
+def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Remove `title` keywords and empty descriptions from a JSON schema, in place.
+
+    Only keywords are removed: a property that happens to be called `title`
+    stays, because the walk follows the schema's structure.
+
+    Args:
+        schema: A JSON schema as produced by pydantic.
+
+    Returns:
+        The same dict, cleaned.
+    """
+    schema.pop("title", None)
+    if schema.get("description") == "":
+        del schema["description"]
+    for _, child in schema_children(schema):
+        clean_schema(child)
+    return schema
+
+
+def function_schema(
+    fn: Callable[..., Any], *, name: str, description: str | None, strict: bool
+) -> FunctionSchema:
+    """Build the schema and validator of a function's parameters.
+
+    Args:
+        fn: The function.
+        name: The tool name, used in error messages.
+        description: An explicit description; `None` takes it from the docstring.
+        strict: Whether to make the schema follow OpenAI's strict-mode rules.
+
+    Returns:
+        The function's schema.
+
+    Raises:
+        ToolDefinitionError: Listing every parameter that cannot be part of a tool.
+    """
+    problems: list[str] = []
+    try:
+        signature = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (TypeError, ValueError, NameError) as exc:
+        raise ToolDefinitionError(name, [f"cannot read the signature: {exc}"]) from None
+
+    docstring = docstring_parser.parse(inspect.getdoc(fn) or "")
+    param_docs = {p.arg_name: p.description for p in docstring.params if p.description}
+    if description is None:
+        description = (docstring.description or "").strip() or None
+
+    fields: dict[str, Any] = {}
+    positional_only: list[str] = []
+    defaults: dict[str, Any] = {}
+    context_param: str | None = None
+    context_by_name = False
+    for index, (pname, param) in enumerate(signature.parameters.items()):
+        if param.kind is param.VAR_POSITIONAL:
+            problems.append(f"parameter '*{pname}': *args cannot be sent by a model; name each one")
+            continue
+        if param.kind is param.VAR_KEYWORD:
+            problems.append(
+                f"parameter '**{pname}': **kwargs cannot be sent by a model; name each one"
+            )
+            continue
+        if pname not in hints:
+            problems.append(f"parameter {pname!r} has no type annotation")
+            continue
+        hint = hints[pname]
+        if _is_run_context(hint):
+            if index == 0:
+                context_param, context_by_name = pname, param.kind is param.KEYWORD_ONLY
+            else:
+                problems.append(f"parameter {pname!r}: RunContext must be the first parameter")
+            continue
+        if param.kind is param.POSITIONAL_ONLY:
+            positional_only.append(pname)
+        doc = param_docs.get(pname)
+        if doc and not _has_description(hint):
+            hint = Annotated[hint, Field(description=doc.strip())]
+        if param.default is param.empty:
+            fields[pname] = Required[hint]
+        else:
+            defaults[pname] = param.default
+            if strict:
+                # Strict mode lists every parameter as required and nullable;
+                # a null then stands for "use the default".
+                hint = Annotated[hint, _null_means(param.default)]
+            fields[pname] = NotRequired[hint]
+    if problems:
+        raise ToolDefinitionError(name, problems)
+
+    adapter, parameters = _build(name, fields, hints)
+    for pname, default in defaults.items():
+        _add_default(parameters["properties"][pname], default)
+    if strict:
+        parameters, strict_problems = make_strict(parameters)
+        if strict_problems:
+            raise ToolDefinitionError(name, strict_problems)
+    return FunctionSchema(
+        description=description,
+        parameters=parameters,
+        adapter=adapter,
+        positional_only=tuple(positional_only),
+        defaults=defaults,
+        context_param=context_param,
+        context_by_name=context_by_name,
+    )
+
+
+def _build(
+    name: str, fields: dict[str, Any], hints: dict[str, Any]
+) -> tuple[TypeAdapter[dict[str, Any]], dict[str, Any]]:
+    """The adapter and clean schema of the arguments object, or every type problem."""
+    make_typed_dict: Any = TypedDict
+    # Unknown keys are rejected, so a misspelt optional argument is reported
+    # to the model rather than silently dropped.
+    arguments = with_config(ConfigDict(extra="forbid"))(make_typed_dict("Arguments", fields))
+    try:
+        adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(arguments)
+        return adapter, adapter.json_schema(schema_generator=_CleanJsonSchema)
+    except Exception as exc:  # pydantic raises several types; all mean "not expressible"
+        whole = exc
+    # Try each parameter alone to name every one that fails, not just the first.
+    problems = [
+        f"parameter {pname!r}: type {_type_name(hints[pname])} cannot be expressed as "
+        f"JSON schema ({reason})"
+        for pname, reason in _type_problems({p: hints[p] for p in fields})
+    ]
+    raise ToolDefinitionError(name, problems or [_first_line(whole)]) from None
+
+
+def _type_problems(hints: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for pname, hint in hints.items():
+        try:
+            TypeAdapter(hint).json_schema(schema_generator=_CleanJsonSchema)
+        except Exception as exc:
+            yield pname, _first_line(exc)
+
+
+def _null_means(default: Any) -> WrapValidator:
+    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
+        return default if value is None else handler(value)
+
+    return WrapValidator(validate)
+
+
+def _add_default(prop: dict[str, Any], default: Any) -> None:
+    """Show a parameter's default in the schema when it has a JSON form."""
+    try:
+        prop["default"] = to_jsonable_python(default)
+    except Exception:  # an object with no JSON form: the model need not see it
+        pass
+
+
+def _is_run_context(hint: Any) -> bool:
+    return hint is RunContext or typing.get_origin(hint) is RunContext
+
+
+def _has_description(hint: Any) -> bool:
+    """Whether `Annotated[..., Field(description=...)]` already describes the parameter."""
+    if typing.get_origin(hint) is not Annotated:
+        return False
+    return any(isinstance(m, FieldInfo) and m.description for m in hint.__metadata__)
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "").replace("typing_extensions.", "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

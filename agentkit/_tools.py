@@ -1,0 +1,368 @@
+"""`@tool` and `Tool`: a typed Python function the model can call.
+
+The schema and validator are built once, when the decorator runs; a call
+parses and validates the model's JSON arguments in one pydantic pass, runs the
+function (async functions awaited, sync ones in a worker thread) and turns the
+result into tool-message content.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, overload
+
+import anyio
+import anyio.to_thread
+import pydantic_core
+from pydantic import ValidationError
+from typing_extensions import ParamSpec, TypeVar
+
+from agentkit._exceptions import (
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolResultError,
+    ToolTimeoutError,
+    UserError,
+)
+from agentkit._schema import function_schema
+
+if TYPE_CHECKING:
+    from agentkit._context import RunContext
+
+__all__ = ["Tool", "tool", "tools_by_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_MAX_INPUT = 80  # characters of an offending value quoted back to the model
+
+
+class Tool(Generic[P, R]):
+    """A function the model can call, with its name, description and JSON schema.
+
+    A `Tool` is still callable exactly like the function it wraps. Create one
+    with `@tool` or `Tool.from_function`.
+
+    Attributes:
+        function: The wrapped function.
+        name: The name the model calls the tool by.
+        description: What the tool does, for the model; `None` when undocumented.
+        parameters: The JSON schema of the arguments object.
+        strict: Whether the schema follows OpenAI's strict mode.
+        timeout: Seconds a call may take, or `None` for no limit.
+    """
+
+    function: Callable[P, R]
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
+    strict: bool
+    timeout: float | None
+
+    def __init__(
+        self,
+        function: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Build a tool; see `Tool.from_function`."""
+        name = getattr(function, "__name__", "<unnamed>") if name is None else name
+        problems = [] if _NAME.match(name) else [f"the name must match {_NAME.pattern}"]
+        if timeout is not None and not timeout > 0:
+            problems.append(f"timeout must be a positive number of seconds, not {timeout!r}")
+        try:
+            schema = function_schema(function, name=name, description=description, strict=strict)
+        except ToolDefinitionError as exc:
+            raise ToolDefinitionError(name, [*problems, *exc.problems]) from None
+        if problems:
+            raise ToolDefinitionError(name, problems)
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.name = name
+        self.description = schema.description
+        self.parameters = schema.parameters
+        self.strict = strict
+        self.timeout = timeout
+        self._schema = schema
+        self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool = False,
+        timeout: float | None = None,
+    ) -> Tool[P, R]:
+        """Make a tool of a function without decorating it.
+
+        Args:
+            fn: A sync or async function with annotated parameters. A first
+                parameter annotated `RunContext[...]` receives the run context
+                and is not part of the schema.
+            name: The tool name; defaults to the function's name. It must match
+                `^[a-zA-Z0-9_-]{1,64}$`.
+            description: What the tool does; defaults to the docstring's
+                summary and body.
+            strict: Make the schema follow OpenAI's strict mode and send
+                `"strict": true` with the definition.
+            timeout: Seconds a call may take before it fails with
+                `ToolTimeoutError`.
+
+        Returns:
+            The tool.
+
+        Raises:
+            ToolDefinitionError: Listing every problem with the function.
+        """
+        return cls(fn, name=name, description=description, strict=strict, timeout=timeout)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the wrapped function directly, as if it were not a tool."""
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool(name={self.name!r}, strict={self.strict!r}, timeout={self.timeout!r})"
+
+    @property
+    def takes_context(self) -> bool:
+        """Whether the function's first parameter receives a `RunContext`."""
+        return self._schema.context_param is not None
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The tool's wire form, as sent in a request's `tools` list.
+
+        `{"type": "function", "function": {"name", "description"?, "parameters",
+        "strict"?}}`; `description` is left out when there is none and
+        `strict` is only sent when true.
+        """
+        function: dict[str, Any] = {"name": self.name}
+        if self.description is not None:
+            function["description"] = self.description
+        function["parameters"] = self.parameters
+        if self.strict:
+            function["strict"] = True
+        return {"type": "function", "function": function}
+
+    def validate_arguments(self, arguments: str) -> dict[str, Any]:
+        """Parse and validate a model's JSON arguments.
+
+        Args:
+            arguments: The `arguments` string of a tool call. An empty string
+                counts as `{}`, as some servers send it for tools without
+                parameters.
+
+        Returns:
+            The arguments as keyword arguments of the function (without the
+            run context). Parameters that were not sent are absent.
+
+        Raises:
+            ToolArgumentsError: The arguments are not a JSON object or do not
+                validate; its message tells the model what to fix.
+        """
+        try:
+            return self._schema.adapter.validate_json(arguments or "{}")
+        except ValidationError as exc:
+            raise _arguments_error(self.name, exc) from None
+
+    async def call(self, arguments: str, ctx: RunContext[Any] | None = None) -> str:
+        """Validate a model's arguments, run the function and format its result.
+
+        Exceptions raised by the function itself propagate unchanged: turning
+        them into a message for the model is the agent loop's decision.
+
+        Args:
+            arguments: The `arguments` string of a tool call.
+            ctx: The run context; required when the function takes one.
+
+        Returns:
+            The content of the tool message: a returned `str` as it is,
+            anything else as JSON.
+
+        Raises:
+            ToolArgumentsError: The arguments are not a JSON object or do not validate.
+            ToolTimeoutError: The call took longer than `timeout`.
+            ToolResultError: The result cannot be serialised to JSON.
+            UserError: The function takes a `RunContext` and none was given.
+        """
+        kwargs = self.validate_arguments(arguments)
+        schema = self._schema
+        args = [
+            kwargs.pop(p) if p in kwargs else schema.defaults[p] for p in schema.positional_only
+        ]
+        if schema.context_param is not None:
+            if ctx is None:
+                raise UserError(f"tool {self.name!r} takes a RunContext; pass ctx to call()")
+            if schema.context_by_name:
+                kwargs[schema.context_param] = ctx
+            else:
+                args.insert(0, ctx)
+        if self.timeout is None:
+            result = await self._run(args, kwargs)
+        else:
+            # move_on_after rather than fail_after: a TimeoutError raised by the
+            # function itself must not pass for the tool's own timeout.
+            with anyio.move_on_after(self.timeout) as scope:
+                result = await self._run(args, kwargs)
+            if scope.cancelled_caught:
+                raise ToolTimeoutError(self.name, self.timeout)
+        return _to_content(self.name, result)
+
+    async def _run(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        fn: Callable[..., Any] = self.function
+        if self._is_async:
+            return await fn(*args, **kwargs)
+        # A worker thread keeps a slow sync tool from blocking other runs. On
+        # cancellation or timeout the thread is abandoned (it cannot be
+        # interrupted) so the caller is not held up until it finishes.
+        result = await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+        )
+        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            result = await result
+        return result
+
+
+@overload
+def tool(fn: Callable[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    timeout: float | None = None,
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
+    """Turn a typed, documented function into a `Tool`.
+
+    Use it bare (`@tool`) or with options (`@tool(strict=True, timeout=5)`).
+
+    Example:
+        >>> @tool
+        ... def get_current_time(timezone: str) -> str:
+        ...     '''Current local time in a time zone.
+        ...
+        ...     Args:
+        ...         timezone: IANA time zone name, such as "Asia/Tokyo".
+        ...     '''
+        ...     ...
+
+    Args:
+        fn: The function, when used bare.
+        name: The tool name; defaults to the function's name.
+        description: What the tool does; defaults to the docstring.
+        strict: Make the schema follow OpenAI's strict mode.
+        timeout: Seconds a call may take before it fails with `ToolTimeoutError`.
+
+    Returns:
+        The tool, or a decorator that makes one.
+
+    Raises:
+        ToolDefinitionError: Listing every problem with the function.
+    """
+
+    def decorate(function: Callable[P, R]) -> Tool[P, R]:
+        return Tool(function, name=name, description=description, strict=strict, timeout=timeout)
+
+    return decorate if fn is None else decorate(fn)
+
+
+def tools_by_name(
+    tools: Iterable[Tool[..., Any] | Callable[..., Any]],
+) -> dict[str, Tool[..., Any]]:
+    """Index tools by name, making plain functions into tools.
+
+    Args:
+        tools: Tools, or functions to be made into tools with default options.
+
+    Returns:
+        Each tool under its name, in the given order.
+
+    Raises:
+        ToolDefinitionError: Two tools have the same name, or a function cannot
+            be made into a tool.
+    """
+    index: dict[str, Tool[..., Any]] = {}
+    for item in tools:
+        as_tool = item if isinstance(item, Tool) else Tool(item)
+        if as_tool.name in index:
+            raise ToolDefinitionError(
+                as_tool.name, [f"another tool is already named {as_tool.name!r}"]
+            )
+        index[as_tool.name] = as_tool
+    return index
+
+
+def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
+    """A message the model can act on: every failing field, its reason and value."""
+    errors: list[dict[str, str]] = []
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_context=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        kind = error["type"]
+        if kind == "json_invalid":
+            reason = error["msg"].removeprefix("Invalid JSON: ")
+            message = (
+                f"the arguments of tool {name!r} are not valid JSON ({reason}); send an object"
+            )
+            return ToolArgumentsError(name, message, [{"loc": "", "msg": reason}])
+        if not loc and kind in ("dict_type", "model_type", "typed_dict_type"):
+            got = _json_type(error["input"])
+            message = f"the arguments of tool {name!r} must be a JSON object, not {got}"
+            return ToolArgumentsError(name, message, [{"loc": "", "msg": message}])
+        msg = "unexpected argument" if kind == "extra_forbidden" else error["msg"]
+        errors.append({"loc": loc, "msg": msg})
+        shown = "" if kind in ("missing", "extra_forbidden") else _shown(error["input"])
+        lines.append(f"- {loc or '(arguments)'}: {msg}{shown}")
+    count = f"{len(errors)} error" + ("s" if len(errors) > 1 else "")
+    message = f"invalid arguments for tool {name!r} ({count}):\n" + "\n".join(lines)
+    return ToolArgumentsError(name, message, errors)
+
+
+def _shown(value: Any) -> str:
+    text = pydantic_core.to_json(value, fallback=repr).decode()
+    if len(text) > _MAX_INPUT:
+        text = text[: _MAX_INPUT - 3] + "..."
+    return f" (got {text})"
+
+
+def _json_type(value: Any) -> str:
+    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"))
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    return next((label for kind, label in kinds if isinstance(value, kind)), "a value")
+
+
+def _to_content(name: str, result: Any) -> str:
+    """Tool-message content: a `str` as it is, anything else as JSON."""
+    if isinstance(result, str):
+        return result
+    try:
+        return pydantic_core.to_json(result).decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise ToolResultError(name, str(exc)) from None
