@@ -226,7 +226,7 @@ class ChatClient:
         body: dict[str, Any] = {"model": model, "messages": _dump_messages(messages)}
         for name, value in params.items():
             if value is not None:
-                body[name] = _dump(value)
+                body[name] = dump_wire(value)
         if stream:
             body["stream"] = True
         body.update(extra_body)
@@ -332,14 +332,15 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         ) from None
 
 
-def _dump(value: Any) -> Any:
+def dump_wire(value: Any) -> Any:
+    """A request value in wire form: models dumped without unset fields, tools by definition."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_none=True, by_alias=True)
     definition = getattr(value, "definition", None)
     if definition is not None:
-        return _dump(definition)
+        return dump_wire(definition)
     if isinstance(value, (list, tuple)):
-        return [_dump(item) for item in value]
+        return [dump_wire(item) for item in value]
     return value
 
 
