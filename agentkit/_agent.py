@@ -1,0 +1,350 @@
+"""`Agent`: a model, instructions and tools, run as a loop until the model answers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import anyio
+
+from agentkit._client import ChatClient
+from agentkit._events import EventHandler
+from agentkit._exceptions import RunTimeoutError, UserError
+from agentkit._history import check_history, to_messages
+from agentkit._loop import ChatModel, Run, RunState
+from agentkit._messages import (
+    ContentPart,
+    Message,
+    NamedToolChoice,
+    SystemMessage,
+    Usage,
+    UserMessage,
+)
+from agentkit._output import OutputSpec
+from agentkit._settings import ModelSettings
+from agentkit._tools import Tool, tools_by_name
+
+__all__ = ["Agent", "RunResult"]
+
+OutputT = TypeVar("OutputT")
+T = TypeVar("T")
+
+Prompt = str | Sequence[ContentPart]
+
+
+@dataclass(frozen=True)
+class RunResult(Generic[OutputT]):
+    """The outcome of a run.
+
+    Attributes:
+        output: The final answer: text, or a validated `output_type` value.
+        messages: The whole conversation, as message models. Each one's
+            `model_dump(mode="json", exclude_none=True)` is its wire form;
+            pass the list as `message_history` to continue the conversation.
+        usage: Tokens summed over every request of the run.
+        turns: Model requests made.
+    """
+
+    output: OutputT
+    messages: list[Message]
+    usage: Usage
+    turns: int
+
+
+class Agent(Generic[OutputT]):
+    """A model with instructions and tools, run as a loop until it answers.
+
+    An agent holds configuration only, so one agent can serve many concurrent
+    runs; each run keeps its own state.
+
+    Args:
+        model: The model name sent with each request.
+        client: A `ChatClient`, or any object with the same `create` method
+            (such as `agentkit.testing.FunctionModel`). Default: each run makes a
+            `ChatClient` from the environment and closes it at the end; pass
+            one client to share its connection pool between runs.
+        instructions: The system message that starts a new conversation.
+        tools: `Tool`s, or plain functions to be made into tools.
+        tool_choice: `"auto"`, `"none"`, `"required"`, or the name of a tool.
+        max_turns: The most model requests one run may make.
+        output_type: `str` for text, or a type (a pydantic model, say) the final
+            answer must validate against; it is requested with a strict JSON schema.
+        settings: Sampling fields sent with every request.
+        parallel_tool_calls: Sent as `parallel_tool_calls` when not None.
+        max_tool_retries: Failures of one tool in a row that are sent back to
+            the model for it to correct; one more ends the run with `ToolRetryError`.
+        output_retries: Final answers that fail validation and are sent back;
+            one more ends the run with `OutputValidationError`.
+        tool_errors: What to do when a tool raises: `"return"` sends the error
+            to the model as the tool's result; `"raise"` ends the run with
+            `ToolExecutionError`.
+        repeated_tool_calls: When the same tool is called with the same
+            arguments `repeat_limit` turns in a row: `"raise"` ends the run with
+            `RepeatedToolCallError`; `"tell"` answers that call with an error
+            asking the model to use the results it has.
+        repeat_limit: See `repeated_tool_calls`.
+        on_max_turns: `"raise"` ends a run that reaches `max_turns` with
+            `MaxTurnsExceeded`; `"answer"` makes one last request with
+            `tool_choice: "none"` so the run ends with an answer.
+        reset_tool_choice: After a forced call (`"required"` or a name), send
+            `"auto"` so the loop can end. False keeps forcing.
+        tool_concurrency: The most tool calls of one turn run at once (None: all).
+        timeout: Seconds a whole run may take before `RunTimeoutError`.
+        event_handler: Called with each `RunEvent`; see `agentkit.RunEvent`.
+
+    Example:
+        >>> agent = Agent("gpt-4o-mini", instructions="Be brief.", tools=[get_current_time])
+        >>> result = agent.run_sync("What time is it in Tokyo?")
+        >>> print(result.output)
+    """
+
+    @overload
+    def __init__(
+        self: Agent[str],
+        model: str,
+        *,
+        client: ChatModel | None = None,
+        instructions: str | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tool_choice: str = "auto",
+        max_turns: int = 10,
+        output_type: type[str] = str,
+        settings: ModelSettings | None = None,
+        parallel_tool_calls: bool | None = None,
+        max_tool_retries: int = 2,
+        output_retries: int = 2,
+        tool_errors: Literal["return", "raise"] = "return",
+        repeated_tool_calls: Literal["raise", "tell"] = "raise",
+        repeat_limit: int = 3,
+        on_max_turns: Literal["raise", "answer"] = "raise",
+        reset_tool_choice: bool = True,
+        tool_concurrency: int | None = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Agent[T],
+        model: str,
+        *,
+        client: ChatModel | None = None,
+        instructions: str | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tool_choice: str = "auto",
+        max_turns: int = 10,
+        output_type: type[T],
+        settings: ModelSettings | None = None,
+        parallel_tool_calls: bool | None = None,
+        max_tool_retries: int = 2,
+        output_retries: int = 2,
+        tool_errors: Literal["return", "raise"] = "return",
+        repeated_tool_calls: Literal["raise", "tell"] = "raise",
+        repeat_limit: int = 3,
+        on_max_turns: Literal["raise", "answer"] = "raise",
+        reset_tool_choice: bool = True,
+        tool_concurrency: int | None = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: ChatModel | None = None,
+        instructions: str | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tool_choice: str = "auto",
+        max_turns: int = 10,
+        output_type: type[Any] = str,
+        settings: ModelSettings | None = None,
+        parallel_tool_calls: bool | None = None,
+        max_tool_retries: int = 2,
+        output_retries: int = 2,
+        tool_errors: Literal["return", "raise"] = "return",
+        repeated_tool_calls: Literal["raise", "tell"] = "raise",
+        repeat_limit: int = 3,
+        on_max_turns: Literal["raise", "answer"] = "raise",
+        reset_tool_choice: bool = True,
+        tool_concurrency: int | None = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise UserError(f"model must be a non-empty model name, got {model!r}")
+        self.model = model
+        self.client = client
+        self.instructions = instructions
+        self.tools: Mapping[str, Tool[..., Any]] = tools_by_name(tools)
+        self.tool_definitions = [t.definition for t in self.tools.values()]
+        self.tool_choice: str | NamedToolChoice = _tool_choice(tool_choice, self.tools)
+        _check_int("max_turns", max_turns, 1)
+        _check_int("max_tool_retries", max_tool_retries, 0)
+        _check_int("output_retries", output_retries, 0)
+        _check_int("repeat_limit", repeat_limit, 2)
+        if tool_concurrency is not None:
+            _check_int("tool_concurrency", tool_concurrency, 1)
+        _check_choice("tool_errors", tool_errors, ("return", "raise"))
+        _check_choice("repeated_tool_calls", repeated_tool_calls, ("raise", "tell"))
+        _check_choice("on_max_turns", on_max_turns, ("raise", "answer"))
+        if timeout is not None and not timeout > 0:
+            raise UserError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.max_turns = max_turns
+        self.output: OutputSpec[OutputT] = OutputSpec(output_type)
+        self.settings = settings or ModelSettings()
+        self.parallel_tool_calls = parallel_tool_calls
+        self.max_tool_retries = max_tool_retries
+        self.output_retries = output_retries
+        self.tool_errors = tool_errors
+        self.repeated_tool_calls = repeated_tool_calls
+        self.repeat_limit = repeat_limit
+        self.on_max_turns = on_max_turns
+        self.reset_tool_choice = reset_tool_choice
+        self.tool_concurrency = tool_concurrency
+        self.timeout = timeout
+        self.event_handler = event_handler
+        params = self.settings.to_params()
+        if self.output.response_format is not None:
+            params["response_format"] = self.output.response_format
+        self.request_params: Mapping[str, Any] = params
+
+    def __repr__(self) -> str:
+        return f"Agent(model={self.model!r}, tools={list(self.tools)!r})"
+
+    async def run(
+        self,
+        prompt: Prompt,
+        *,
+        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> RunResult[OutputT]:
+        """Run the agent until the model gives a final answer.
+
+        Args:
+            prompt: The user's message: text, or content parts (text and images).
+            message_history: An earlier conversation to continue, such as
+                `RunResult.messages` of a previous run.
+            deps: Anything the tools need; they receive it as `ctx.deps`.
+            timeout: Seconds for the whole run; overrides the agent's `timeout`.
+            event_handler: Called with each event; overrides the agent's handler.
+
+        Raises:
+            AgentRunError: The run ended without an answer (a subclass says why);
+                its `.messages` is the history so far.
+            APIError: A request failed after the client's retries.
+            UserError: Bad arguments, history or tool results.
+        """
+        state = RunState(messages=self._start(prompt, message_history))
+        limit = self.timeout if timeout is None else timeout
+        async with AsyncExitStack() as stack:
+            client: ChatModel
+            if self.client is None:
+                client = await stack.enter_async_context(ChatClient())
+            else:
+                client = self.client
+            run = Run(self, client, state, deps=deps, events=event_handler or self.event_handler)
+            output: Any = None
+            with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
+                output = await run.run()
+            if scope.cancelled_caught:
+                raise RunTimeoutError(
+                    f"the run took longer than its timeout of {limit:g} s",
+                    messages=state.messages,
+                )
+        return RunResult(output, state.messages, state.usage, state.turns)
+
+    def run_sync(
+        self,
+        prompt: Prompt,
+        *,
+        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> RunResult[OutputT]:
+        """`run`, from synchronous code: starts an event loop for the run.
+
+        Raises:
+            UserError: Called where an event loop is already running; use
+                `await agent.run(...)` there instead.
+        """
+        if _in_event_loop():
+            raise UserError(
+                "run_sync() was called inside a running event loop; use `await agent.run(...)`"
+            )
+        call = functools.partial(
+            self.run,
+            prompt,
+            message_history=message_history,
+            deps=deps,
+            timeout=timeout,
+            event_handler=event_handler,
+        )
+        return anyio.run(call)
+
+    def _start(
+        self, prompt: Prompt, history: Sequence[Message | Mapping[str, Any]] | None
+    ) -> list[Message]:
+        messages = to_messages(history or ())
+        check_history(messages)
+        if self.instructions is not None and not (
+            messages and messages[0].role in ("system", "developer")
+        ):
+            messages.insert(0, SystemMessage(content=self.instructions))
+        if isinstance(prompt, str):
+            messages.append(UserMessage(content=prompt))
+        else:
+            try:
+                messages.append(UserMessage(content=list(prompt)))
+            except Exception as exc:
+                raise UserError(f"prompt must be text or content parts: {exc}") from None
+        return messages
+
+
+def _tool_choice(choice: Any, tools: Mapping[str, Tool[..., Any]]) -> str | NamedToolChoice:
+    if choice in ("auto", "none", "required"):
+        if choice == "required" and not tools:
+            raise UserError('tool_choice="required" needs at least one tool')
+        return str(choice)
+    if isinstance(choice, str):
+        if choice not in tools:
+            known = ", ".join(tools) or "none"
+            raise UserError(f"tool_choice {choice!r} is not a tool of this agent (tools: {known})")
+        return NamedToolChoice.of(choice)
+    raise UserError(f'tool_choice must be "auto", "none", "required" or a tool name: {choice!r}')
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _in_event_loop() -> bool:
+    """Whether an asyncio or trio event loop runs in this thread."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return True
+        except RuntimeError:
+            pass
+    return False

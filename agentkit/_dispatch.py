@@ -1,0 +1,142 @@
+"""The tool step: one tool call in, one tool message out; and a turn's calls run together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from agentkit._context import RunContext
+from agentkit._events import EventHandler, ToolCallEnd, ToolCallStart, emit
+from agentkit._exceptions import ModelRetry, ToolCallError, UserError
+from agentkit._messages import CustomToolCall, ToolCall, ToolMessage
+from agentkit._tools import Tool
+
+__all__ = ["ToolOutcome", "dispatch", "run_tool_call", "unanswered"]
+
+logger = logging.getLogger("agentkit")
+
+AnyCall = ToolCall | CustomToolCall
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What one tool call produced."""
+
+    message: ToolMessage
+    """The tool message answering the call."""
+    tool_name: str
+    error: str | None = None
+    """The error text the model was sent, when the call failed."""
+    exception: BaseException | None = None
+    """The exception the tool itself raised, if it raised one."""
+    fatal: BaseException | None = None
+    """A usage mistake (such as an unserialisable result) that must end the run."""
+
+
+def call_name(call: AnyCall) -> str:
+    return call.function.name if isinstance(call, ToolCall) else call.custom.name
+
+
+def call_arguments(call: AnyCall) -> str:
+    return call.function.arguments if isinstance(call, ToolCall) else call.custom.input
+
+
+def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
+    """The answer to a call that was not (or not fully) run."""
+    text = f"Error: not run: {reason}"
+    return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call_name(call), error=text)
+
+
+async def run_tool_call(
+    call: AnyCall,
+    tools: Mapping[str, Tool[..., Any]],
+    ctx: RunContext[Any],
+    *,
+    turn: int,
+    events: EventHandler | None,
+) -> ToolOutcome:
+    """Run one tool call; every failure becomes a tool message for the model."""
+    name, arguments = call_name(call), call_arguments(call)
+    await emit(events, ToolCallStart(turn, call.id, name, arguments))
+    started = time.perf_counter()
+    outcome = await _execute(call, name, arguments, tools, ctx)
+    duration = time.perf_counter() - started
+    logger.debug(
+        "tool %s (%s) %s in %.1f ms",
+        name,
+        call.id,
+        "failed" if outcome.error else "ok",
+        duration * 1000,
+    )
+    content = outcome.message.content
+    result = content if isinstance(content, str) else "".join(p.text for p in content)
+    await emit(events, ToolCallEnd(turn, call.id, name, arguments, result, outcome.error, duration))
+    return outcome
+
+
+async def _execute(
+    call: AnyCall,
+    name: str,
+    arguments: str,
+    tools: Mapping[str, Tool[..., Any]],
+    ctx: RunContext[Any],
+) -> ToolOutcome:
+    def failed(text: str, exception: BaseException | None = None) -> ToolOutcome:
+        content = f"Error: {text}"
+        return ToolOutcome(
+            ToolMessage(tool_call_id=call.id, content=content), name, content, exception
+        )
+
+    tool = tools.get(name) if isinstance(call, ToolCall) else None
+    if tool is None:
+        available = ", ".join(tools) or "none"
+        kind = "function tool" if isinstance(call, ToolCall) else "custom tool"
+        return failed(f"there is no {kind} named {name!r}; available tools: {available}")
+    try:
+        content = await tool.call(arguments, ctx)
+    except (ToolCallError, ModelRetry) as exc:
+        return failed(str(exc))
+    except UserError as exc:
+        answer = failed("the tool could not produce a result")
+        return ToolOutcome(answer.message, name, answer.error, fatal=exc)
+    except Exception as exc:
+        return failed(f"{type(exc).__name__}: {exc}", exc)
+    return ToolOutcome(ToolMessage(tool_call_id=call.id, content=content), name)
+
+
+async def dispatch(
+    calls: Sequence[AnyCall],
+    step: Callable[[AnyCall], Awaitable[ToolOutcome]],
+    outcomes: list[ToolOutcome | None],
+    *,
+    limiter: anyio.CapacityLimiter | None,
+) -> None:
+    """Run `step` for every call at once, storing each outcome at the call's index.
+
+    A call whose slot in `outcomes` is already filled is not run. Calls start
+    in their order (each is started before the next), so a durable backend
+    that records steps sees them in a stable order. `outcomes` is filled in
+    place so that whatever finished is kept if the turn is cancelled.
+    """
+    pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+
+    async def one(i: int, call: AnyCall, *, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        if limiter is None:
+            outcomes[i] = await step(call)
+        else:
+            async with limiter:
+                outcomes[i] = await step(call)
+
+    if len(pending) == 1:
+        outcomes[pending[0]] = await step(calls[pending[0]])
+        return
+    async with anyio.create_task_group() as tg:
+        for i in pending:
+            await tg.start(one, i, calls[i])

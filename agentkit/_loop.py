@@ -1,0 +1,325 @@
+"""The agent loop: request → tool calls → tool messages → request …
+
+The loop reaches the outside world through exactly two steps, so a durable
+backend can wrap each one: `model_step` (the conversation in, an assistant
+message out) and `tool_step` (one tool call in, one tool message out). All
+other state lives in `RunState`, which is plain data and serialisable after
+every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import anyio
+from pydantic import BaseModel, Field
+
+from agentkit._context import RunContext
+from agentkit._dispatch import (
+    AnyCall,
+    ToolOutcome,
+    call_arguments,
+    call_name,
+    dispatch,
+    run_tool_call,
+    unanswered,
+)
+from agentkit._events import EventHandler, ModelRequestEnd, ModelRequestStart, emit
+from agentkit._exceptions import (
+    ContentFilterError,
+    IncompleteOutputError,
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    OutputValidationError,
+    RefusalError,
+    RepeatedToolCallError,
+    ToolExecutionError,
+    ToolRetryError,
+)
+from agentkit._messages import (
+    AssistantMessage,
+    ChatCompletion,
+    Message,
+    NamedToolChoice,
+    Usage,
+    UserMessage,
+)
+
+if TYPE_CHECKING:
+    from agentkit._agent import Agent
+
+__all__ = ["ChatModel", "ModelResponse", "Run", "RunState"]
+
+logger = logging.getLogger("agentkit")
+
+OutputT = TypeVar("OutputT")
+
+
+class ChatModel(Protocol):
+    """What an agent needs of its client: `ChatClient`, or a test double such as
+    `agentkit.testing.FunctionModel`: an async `create(*, model, messages, **params)`
+    returning a `ChatCompletion`."""
+
+    @property
+    def create(self) -> Callable[..., Awaitable[ChatCompletion]]:
+        """One complete response; see `ChatClient.create`."""
+        ...
+
+
+class RunState(BaseModel):
+    """Everything a run knows, after every step: plain data, JSON-serialisable."""
+
+    messages: list[Message]
+    usage: Usage = Field(default_factory=Usage)
+    turns: int = 0
+    """Model requests made so far."""
+    tool_failures: dict[str, int] = Field(default_factory=dict)
+    """Consecutive failed calls, per tool name."""
+    output_failures: int = 0
+    """Final answers that did not validate against the output type."""
+    call_streaks: dict[str, int] = Field(default_factory=dict)
+    """For each call (tool name and arguments) made last turn: turns in a row it was made."""
+    forced_done: bool = False
+    """A forced `tool_choice` has been used and, by default, no longer applies."""
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """What the model step gives back."""
+
+    message: AssistantMessage
+    finish_reason: str | None
+    usage: Usage
+
+
+class Run(Generic[OutputT]):
+    """One run of an agent: its state and the steps that move it on."""
+
+    def __init__(
+        self,
+        agent: Agent[OutputT],
+        client: ChatModel,
+        state: RunState,
+        *,
+        deps: Any,
+        events: EventHandler | None,
+    ) -> None:
+        self.agent = agent
+        self.client = client
+        self.state = state
+        self.deps = deps
+        self.events = events
+
+    async def run(self) -> OutputT:
+        """Drive the loop until a final answer, or raise an `AgentRunError`."""
+        agent, state = self.agent, self.state
+        while True:
+            last = state.turns >= agent.max_turns
+            if last and (agent.on_max_turns == "raise" or state.turns > agent.max_turns):
+                raise MaxTurnsExceeded(
+                    f"the run reached max_turns={agent.max_turns} without a final answer",
+                    messages=state.messages,
+                )
+            # With on_max_turns="answer", one request past the limit may not call tools.
+            response = await self.model_step(tool_choice="none" if last else self._tool_choice())
+            self._record(response)
+            if response.message.tool_calls and response.finish_reason != "length":
+                await self._answer_tool_calls(response.message.tool_calls)
+                continue
+            done, output = self._final(response)
+            if done:
+                return output  # type: ignore[no-any-return]
+
+    # --- the two steps ------------------------------------------------------------------
+
+    async def model_step(self, *, tool_choice: Any) -> ModelResponse:
+        """Send the conversation; return the assistant message, finish reason and usage."""
+        agent, state = self.agent, self.state
+        turn = state.turns + 1
+        params = dict(agent.request_params)
+        if agent.tool_definitions:
+            params["tools"] = agent.tool_definitions
+            params["tool_choice"] = tool_choice
+            if agent.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = agent.parallel_tool_calls
+        await emit(self.events, ModelRequestStart(turn, len(state.messages)))
+        started = time.perf_counter()
+        completion = await self.client.create(model=agent.model, messages=state.messages, **params)
+        latency = time.perf_counter() - started
+        if not completion.choices:
+            raise ModelBehaviorError("the model's response has no choices", messages=state.messages)
+        choice = completion.choices[0]
+        response = ModelResponse(
+            _request_form(choice.message), choice.finish_reason, completion.usage or Usage()
+        )
+        logger.debug(
+            "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
+            turn,
+            response.finish_reason,
+            len(response.message.tool_calls or ()),
+            response.usage.total_tokens,
+            latency * 1000,
+        )
+        await emit(
+            self.events,
+            ModelRequestEnd(
+                turn, response.message, response.finish_reason, response.usage, latency
+            ),
+        )
+        return response
+
+    async def tool_step(self, call: AnyCall) -> ToolOutcome:
+        """Run one tool call and answer it."""
+        ctx: RunContext[Any] = RunContext(
+            deps=self.deps,
+            messages=tuple(self.state.messages),
+            usage=self.state.usage,
+            tool_call_id=call.id,
+        )
+        return await run_tool_call(
+            call, self.agent.tools, ctx, turn=self.state.turns, events=self.events
+        )
+
+    # --- what happens between the steps -------------------------------------------------
+
+    def _tool_choice(self) -> Any:
+        choice = self.agent.tool_choice
+        forced = choice == "required" or isinstance(choice, NamedToolChoice)
+        if forced and self.state.forced_done and self.agent.reset_tool_choice:
+            return "auto"
+        return choice
+
+    def _record(self, response: ModelResponse) -> None:
+        state = self.state
+        state.turns += 1
+        state.usage = state.usage + response.usage
+        state.messages.append(response.message)
+        if response.message.tool_calls:
+            state.forced_done = True
+
+    async def _answer_tool_calls(self, calls: Sequence[AnyCall]) -> None:
+        """Run a turn's calls at once and append their answers in call order, whatever happens."""
+        repeated = self._repeated(calls)
+        outcomes: list[ToolOutcome | None] = [None] * len(calls)
+        if repeated is not None:
+            if self.agent.repeated_tool_calls == "raise":
+                reason = "the run stopped: the same call was repeated"
+                outcomes = [unanswered(call, reason) for call in calls]
+            else:
+                outcomes[calls.index(repeated)] = unanswered(
+                    repeated,
+                    f"the same call with the same arguments was made {self.agent.repeat_limit} "
+                    "turns in a row; use the results you already have",
+                )
+        try:
+            await dispatch(calls, self.tool_step, outcomes, limiter=self._limiter())
+        finally:
+            for i, call in enumerate(calls):
+                outcome = outcomes[i]
+                if outcome is None:
+                    outcome = outcomes[i] = unanswered(call, "the run was cancelled")
+                self.state.messages.append(outcome.message)
+        self._after_tools([o for o in outcomes if o is not None], repeated)
+
+    def _after_tools(self, outcomes: Sequence[ToolOutcome], repeated: AnyCall | None) -> None:
+        agent, state = self.agent, self.state
+        if repeated is not None and agent.repeated_tool_calls == "raise":
+            raise RepeatedToolCallError(
+                call_name(repeated),
+                call_arguments(repeated),
+                agent.repeat_limit,
+                messages=state.messages,
+            )
+        for outcome in outcomes:
+            if outcome.fatal is not None:
+                raise outcome.fatal
+            if outcome.exception is not None and agent.tool_errors == "raise":
+                raise ToolExecutionError(
+                    outcome.tool_name, outcome.exception, messages=state.messages
+                ) from outcome.exception
+        for outcome in outcomes:
+            name = outcome.tool_name
+            if outcome.error is None:
+                state.tool_failures.pop(name, None)
+                continue
+            state.tool_failures[name] = state.tool_failures.get(name, 0) + 1
+            if state.tool_failures[name] > agent.max_tool_retries:
+                raise ToolRetryError(
+                    name, outcome.error, state.tool_failures[name], messages=state.messages
+                )
+
+    def _repeated(self, calls: Sequence[AnyCall]) -> AnyCall | None:
+        """Update the streaks of identical calls; the first call at the limit, if any."""
+        previous = self.state.call_streaks
+        streaks: dict[str, int] = {}
+        hit: AnyCall | None = None
+        for call in calls:
+            key = f"{call_name(call)}\x00{call_arguments(call)}"
+            streaks[key] = previous.get(key, 0) + 1
+            if hit is None and streaks[key] >= self.agent.repeat_limit:
+                hit = call
+        self.state.call_streaks = streaks
+        return hit
+
+    def _limiter(self) -> anyio.CapacityLimiter | None:
+        limit = self.agent.tool_concurrency
+        return None if limit is None else anyio.CapacityLimiter(limit)
+
+    def _final(self, response: ModelResponse) -> tuple[bool, Any]:
+        """The output when `response` is a final answer; (False, None) to ask again."""
+        state, message = self.state, response.message
+        if response.finish_reason == "length":
+            if message.tool_calls:
+                # Cut-off arguments are not run; the calls are answered so the history holds.
+                for call in message.tool_calls:
+                    state.messages.append(unanswered(call, "the response was cut off").message)
+            raise IncompleteOutputError(
+                "the model hit its token limit (finish_reason 'length')",
+                messages=state.messages,
+                partial=message,
+            )
+        if response.finish_reason == "content_filter":
+            raise ContentFilterError(
+                "the provider's content filter stopped the answer", messages=state.messages
+            )
+        if message.refusal:
+            raise RefusalError(message.refusal, messages=state.messages)
+        try:
+            return True, self.agent.output.parse(_text(message))
+        except ValueError as exc:
+            state.output_failures += 1
+            if state.output_failures > self.agent.output_retries:
+                raise OutputValidationError(
+                    f"the final answer did not match the output type "
+                    f"{state.output_failures} times: {exc}",
+                    messages=state.messages,
+                    errors=str(exc),
+                ) from None
+            state.messages.append(UserMessage(content=f"{exc}\nPlease answer again."))
+            return False, None
+
+
+def _text(message: AssistantMessage) -> str | None:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content
+    return "".join(getattr(part, "text", "") for part in content)
+
+
+def _request_form(message: AssistantMessage) -> AssistantMessage:
+    """The response message as it goes back in a request: response-only fields dropped."""
+    extra: dict[str, Any] = {}
+    audio = (message.model_extra or {}).get("audio")
+    if isinstance(audio, Mapping) and "id" in audio:
+        extra["audio"] = {"id": audio["id"]}
+    return AssistantMessage(
+        content=message.content,
+        refusal=message.refusal,
+        tool_calls=message.tool_calls,
+        name=message.name,
+        **extra,
+    )
