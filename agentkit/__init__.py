@@ -2,6 +2,7 @@
 
 from agentkit._agent import Agent as Agent, RunResult as RunResult
 from agentkit._client import ChatClient as ChatClient
+from agentkit._context import RunContext as RunContext
 from agentkit._events import (
     EventHandler as EventHandler,
     ModelRequestEnd as ModelRequestEnd,
@@ -89,6 +90,7 @@ from agentkit._messages import (
 from agentkit._params import CompletionParams as CompletionParams
 from agentkit._settings import ModelSettings as ModelSettings
 from agentkit._stream import ChatStream as ChatStream
+from agentkit._tools import Tool as Tool, tool as tool
 from agentkit._version import __version__ as __version__
 
 __all__ = [
@@ -153,12 +155,14 @@ __all__ = [
     "ResponseFormatJSONObject",
     "ResponseFormatJSONSchema",
     "ResponseFormatText",
+    "RunContext",
     "RunEvent",
     "RunResult",
     "RunState",
     "RunTimeoutError",
     "SystemMessage",
     "TextPart",
+    "Tool",
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
@@ -177,5 +181,6 @@ __all__ = [
     "Usage",
     "UserError",
     "UserMessage",
+    "tool",
     "__version__",
 ]
