@@ -7,8 +7,16 @@ from agentkit._events import (
     EventHandler as EventHandler,
     ModelRequestEnd as ModelRequestEnd,
     ModelRequestStart as ModelRequestStart,
+    OutputDelta as OutputDelta,
+    RefusalDelta as RefusalDelta,
+    RunComplete as RunComplete,
     RunEvent as RunEvent,
+    StreamEvent as StreamEvent,
+    TextDelta as TextDelta,
+    ToolCallArgumentsDelta as ToolCallArgumentsDelta,
+    ToolCallComplete as ToolCallComplete,
     ToolCallEnd as ToolCallEnd,
+    ToolCallOpened as ToolCallOpened,
     ToolCallStart as ToolCallStart,
 )
 from agentkit._exceptions import (
@@ -90,6 +98,7 @@ from agentkit._messages import (
 from agentkit._params import CompletionParams as CompletionParams
 from agentkit._settings import ModelSettings as ModelSettings
 from agentkit._stream import ChatStream as ChatStream
+from agentkit._streaming import StreamedRun as StreamedRun
 from agentkit._tools import Tool as Tool, tool as tool
 from agentkit._version import __version__ as __version__
 
@@ -144,10 +153,12 @@ __all__ = [
     "NamedToolChoice",
     "NotFoundError",
     "OtherPart",
+    "OutputDelta",
     "OutputValidationError",
     "PermissionDeniedError",
     "PromptTokensDetails",
     "RateLimitError",
+    "RefusalDelta",
     "RefusalError",
     "RefusalPart",
     "RepeatedToolCallError",
@@ -155,19 +166,26 @@ __all__ = [
     "ResponseFormatJSONObject",
     "ResponseFormatJSONSchema",
     "ResponseFormatText",
+    "RunComplete",
     "RunContext",
     "RunEvent",
     "RunResult",
     "RunState",
     "RunTimeoutError",
+    "StreamEvent",
+    "StreamedRun",
     "SystemMessage",
+    "TextDelta",
     "TextPart",
     "Tool",
     "ToolArgumentsError",
     "ToolCall",
+    "ToolCallArgumentsDelta",
+    "ToolCallComplete",
     "ToolCallDelta",
     "ToolCallEnd",
     "ToolCallError",
+    "ToolCallOpened",
     "ToolCallStart",
     "ToolChoice",
     "ToolDefinition",

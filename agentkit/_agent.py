@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 import anyio
 
 from agentkit._client import ChatClient
-from agentkit._events import EventHandler
+from agentkit._events import EventHandler, StreamEvent, emit
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._history import check_history, to_messages
 from agentkit._loop import ChatModel, Run, RunState
@@ -26,6 +26,7 @@ from agentkit._messages import (
 )
 from agentkit._output import OutputSpec
 from agentkit._settings import ModelSettings
+from agentkit._streaming import StreamedRun, iterate_sync
 from agentkit._tools import Tool, tools_by_name
 
 __all__ = ["Agent", "RunResult"]
@@ -241,6 +242,86 @@ class Agent(Generic[OutputT]):
             APIError: A request failed after the client's retries.
             UserError: Bad arguments, history or tool results.
         """
+        handler = event_handler or self.event_handler
+        return await self._execute(prompt, message_history, deps, timeout, handler, stream=False)
+
+    def run_stream(
+        self,
+        prompt: Prompt,
+        *,
+        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> StreamedRun[OutputT]:
+        """Run the agent with every answer streamed; iterate the events as they come.
+
+        Takes the same arguments as `run`; the agent's (or this call's)
+        `event_handler` also sees every event. Tools run between streamed
+        turns exactly as in `run`.
+
+        Example:
+            >>> async with agent.run_stream("What time is it in Tokyo?") as stream:
+            ...     async for event in stream:
+            ...         if isinstance(event, TextDelta):
+            ...             print(event.text, end="", flush=True)
+            >>> stream.result.output
+        """
+        handler = event_handler or self.event_handler
+
+        async def execute(send: Callable[[Any], Awaitable[None]]) -> RunResult[OutputT]:
+            async def forward(event: Any) -> None:
+                await emit(handler, event)
+                await send(event)
+
+            return await self._execute(prompt, message_history, deps, timeout, forward, stream=True)
+
+        return StreamedRun(execute)
+
+    def run_stream_sync(
+        self,
+        prompt: Prompt,
+        *,
+        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> Iterator[StreamEvent]:
+        """`run_stream` for synchronous code: a plain iterator of the events.
+
+        The run goes on in an event loop in a worker thread; leaving the loop
+        early cancels it. The last event is `RunComplete` with the result.
+
+        Example:
+            >>> for event in agent.run_stream_sync("What time is it in Tokyo?"):
+            ...     if isinstance(event, TextDelta):
+            ...         print(event.text, end="", flush=True)
+        """
+        if _in_event_loop():
+            raise UserError(
+                "run_stream_sync() was called inside a running event loop; "
+                "use `async with agent.run_stream(...)`"
+            )
+        return iterate_sync(
+            self.run_stream(
+                prompt,
+                message_history=message_history,
+                deps=deps,
+                timeout=timeout,
+                event_handler=event_handler,
+            )
+        )
+
+    async def _execute(
+        self,
+        prompt: Prompt,
+        message_history: Sequence[Message | Mapping[str, Any]] | None,
+        deps: Any,
+        timeout: float | None,
+        events: EventHandler | None,
+        *,
+        stream: bool,
+    ) -> RunResult[OutputT]:
         state = RunState(messages=self._start(prompt, message_history))
         limit = self.timeout if timeout is None else timeout
         async with AsyncExitStack() as stack:
@@ -249,7 +330,7 @@ class Agent(Generic[OutputT]):
                 client = await stack.enter_async_context(ChatClient())
             else:
                 client = self.client
-            run = Run(self, client, state, deps=deps, events=event_handler or self.event_handler)
+            run = Run(self, client, state, deps=deps, events=events, stream=stream)
             output: Any = None
             with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
                 output = await run.run()

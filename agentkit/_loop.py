@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -43,11 +44,13 @@ from agentkit._exceptions import (
 from agentkit._messages import (
     AssistantMessage,
     ChatCompletion,
+    ChatCompletionChunk,
     Message,
     NamedToolChoice,
     Usage,
     UserMessage,
 )
+from agentkit._streamstep import streamed_response
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
@@ -62,11 +65,19 @@ OutputT = TypeVar("OutputT")
 class ChatModel(Protocol):
     """What an agent needs of its client: `ChatClient`, or a test double such as
     `agentkit.testing.FunctionModel`: an async `create(*, model, messages, **params)`
-    returning a `ChatCompletion`."""
+    returning a `ChatCompletion`, and `stream(...)` with the same arguments returning
+    an async context manager that iterates `ChatCompletionChunk`s."""
 
     @property
     def create(self) -> Callable[..., Awaitable[ChatCompletion]]:
         """One complete response; see `ChatClient.create`."""
+        ...
+
+    @property
+    def stream(
+        self,
+    ) -> Callable[..., AbstractAsyncContextManager[AsyncIterator[ChatCompletionChunk]]]:
+        """A streamed response; see `ChatClient.stream`."""
         ...
 
 
@@ -107,12 +118,15 @@ class Run(Generic[OutputT]):
         *,
         deps: Any,
         events: EventHandler | None,
+        stream: bool = False,
     ) -> None:
         self.agent = agent
         self.client = client
         self.state = state
         self.deps = deps
         self.events = events
+        self.stream = stream
+        """Request each answer as a stream, emitting its pieces as events."""
 
     async def run(self) -> OutputT:
         """Drive the loop until a final answer, or raise an `AgentRunError`."""
@@ -148,14 +162,31 @@ class Run(Generic[OutputT]):
                 params["parallel_tool_calls"] = agent.parallel_tool_calls
         await emit(self.events, ModelRequestStart(turn, len(state.messages)))
         started = time.perf_counter()
-        completion = await self.client.create(model=agent.model, messages=state.messages, **params)
+        if self.stream:
+            response = ModelResponse(
+                *await streamed_response(
+                    self.client,
+                    model=agent.model,
+                    messages=state.messages,
+                    params=params,
+                    turn=turn,
+                    events=self.events,
+                    output=agent.output,
+                )
+            )
+        else:
+            completion = await self.client.create(
+                model=agent.model, messages=state.messages, **params
+            )
+            if not completion.choices:
+                raise ModelBehaviorError(
+                    "the model's response has no choices", messages=state.messages
+                )
+            choice = completion.choices[0]
+            response = ModelResponse(
+                _request_form(choice.message), choice.finish_reason, completion.usage or Usage()
+            )
         latency = time.perf_counter() - started
-        if not completion.choices:
-            raise ModelBehaviorError("the model's response has no choices", messages=state.messages)
-        choice = completion.choices[0]
-        response = ModelResponse(
-            _request_form(choice.message), choice.finish_reason, completion.usage or Usage()
-        )
         logger.debug(
             "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
             turn,

@@ -33,6 +33,7 @@ class OutputSpec(Generic[T]):
         self.output_type = output_type
         self.is_text = output_type is str
         self.response_format: ResponseFormatJSONSchema | None = None
+        self._wrapped = False
         if self.is_text:
             return
         try:
@@ -65,6 +66,12 @@ class OutputSpec(Generic[T]):
                 strict=True,
             )
         )
+
+    def unwrap(self, value: Any) -> Any:
+        """The output part of a parsed (possibly partial) JSON answer."""
+        if self._wrapped and isinstance(value, dict):
+            return value.get(_WRAPPER_KEY)
+        return value
 
     def parse(self, content: str | None) -> T:
         """The output from the final answer's text.

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -37,6 +39,7 @@ from agentkit._exceptions import UserError
 from agentkit._messages import (
     AssistantMessage,
     ChatCompletion,
+    ChatCompletionChunk,
     Choice,
     FunctionCall,
     Message,
@@ -139,6 +142,25 @@ class FunctionModel:
             reply = await reply
         return _completion(reply, self.model_name, len(self.requests))
 
+    def stream(
+        self, *, model: str, messages: Sequence[Message], **params: Any
+    ) -> AbstractAsyncContextManager[AsyncIterator[ChatCompletionChunk]]:
+        """Answer one request through the function, as stream chunks.
+
+        The answer is cut into pieces the way a server streams it: the text a
+        word at a time, each tool call's id and name first and its arguments
+        in short pieces; usage comes last when `stream_options.include_usage`.
+        """
+        include_usage = bool((params.get("stream_options") or {}).get("include_usage"))
+        params = {**params, "stream": True}
+
+        @asynccontextmanager
+        async def chunks() -> AsyncIterator[AsyncIterator[ChatCompletionChunk]]:
+            completion = await self.create(model=model, messages=messages, **params)
+            yield _aiter(_chunks(completion, include_usage))
+
+        return chunks()
+
 
 class ScriptedModel(FunctionModel):
     """A model that replays a fixed list of answers, one per request.
@@ -168,6 +190,43 @@ def _body(model: str, messages: Sequence[Message], params: Mapping[str, Any]) ->
     body = {"model": model, "messages": dump_wire(list(messages))}
     body.update({k: dump_wire(v) for k, v in params.items() if v is not None})
     return body
+
+
+async def _aiter(items: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    for item in items:
+        yield item
+
+
+def _chunks(completion: ChatCompletion, include_usage: bool) -> list[ChatCompletionChunk]:
+    """A completion cut into the chunks a server would stream for it."""
+    choice = completion.choices[0]
+    message = choice.message
+    deltas: list[dict[str, Any]] = [{"role": "assistant"}]
+    if isinstance(message.content, str):
+        deltas += [{"content": word} for word in re.findall(r"\S+\s*|\s+", message.content)]
+    if message.refusal:
+        deltas += [{"refusal": word} for word in re.findall(r"\S+\s*|\s+", message.refusal)]
+    for index, call in enumerate(message.tool_calls or ()):
+        if not isinstance(call, ToolCall):
+            continue
+        head = {"name": call.function.name, "arguments": ""}
+        deltas.append(
+            {"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": head}]}
+        )
+        arguments = call.function.arguments
+        for start in range(0, len(arguments), 8):
+            piece = {"arguments": arguments[start : start + 8]}
+            deltas.append({"tool_calls": [{"index": index, "function": piece}]})
+    base = {"id": completion.id, "created": completion.created, "model": completion.model}
+    chunks = [
+        ChatCompletionChunk.model_validate({**base, "choices": [{"index": 0, "delta": delta}]})
+        for delta in deltas
+    ]
+    finish = {"index": 0, "delta": {}, "finish_reason": choice.finish_reason}
+    chunks.append(ChatCompletionChunk.model_validate({**base, "choices": [finish]}))
+    if include_usage and completion.usage is not None:
+        chunks.append(ChatCompletionChunk(**base, choices=[], usage=completion.usage))
+    return chunks
 
 
 def _completion(reply: Reply, model_name: str, number: int) -> ChatCompletion:

@@ -26,6 +26,7 @@ from agentkit import (
     Message,
     ModelRetry,
     RunEvent,
+    TextDelta,
     ToolCall,
     ToolCallEnd,
     ToolMessage,
@@ -169,11 +170,21 @@ def build_agent() -> Agent[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("question", nargs="?", default="What time is it in Tokyo and in Paris?")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it arrives")
     args = parser.parse_args(argv)
     agent = build_agent()
     print("tool calls:")
-    result = agent.run_sync(args.question)
-    print(f"answer: {result.output}")
+    if not args.stream:
+        print(f"answer: {agent.run_sync(args.question).output}")
+        return 0
+    answering = False
+    for event in agent.run_stream_sync(args.question):
+        if isinstance(event, TextDelta):
+            if not answering:
+                print("answer: ", end="")
+                answering = True
+            print(event.text, end="", flush=True)
+    print()
     return 0
 
 

@@ -1,0 +1,171 @@
+"""Stream chunks → one assistant message, with events for each piece as it arrives.
+
+Tool-call deltas are put together by `index`. OpenAI sends each call's id and
+name in its first delta and the arguments in many pieces after it; other
+OpenAI-compatible servers bend that, and the assembler accepts:
+
+- a delta without `index` when only one call can be meant (it continues the
+  call it names by id, else the call seen last, else starts the first one);
+- two deltas for the same index in one chunk (merged in order, none dropped);
+- an `id` or `name` that arrives after the first piece of the arguments;
+- the same index reused with a new id for the next call (a new call);
+- a name repeated in every delta (kept once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from agentkit._messages import (
+    AssistantMessage,
+    ChatCompletionChunk,
+    FunctionCall,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = [
+    "Assembler",
+    "RefusalPiece",
+    "TextPiece",
+    "ToolCallArgumentsPiece",
+    "ToolCallOpen",
+]
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+
+
+@dataclass(frozen=True)
+class RefusalPiece:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallOpen:
+    """Both the id and the name of a call are known."""
+
+    index: int
+    tool_call_id: str
+    tool_name: str
+
+
+@dataclass(frozen=True)
+class ToolCallArgumentsPiece:
+    index: int
+    delta: str
+
+
+Piece = TextPiece | RefusalPiece | ToolCallOpen | ToolCallArgumentsPiece
+
+
+@dataclass
+class _Call:
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    opened: bool = False
+
+
+class Assembler:
+    """Accumulates the chunks of one streamed response (choice 0)."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._refusal: list[str] = []
+        self._calls: list[_Call] = []
+        self._by_index: dict[int, int] = {}  # the server's index → position in _calls
+        self._last: int | None = None
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: ChatCompletionChunk) -> list[Piece]:
+        """Take one chunk; return what it added, in order."""
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        pieces: list[Piece] = []
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta.content:
+                self._text.append(delta.content)
+                pieces.append(TextPiece(delta.content))
+            if delta.refusal:
+                self._refusal.append(delta.refusal)
+                pieces.append(RefusalPiece(delta.refusal))
+            for call_delta in delta.tool_calls or ():
+                pieces.extend(self._tool_delta(call_delta))
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+        return pieces
+
+    def _tool_delta(self, delta: ToolCallDelta) -> list[Piece]:
+        position = self._position(delta)
+        call = self._calls[position]
+        self._last = position
+        if delta.id and not call.id:
+            call.id = delta.id
+        function = delta.function
+        if function is not None and function.name and not call.name:
+            call.name = function.name
+        pieces: list[Piece] = []
+        if not call.opened and call.id and call.name:
+            call.opened = True
+            pieces.append(ToolCallOpen(position, call.id, call.name))
+        if function is not None and function.arguments:
+            call.arguments.append(function.arguments)
+            pieces.append(ToolCallArgumentsPiece(position, function.arguments))
+        return pieces
+
+    def _position(self, delta: ToolCallDelta) -> int:
+        """Which call a delta continues, or a new one."""
+        name = delta.function.name if delta.function is not None else None
+        if delta.index is not None and delta.index in self._by_index:
+            position = self._by_index[delta.index]
+            call = self._calls[position]
+            if not _starts_new(call, delta.id, name):
+                return position
+        elif delta.index is None:
+            if delta.id:
+                for position, call in enumerate(self._calls):
+                    if call.id == delta.id:
+                        return position
+            if self._last is not None and not _starts_new(self._calls[self._last], delta.id, name):
+                return self._last
+        self._calls.append(_Call())
+        position = len(self._calls) - 1
+        if delta.index is not None:
+            self._by_index[delta.index] = position
+        return position
+
+    def message(self) -> AssistantMessage:
+        """The assistant message, as a non-streaming response would have given it."""
+        calls = [
+            ToolCall(
+                id=call.id or f"call_{uuid.uuid4().hex[:24]}",
+                function=FunctionCall(name=call.name or "", arguments="".join(call.arguments)),
+            )
+            for call in self._calls
+        ]
+        return AssistantMessage(
+            content="".join(self._text) if self._text else None,
+            refusal="".join(self._refusal) if self._refusal else None,
+            tool_calls=calls or None,
+        )
+
+    @property
+    def text(self) -> str:
+        """The text so far."""
+        return "".join(self._text)
+
+
+def _starts_new(call: _Call, new_id: str | None, new_name: str | None) -> bool:
+    """A delta whose id or name contradicts the call's is the start of the next call."""
+    if new_id and call.id and new_id != call.id:
+        return True
+    return bool(new_name and call.name and new_name != call.name and call.arguments)
