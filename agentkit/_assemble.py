@@ -92,12 +92,16 @@ class Assembler:
             if choice.index != 0:
                 continue
             delta = choice.delta
-            if delta.content:
+            # An empty string still counts: the message then has "" where a
+            # non-streaming response has "", rather than null.
+            if delta.content is not None:
                 self._text.append(delta.content)
-                pieces.append(TextPiece(delta.content))
-            if delta.refusal:
+                if delta.content:
+                    pieces.append(TextPiece(delta.content))
+            if delta.refusal is not None:
                 self._refusal.append(delta.refusal)
-                pieces.append(RefusalPiece(delta.refusal))
+                if delta.refusal:
+                    pieces.append(RefusalPiece(delta.refusal))
             for call_delta in delta.tool_calls or ():
                 pieces.extend(self._tool_delta(call_delta))
             if choice.finish_reason is not None:

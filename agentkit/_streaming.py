@@ -64,11 +64,14 @@ class StreamedRun(Generic[OutputT]):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._task_group is not None and self._receive is not None
+        # Whatever ended the block (the end of the events, a break, an error or a
+        # cancellation), the run stops here; its own errors reached the reader as events.
         self._task_group.cancel_scope.cancel()
         try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            await self._task_group.__aexit__(None, None, None)
         finally:
             self._receive.close()
+        return None
 
     def __aiter__(self) -> StreamedRun[OutputT]:
         return self
