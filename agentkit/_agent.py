@@ -269,14 +269,19 @@ class Agent(Generic[OutputT]):
         """
         handler = event_handler or self.event_handler
 
+        streamed: StreamedRun[OutputT]
+
         async def execute(send: Callable[[Any], Awaitable[None]]) -> RunResult[OutputT]:
             async def forward(event: Any) -> None:
                 await emit(handler, event)
                 await send(event)
 
-            return await self._execute(prompt, message_history, deps, timeout, forward, stream=True)
+            return await self._execute(
+                prompt, message_history, deps, timeout, forward, stream=True, state=streamed.state
+            )
 
-        return StreamedRun(execute)
+        streamed = StreamedRun(execute, RunState(messages=self._start(prompt, message_history)))
+        return streamed
 
     def run_stream_sync(
         self,
@@ -321,8 +326,10 @@ class Agent(Generic[OutputT]):
         events: EventHandler | None,
         *,
         stream: bool,
+        state: RunState | None = None,
     ) -> RunResult[OutputT]:
-        state = RunState(messages=self._start(prompt, message_history))
+        if state is None:
+            state = RunState(messages=self._start(prompt, message_history))
         limit = self.timeout if timeout is None else timeout
         async with AsyncExitStack() as stack:
             client: ChatModel

@@ -15,6 +15,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from agentkit._events import RunComplete, StreamEvent
 from agentkit._exceptions import UserError
+from agentkit._loop import RunState
+from agentkit._messages import Message
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -40,10 +42,17 @@ class StreamedRun(Generic[OutputT]):
 
     Attributes:
         result: The `RunResult`, once the run is complete.
+        state: The run's state as it goes on; `state.messages` is the history so
+            far, which answers every tool call once the block is left.
     """
 
-    def __init__(self, execute: Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]]):
+    def __init__(
+        self,
+        execute: Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]],
+        state: RunState,
+    ) -> None:
         self._execute = execute
+        self.state = state
         self.result: Any = None
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[StreamEvent | _Failed] | None = None
@@ -72,6 +81,11 @@ class StreamedRun(Generic[OutputT]):
         finally:
             self._receive.close()
         return None
+
+    @property
+    def messages(self) -> list[Message]:
+        """The conversation so far (`state.messages`)."""
+        return self.state.messages
 
     def __aiter__(self) -> StreamedRun[OutputT]:
         return self

@@ -247,6 +247,42 @@ async def test_breaking_out_leaks_no_connections() -> None:
         assert stats.requests == 101
 
 
+@pytest.mark.parametrize("how", ["break", "cancel"])
+async def test_leaving_during_tool_calls_still_answers_every_call(how: str) -> None:
+    release = anyio.Event()
+
+    @tool
+    async def wait_forever(n: int) -> str:
+        """Waits until released."""
+        await release.wait()
+        return "released"
+
+    @tool
+    def quick(n: int) -> str:
+        """Answers at once."""
+        return f"quick {n}"
+
+    agent = Agent(
+        "m",
+        client=ScriptedModel([tool_calls(("quick", {"n": 1}), ("wait_forever", {"n": 2}))]),
+        tools=[quick, wait_forever],
+    )
+    with anyio.CancelScope() as scope:
+        async with agent.run_stream("go") as stream:
+            async for event in stream:
+                if isinstance(event, ToolCallEnd):  # the quick call is done
+                    if how == "break":
+                        break
+                    scope.cancel()
+    messages = stream.messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "tool"]
+    calls = messages[1].tool_calls or []
+    assert [m.tool_call_id for m in messages[2:]] == [c.id for c in calls]
+    assert messages[2].content == "quick 1"
+    assert messages[3].content == "Error: not run: the run was cancelled"
+    assert stream.result is None
+
+
 async def test_iterating_outside_async_with_is_an_error() -> None:
     agent = Agent("m", client=ScriptedModel(["hi"]))
     with pytest.raises(UserError, match="async with"):
