@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 import random
 import time
 from typing import Any
@@ -39,19 +40,15 @@ def _error_code(body: Any) -> Any:
 def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
     """The wait a response asks for, in seconds: `retry-after-ms`, then `Retry-After`
     (seconds or an HTTP date). None when neither is present or readable."""
-    millis = headers.get("retry-after-ms")
+    millis = _seconds(headers.get("retry-after-ms"))
     if millis is not None:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        return millis / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -62,11 +59,26 @@ def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | 
     return max(when.timestamp() - current, 0.0)
 
 
+def _seconds(value: str | None) -> float | None:
+    """A number of seconds (or milliseconds) from a header, or None when it is not one.
+
+    `nan` is not a wait; `inf` is, and a long one.
+    """
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else max(number, 0.0)
+
+
 def backoff_delay(attempt: int) -> float:
     """Exponential backoff with jitter: about 0.5 s, 1 s, 2 s, … capped at 8 s.
 
     `attempt` counts retries already made (0 before the first retry). Jitter
     spreads out clients that failed together so they do not retry in step.
     """
-    delay = min(INITIAL_DELAY * 2.0**attempt, MAX_DELAY)
+    # Cap the exponent too: 2.0**attempt overflows a float past about 1024 retries.
+    delay = min(INITIAL_DELAY * 2.0 ** min(attempt, 16), MAX_DELAY)
     return delay * (1.0 - 0.25 * random.random())
