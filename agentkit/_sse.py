@@ -75,7 +75,8 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
+            # ASCII only: str.isdigit() also accepts digits such as "²" that int() rejects.
             self._retry = int(value)
         return None
 

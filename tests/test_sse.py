@@ -1,0 +1,180 @@
+"""The SSE decoder on its own: line endings, fields, comments, and bodies cut anywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from agentkit._sse import ServerSentEvent, SSEDecoder, aiter_events
+
+RECORDINGS = json.loads(
+    (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")
+)
+STREAMS = [e for e in RECORDINGS if e["done"]]
+
+
+def decode(*chunks: bytes) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    return events + decoder.flush()
+
+
+def data_of(events: list[ServerSentEvent]) -> list[str]:
+    return [e.data for e in events]
+
+
+def test_recorded_streams_exist() -> None:
+    assert len(STREAMS) >= 5
+
+
+# --- fields and lines --------------------------------------------------------------
+
+
+def test_data_lines_make_one_event_each() -> None:
+    events = decode(b'data: {"a":1}\n\ndata: {"b":2}\n\n')
+    assert events == [ServerSentEvent(data='{"a":1}'), ServerSentEvent(data='{"b":2}')]
+
+
+def test_multi_line_data_joins_with_newline() -> None:
+    assert data_of(decode(b"data: one\ndata: two\ndata:three\n\n")) == ["one\ntwo\nthree"]
+
+
+def test_only_one_space_after_the_colon_is_dropped() -> None:
+    assert data_of(decode(b"data:  two spaces\n\n")) == [" two spaces"]
+    assert data_of(decode(b"data:none\n\n")) == ["none"]
+
+
+def test_field_without_colon_is_an_empty_value() -> None:
+    assert data_of(decode(b"data\ndata\n\n")) == ["\n"]
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_line_endings(eol: bytes) -> None:
+    body = eol.join([b"data: a", b"", b"data: b", b"data: c", b"", b""])
+    assert data_of(decode(body)) == ["a", "b\nc"]
+
+
+def test_mixed_line_endings() -> None:
+    assert data_of(decode(b"data: a\r\n\ndata: b\r\rdata: c\n\r\n")) == ["a", "b", "c"]
+
+
+def test_crlf_split_across_chunks_is_one_line_end() -> None:
+    # A CR at the end of one chunk and LF at the start of the next must not make a blank line.
+    events = decode(b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n")
+    assert data_of(events) == ["a\nb"]
+
+
+def test_comments_and_keep_alives_are_ignored() -> None:
+    body = b": keep-alive\n\n:\ndata: x\n: comment inside\ndata: y\n\n: ping\n\n"
+    assert data_of(decode(body)) == ["x\ny"]
+
+
+def test_blank_lines_without_data_dispatch_nothing() -> None:
+    assert decode(b"\n\n\r\n\n") == []
+
+
+def test_event_id_and_retry_fields() -> None:
+    body = b"event: error\nid: 7\nretry: 1500\ndata: {}\n\ndata: next\n\n"
+    first, second = decode(body)
+    assert first == ServerSentEvent(data="{}", event="error", id="7", retry=1500)
+    # The event type is reset after each event; the last id and retry persist (WHATWG).
+    assert second == ServerSentEvent(data="next", event=None, id="7", retry=1500)
+
+
+def test_event_type_is_reset_by_an_empty_event() -> None:
+    assert decode(b"event: x\n\ndata: y\n\n") == [ServerSentEvent(data="y")]
+
+
+def test_bad_retry_and_id_values_are_ignored() -> None:
+    body = "retry: soon\nretry: ²\nid: a\0b\ndata: x\n\n".encode()
+    assert decode(body) == [ServerSentEvent(data="x", id=None, retry=None)]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert decode(b"foo: bar\ndata: x\n\n") == [ServerSentEvent(data="x")]
+
+
+def test_last_event_without_blank_line_is_flushed() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\n\ndata: b") == [ServerSentEvent(data="a")]
+    assert decoder.flush() == [ServerSentEvent(data="b")]
+
+
+def test_incomplete_line_waits_for_the_rest() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"da") == []
+    assert decoder.feed(b"ta: hel") == []
+    assert decoder.feed(b"lo\n") == []
+    assert decoder.feed(b"\n") == [ServerSentEvent(data="hello")]
+
+
+def test_multibyte_utf8_split_across_chunks() -> None:
+    body = 'data: {"t":"héllo 世界 🎉"}\n\n'.encode()
+    expected = ['{"t":"héllo 世界 🎉"}']
+    for cut in range(len(body) + 1):
+        assert data_of(decode(body[:cut], body[cut:])) == expected
+
+
+def test_done_is_an_ordinary_event_for_the_decoder() -> None:
+    assert data_of(decode(b"data: x\n\ndata: [DONE]\n\n")) == ["x", "[DONE]"]
+
+
+@pytest.mark.anyio
+async def test_aiter_events() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"data: a\n", b"\ndata: b\r\n", b"\r\ndata: c"):
+            yield part
+
+    assert [e.data async for e in aiter_events(chunks())] == ["a", "b", "c"]
+
+
+# --- recorded bodies, cut at every byte ---------------------------------------------
+
+
+def expected_events(entry: dict[str, Any]) -> list[str]:
+    return [*entry["chunk_texts"], "[DONE]"]
+
+
+@pytest.mark.parametrize("entry", STREAMS, ids=lambda e: f"{e['file'][:50]}#{e['index']}")
+def test_recorded_body_whole(entry: dict[str, Any]) -> None:
+    assert data_of(decode(entry["response_text"].encode())) == expected_events(entry)
+
+
+@pytest.mark.parametrize("entry", STREAMS, ids=lambda e: f"{e['file'][:50]}#{e['index']}")
+def test_recorded_body_split_at_every_byte_boundary(entry: dict[str, Any]) -> None:
+    body = entry["response_text"].encode()
+    expected = expected_events(entry)
+    for cut in range(len(body) + 1):
+        assert data_of(decode(body[:cut], body[cut:])) == expected, cut
+
+
+@pytest.mark.parametrize("entry", STREAMS, ids=lambda e: f"{e['file'][:50]}#{e['index']}")
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r"], ids=["CRLF", "CR"])
+def test_recorded_body_in_single_bytes_with_other_line_endings(
+    entry: dict[str, Any], eol: bytes
+) -> None:
+    body = entry["response_text"].encode().replace(b"\n", eol)
+    assert data_of(decode(*(body[i : i + 1] for i in range(len(body))))) == expected_events(entry)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    entry=st.sampled_from(STREAMS),
+    eol=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    cuts=st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=40),
+)
+def test_any_split_gives_the_same_events(
+    entry: dict[str, Any], eol: bytes, cuts: list[float]
+) -> None:
+    body = entry["response_text"].encode().replace(b"\n", eol)
+    points = sorted({int(c * len(body)) for c in cuts})
+    pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    assert b"".join(pieces) == body
+    assert data_of(decode(*pieces)) == expected_events(entry)
