@@ -22,6 +22,10 @@ __all__ = ["ChatStream"]
 T = TypeVar("T")
 _Retrier = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 
+_DRAIN_TIMEOUT = 1.0
+_DRAIN_LIMIT = 64 * 1024
+"""After `data: [DONE]`, how long and how much to read while waiting for the body to end."""
+
 
 class ChatStream:
     """The chunks of a streamed completion; made by `ChatClient.stream`.
@@ -84,8 +88,17 @@ class ChatStream:
     async def aclose(self) -> None:
         """Close the response; safe to call more than once, and under cancellation."""
         response, self.response = self.response, None
-        if response is not None:
-            with anyio.CancelScope(shield=True):
+        chunks, self._bytes = self._bytes, None
+        # Chunks decoded but not yet taken go too: a closed stream yields nothing more.
+        self._first = None
+        self._events.clear()
+        with anyio.CancelScope(shield=True):
+            # Finish httpx's byte iterator as well as the response, so it is not left
+            # to the garbage collector (trio warns about such async generators).
+            close_chunks = getattr(chunks, "aclose", None)
+            if close_chunks is not None:
+                await close_chunks()
+            if response is not None:
                 await response.aclose()
 
     async def _open(self) -> None:
@@ -114,9 +127,28 @@ class ChatStream:
         if event.data == "[DONE]":
             # Anything after [DONE] is ignored; the connection goes back to the pool now.
             self._done = True
+            await self._drain()
             await self.aclose()
             return None
         return self._chunk(event)
+
+    async def _drain(self) -> None:
+        """Read the body to its end, discarding it: normally only the end of the chunked
+        encoding follows [DONE]. A response read to the end lets httpx return the
+        connection to the pool (one closed early is dropped) and finishes httpx's byte
+        iterators (trio warns about unfinished ones). A server that keeps sending or
+        stalls after [DONE] is cut off after a second or 64 KiB."""
+        if self._bytes is None:
+            return
+        received = 0
+        with anyio.move_on_after(_DRAIN_TIMEOUT):
+            try:
+                async for data in self._bytes:
+                    received += len(data)
+                    if received > _DRAIN_LIMIT:
+                        break
+            except httpx.HTTPError:
+                pass  # nothing after [DONE] matters
 
     async def _next_event(self) -> ServerSentEvent:
         while not self._events:
