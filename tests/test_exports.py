@@ -1,0 +1,107 @@
+"""The public namespace: one sorted, complete `agentkit.__all__` over private modules."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+
+import pytest
+
+import agentkit
+from agentkit import _exceptions
+
+# The private modules of the foundation layer, and the names in their `__all__`
+# that are shared between modules but are not part of the public API.
+INTERNAL: dict[str, set[str]] = {
+    "agentkit._messages": {"MESSAGE_ADAPTER", "ModelList"},
+    "agentkit._exceptions": set(),
+    "agentkit._client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
+    "agentkit._stream": set(),
+    "agentkit._params": {"PARAM_NAMES"},
+    "agentkit._sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
+    "agentkit._retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
+    "agentkit._errors": {"parse_body", "status_error", "stream_error", "transport_error"},
+}
+
+
+def test_all_is_sorted_and_unique() -> None:
+    # Plain code-point order, with dunder names such as __version__ at the end.
+    assert agentkit.__all__ == sorted(agentkit.__all__, key=lambda n: (n.startswith("__"), n))
+    assert len(agentkit.__all__) == len(set(agentkit.__all__))
+
+
+def test_every_name_in_all_exists() -> None:
+    missing = [name for name in agentkit.__all__ if not hasattr(agentkit, name)]
+    assert missing == []
+
+
+def test_every_public_attribute_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(agentkit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(public - set(agentkit.__all__)) == []
+
+
+@pytest.mark.parametrize("module_name", sorted(INTERNAL))
+def test_private_modules_export_their_public_names(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    declared = set(module.__all__)
+    assert INTERNAL[module_name] <= declared, "stale entries in INTERNAL"
+    assert all(hasattr(module, name) for name in declared)
+    public = declared - INTERNAL[module_name]
+    assert sorted(public - set(agentkit.__all__)) == []
+    for name in public:
+        assert getattr(agentkit, name) is getattr(module, name), name
+
+
+def test_internal_names_stay_internal() -> None:
+    leaked = {name for names in INTERNAL.values() for name in names} & set(agentkit.__all__)
+    assert leaked == set()
+
+
+def exception_classes() -> list[type[BaseException]]:
+    return [
+        value
+        for value in vars(_exceptions).values()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == _exceptions.__name__
+    ]
+
+
+def test_every_exception_is_an_agentkit_error_and_exported() -> None:
+    classes = exception_classes()
+    assert len(classes) >= 20
+    for cls in classes:
+        assert issubclass(cls, agentkit.AgentKitError), cls
+        assert cls.__name__ in agentkit.__all__, cls
+        assert getattr(agentkit, cls.__name__) is cls
+
+
+def test_error_hierarchy() -> None:
+    a = agentkit
+    assert issubclass(a.APIError, a.AgentKitError)
+    assert issubclass(a.UserError, a.AgentKitError)
+    assert issubclass(a.APIConnectionError, a.APIError)
+    assert issubclass(a.APITimeoutError, a.APIConnectionError)
+    assert issubclass(a.APIResponseValidationError, a.APIError)
+    assert issubclass(a.APIStatusError, a.APIError)
+    for name in (
+        "BadRequestError",
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "ConflictError",
+        "UnprocessableEntityError",
+        "RateLimitError",
+        "InternalServerError",
+    ):
+        assert issubclass(getattr(a, name), a.APIStatusError), name
+
+
+def test_version() -> None:
+    assert isinstance(agentkit.__version__, str)
+    assert agentkit.__version__.count(".") >= 1
