@@ -58,7 +58,8 @@ class ChatClient:
             the `OPENAI_BASE_URL` environment variable, then `https://api.openai.com/v1`.
         api_key: Sent as `Authorization: Bearer …`. Defaults to `OPENAI_API_KEY`;
             optional, since local servers need none. Never shown in a repr,
-            a log line or an error message.
+            a log line or an error message. Whitespace around it (a key read
+            from a file often ends in a newline) is dropped.
         http_client: An `httpx.AsyncClient` to use instead of a new one. It is
             never closed by this client.
         timeout: Seconds, or an `httpx.Timeout`. Defaults to 600 s (5 s to
@@ -97,7 +98,9 @@ class ChatClient:
             raise UserError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.base_url = url.rstrip("/")
         self.max_retries = max_retries
-        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._api_key = _check_key(
+            api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        )
         self._owns_http = http_client is None
         if timeout is None:
             self._timeout: httpx.Timeout | None = DEFAULT_TIMEOUT if self._owns_http else None
@@ -111,7 +114,7 @@ class ChatClient:
         headers = {"user-agent": f"agentkit/{__version__}", "accept": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        headers.update({k.lower(): v for k, v in (default_headers or {}).items()})
+        headers.update(_check_headers(default_headers or {}, "default_headers"))
         self._headers = headers
 
     def __repr__(self) -> str:
@@ -234,7 +237,7 @@ class ChatClient:
         headers["content-type"] = "application/json"
         if stream:
             headers["accept"] = "text/event-stream"
-        headers.update({k.lower(): v for k, v in extra_headers.items()})
+        headers.update(_check_headers(extra_headers, "extra_headers"))
         return self._http.build_request(
             "POST",
             f"{self.base_url}/chat/completions",
@@ -252,6 +255,15 @@ class ChatClient:
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=stream)
+        except httpx.LocalProtocolError as exc:
+            # The request itself is malformed, such as a header name with a space.
+            # httpx's message quotes the header, which may hold a key: leave it out,
+            # and the exception too (`from None`), since tracebacks print causes.
+            raise UserError(
+                f"the request to {request.url} cannot be sent: a header holds a "
+                f"character HTTP does not allow ({type(exc).__name__}); check "
+                "default_headers and extra_headers"
+            ) from None
         except httpx.TransportError as exc:
             raise transport_error(exc, request) from exc
         logger.debug(
@@ -308,6 +320,39 @@ class ChatClient:
         if wait is None:
             return backoff_delay(retries)
         return wait if wait <= MAX_RETRY_AFTER else None
+
+
+def _check_key(key: str | None) -> str | None:
+    """The key without surrounding whitespace; a UserError (that does not quote it)
+    when it cannot be sent in an HTTP header."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not all("!" <= char <= "~" for char in key):
+        raise UserError(
+            "api_key holds a character that cannot be sent in an HTTP header (a space, "
+            "a line break, a control or non-ASCII character); check where it comes from"
+        )
+    return key or None
+
+
+def _check_headers(headers: Mapping[str, str], where: str) -> dict[str, str]:
+    """The headers with lower-case names, or a UserError naming the first one whose value
+    HTTP cannot carry. Checked before sending, since httpx's and httpcore's errors and
+    debug logs quote the value, and a header may hold a key."""
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if (
+            not isinstance(value, str)
+            or value != value.strip(" \t")
+            or not all(" " <= char <= "~" or char == "\t" for char in value)
+        ):
+            raise UserError(
+                f"{where}[{name!r}] cannot be sent as an HTTP header value: it must be a "
+                "string of printable ASCII without a line break or surrounding whitespace"
+            )
+        checked[name.lower()] = value
+    return checked
 
 
 M = TypeVar("M", bound=BaseModel)

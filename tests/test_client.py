@@ -805,7 +805,10 @@ async def http_server(
         async with conn:
             buf = b""
             while b"\r\n\r\n" not in buf:
-                buf += await conn.receive()
+                try:
+                    buf += await conn.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return  # the client gave up before sending a request
             head, _, body = buf.partition(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n")[1:]:
@@ -866,6 +869,69 @@ async def test_key_absent_from_logs_errors_and_reprs_through_a_retrying_failure(
         assert KEY not in repr(error.request)
         assert KEY not in repr(error.args)
     assert KEY not in repr(client)
+
+
+@pytest.mark.parametrize("padded", [f"{KEY}\n", f"  {KEY}\r\n", f"\t{KEY} "])
+def test_whitespace_around_the_key_is_dropped(padded: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ChatClient(BASE, api_key=padded)._headers["authorization"] == f"Bearer {KEY}"
+    monkeypatch.setenv("OPENAI_API_KEY", padded)
+    assert ChatClient(BASE)._headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\n"])
+def test_a_blank_key_is_no_key(blank: str) -> None:
+    assert "authorization" not in ChatClient(BASE, api_key=blank)._headers
+
+
+@pytest.mark.parametrize(
+    "bad", [f"{KEY[:8]} {KEY[8:]}", f"{KEY[:8]}\n{KEY[8:]}", f"{KEY}\u2019", f"{KEY}\x00x"]
+)
+def test_a_key_that_cannot_be_sent_is_refused_without_quoting_it(bad: str) -> None:
+    with pytest.raises(UserError, match="api_key") as info:
+        ChatClient(BASE, api_key=bad)
+    assert KEY[8:] not in str(info.value)
+    assert KEY[8:] not in repr(info.value)
+
+
+@pytest.mark.parametrize("value", [f"{KEY}\n", f" {KEY}", f"{KEY}\u2019", f"a\r\n{KEY}", 42])
+def test_a_default_header_that_cannot_be_sent_is_refused_without_quoting_it(value: Any) -> None:
+    with pytest.raises(UserError, match=r"default_headers\['api-key'\]") as info:
+        ChatClient(BASE, default_headers={"api-key": value})
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+@pytest.mark.anyio
+async def test_an_extra_header_that_cannot_be_sent_is_refused_without_quoting_it(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post("/chat/completions").respond(json=completion())
+    async with make() as client:
+        with pytest.raises(UserError, match=r"extra_headers\['api-key'\]") as info:
+            await client.create(model="m", messages=USER, extra_headers={"api-key": f"{KEY}\n"})
+        with pytest.raises(UserError, match="extra_headers"):
+            client.stream(model="m", messages=USER, extra_headers={"x": "\x00"})
+        # Spaces and tabs inside a value are fine.
+        await client.create(model="m", messages=USER, extra_headers={"x-note": "a b\tc"})
+    assert KEY not in str(info.value)
+    assert route.call_count == 1
+    assert route.calls.last.request.headers["x-note"] == "a b\tc"
+
+
+@pytest.mark.anyio
+async def test_a_request_httpx_refuses_to_send_is_a_user_error(sleeps: list[float]) -> None:
+    requests: list[bytes] = []
+
+    async def handle(conn: SocketStream, request: bytes) -> None:
+        requests.append(request)
+
+    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False) as http:
+        client = ChatClient(base, api_key=KEY, http_client=http)
+        with pytest.raises(UserError, match="cannot be sent: a header holds") as info:
+            await client.create(model="m", messages=USER, extra_headers={"bad name": "x"})
+    error = info.value
+    assert error.__cause__ is None and error.__suppress_context__
+    assert sleeps == []  # not retried
+    assert requests == []
 
 
 # --- list_models, closing, sharing ----------------------------------------------------
