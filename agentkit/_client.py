@@ -232,7 +232,7 @@ class ChatClient:
                 body[name] = dump_wire(value)
         if stream:
             body["stream"] = True
-        body.update(extra_body)
+        body.update(dump_wire(dict(extra_body)))
         headers = dict(self._headers)
         headers["content-type"] = "application/json"
         if stream:
@@ -386,6 +386,10 @@ def dump_wire(value: Any) -> Any:
         return dump_wire(definition)
     if isinstance(value, (list, tuple)):
         return [dump_wire(item) for item in value]
+    if isinstance(value, Mapping):
+        # A dict may hold models too, such as a JSONSchemaFormat inside a response_format dict;
+        # left to the JSON encoder they would be sent with their unset fields as nulls.
+        return {key: dump_wire(item) for key, item in value.items()}
     return value
 
 

@@ -411,6 +411,29 @@ async def test_model_fields_left_unset_are_not_sent(api: respx.MockRouter) -> No
 
 
 @pytest.mark.anyio
+async def test_models_inside_dicts_are_sent_in_wire_form(api: respx.MockRouter) -> None:
+    route = api.post("/chat/completions").respond(json=completion())
+    async with make() as client:
+        await client.create(
+            model="m",
+            messages=USER,
+            tools=[{"type": "function", "function": FunctionDefinition(name="f")}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": JSONSchemaFormat(name="x", schema=SCHEMA),
+            },
+            extra_body={"tool_choice": {"type": "function", "function": {"name": "f"}}},
+        )
+    body = sent_body(route)
+    assert body["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": SCHEMA},
+    }
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+
+
+@pytest.mark.anyio
 @pytest.mark.allow_unknown_request_keys
 async def test_extra_body_is_merged_last(api: respx.MockRouter) -> None:
     route = api.post("/chat/completions").respond(json=completion())
