@@ -252,6 +252,8 @@ class ChatClient:
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """One attempt: the response if its status is 2xx, else the matching error."""
+        if self._http.is_closed:
+            raise UserError("this ChatClient, or the http_client it was given, is closed")
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=stream)
@@ -281,7 +283,11 @@ class ChatClient:
             raise transport_error(exc, request) from exc
         finally:
             await response.aclose()
-        raise status_error(response, parse_body(content))
+        error = status_error(response, parse_body(content))
+        if self._api_key and self._api_key in str(error):
+            # A server that quotes the key back in its error message ("invalid key sk-…").
+            error.args = (str(error).replace(self._api_key, "<api_key>"),)
+        raise error
 
     async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` until it succeeds, the error is final, or retries run out."""

@@ -957,6 +957,21 @@ async def test_a_request_httpx_refuses_to_send_is_a_user_error(sleeps: list[floa
     assert requests == []
 
 
+@pytest.mark.anyio
+async def test_a_key_quoted_back_by_the_server_is_masked(
+    api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = error_body(f"Invalid API key {KEY} for this server", code="invalid_api_key")
+    api.post("/chat/completions").respond(401, json=body)
+    caplog.set_level(logging.DEBUG)
+    async with make(api_key=KEY) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.create(model="m", messages=USER)
+    assert "Invalid API key <api_key> for this server" in str(info.value)
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    assert KEY not in caplog.text
+
+
 # --- list_models, closing, sharing ----------------------------------------------------
 
 
@@ -1001,6 +1016,21 @@ async def test_async_with_closes_its_own_http_client() -> None:
         http = client._http
         assert not http.is_closed
     assert http.is_closed
+
+
+@pytest.mark.anyio
+async def test_a_closed_client_is_a_user_error(api: respx.MockRouter) -> None:
+    route = api.post("/chat/completions").respond(json=completion())
+    async with make() as client:
+        pass
+    with pytest.raises(UserError, match="closed"):
+        await client.create(model="m", messages=USER)
+    with pytest.raises(UserError, match="closed"):
+        await client.list_models()
+    with pytest.raises(UserError, match="closed"):
+        async with client.stream(model="m", messages=USER):
+            pass
+    assert not route.called
 
 
 @pytest.mark.anyio
