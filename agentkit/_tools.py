@@ -134,6 +134,13 @@ class Tool(Generic[P, R]):
         return f"Tool(name={self.name!r}, strict={self.strict!r}, timeout={self.timeout!r})"
 
     @property
+    def _origin(self) -> str:
+        """Where the tool comes from, for error messages."""
+        module = getattr(self.function, "__module__", None)
+        qualname = getattr(self.function, "__qualname__", self.name)
+        return f"function {module}.{qualname}" if module else f"function {qualname}"
+
+    @property
     def takes_context(self) -> bool:
         """Whether the function's first parameter receives a `RunContext`."""
         return self._schema.context_param is not None
@@ -309,8 +316,10 @@ def tools_by_name(
     for item in tools:
         as_tool = item if isinstance(item, Tool) else Tool(item)
         if as_tool.name in index:
+            first = index[as_tool.name]._origin
             raise ToolDefinitionError(
-                as_tool.name, [f"another tool is already named {as_tool.name!r}"]
+                as_tool.name,
+                [f"another tool is already named {as_tool.name!r}: {first} and {as_tool._origin}"],
             )
         index[as_tool.name] = as_tool
     return index
