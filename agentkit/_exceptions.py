@@ -20,7 +20,8 @@ AgentKitError
 │       └── InternalServerError        >= 500
 ├── ToolCallError              a single tool call failed; the message is written for the model
 │   ├── ToolArgumentsError     arguments that are not JSON or fail validation
-│   └── ToolTimeoutError       the tool ran longer than its timeout
+│   ├── ToolTimeoutError       the tool ran longer than its timeout
+│   └── MCPServerError         an MCP server could not be reached, or its connection broke
 ├── ModelRetry                 raised by a tool to ask the model to try again
 └── AgentRunError              a run ended without an answer; .messages is the history so far
     ├── MaxTurnsExceeded
@@ -84,6 +85,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolResultError",
     "ToolTimeoutError",
+    "MCPServerError",
     "UnprocessableEntityError",
     "UserError",
 ]
@@ -165,6 +167,24 @@ class ToolTimeoutError(ToolCallError):
     def __init__(self, tool_name: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(tool_name, f"tool {tool_name!r} timed out after {timeout:g} seconds")
+
+
+class MCPServerError(ToolCallError):
+    """An MCP server could not be started or reached, or its connection broke.
+
+    Raised for the calls in flight when the server dies; the next call starts
+    a new connection. Raised as well by `async with server:` when the first
+    connection fails.
+
+    Attributes:
+        tool_name: The tool being called, as the model knows it; empty when
+            no call was involved (opening the server).
+        server_name: The server's name.
+    """
+
+    def __init__(self, tool_name: str, server_name: str, message: str) -> None:
+        self.server_name = server_name
+        super().__init__(tool_name, message)
 
 
 class APIError(AgentKitError):
