@@ -214,7 +214,7 @@ def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
     kind = prop.get("type")
     if not prop.keys() & {"enum", "const", "$ref"}:
         # A primitive type takes the short form; null needs no format or pattern.
-        if kind in _NULLABLE_TYPES:
+        if isinstance(kind, str) and kind in _NULLABLE_TYPES:
             return {**prop, "type": [kind, "null"]}
         if isinstance(kind, list) and set(kind) <= _NULLABLE_TYPES | {"null"}:
             return {**prop, "type": [*kind, "null"] if "null" not in kind else kind}
