@@ -246,6 +246,7 @@ class Run(Generic[OutputT]):
                     f"the same call with the same arguments was made {self.agent.repeat_limit} "
                     "turns in a row; use the results you already have",
                 )
+        skipped = {i for i, outcome in enumerate(outcomes) if outcome is not None}
         try:
             await dispatch(calls, self.tool_step, outcomes, limiter=self._limiter())
         finally:
@@ -254,6 +255,12 @@ class Run(Generic[OutputT]):
                 if outcome is None:
                     outcome = outcomes[i] = unanswered(call, "the run was cancelled")
                 self.state.messages.append(outcome.message)
+        for i, call in enumerate(calls):
+            outcome = outcomes[i]
+            if i not in skipped and outcome is not None and outcome.error is not None:
+                # Repeating a call that failed is a retry, bounded by max_tool_retries,
+                # not a loop over results the model already has.
+                self.state.call_streaks.pop(_call_key(call), None)
         self._after_tools([o for o in outcomes if o is not None], repeated)
 
     def _after_tools(self, outcomes: Sequence[ToolOutcome], repeated: AnyCall | None) -> None:
@@ -289,7 +296,7 @@ class Run(Generic[OutputT]):
         streaks: dict[str, int] = {}
         hit: AnyCall | None = None
         for call in calls:
-            key = f"{call_name(call)}\x00{call_arguments(call)}"
+            key = _call_key(call)
             streaks[key] = previous.get(key, 0) + 1
             if hit is None and streaks[key] >= self.agent.repeat_limit:
                 hit = call
@@ -332,6 +339,11 @@ class Run(Generic[OutputT]):
                 ) from None
             state.messages.append(UserMessage(content=f"{exc}\nPlease answer again."))
             return False, None
+
+
+def _call_key(call: AnyCall) -> str:
+    """What makes two calls the same call: the tool and the exact arguments."""
+    return f"{call_name(call)}\x00{call_arguments(call)}"
 
 
 def _text(message: AssistantMessage) -> str | None:
