@@ -125,14 +125,20 @@ async def dispatch(
     place so that whatever finished is kept if the turn is cancelled.
     """
     pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    errors: list[Exception] = []
 
     async def one(i: int, call: AnyCall, *, task_status: TaskStatus[None]) -> None:
         task_status.started()
-        if limiter is None:
-            outcomes[i] = await step(call)
-        else:
-            async with limiter:
+        try:
+            if limiter is None:
                 outcomes[i] = await step(call)
+            else:
+                async with limiter:
+                    outcomes[i] = await step(call)
+        except Exception as exc:
+            # Raised as it is below, the same as with one call, not in an ExceptionGroup.
+            errors.append(exc)
+            tg.cancel_scope.cancel()
 
     if len(pending) == 1:
         outcomes[pending[0]] = await step(calls[pending[0]])
@@ -140,3 +146,5 @@ async def dispatch(
     async with anyio.create_task_group() as tg:
         for i in pending:
             await tg.start(one, i, calls[i])
+    if errors:
+        raise errors[0]
