@@ -12,8 +12,9 @@ styles.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -101,12 +102,11 @@ def function_schema(
     Raises:
         ToolDefinitionError: Listing every parameter that cannot be part of a tool.
     """
-    problems: list[str] = []
     try:
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except (TypeError, ValueError, NameError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ToolDefinitionError(name, [f"cannot read the signature: {exc}"]) from None
+    hints, problems = _type_hints(fn, signature)
 
     docstring = docstring_parser.parse(inspect.getdoc(fn) or "")
     param_docs = {p.arg_name: p.description for p in docstring.params if p.description}
@@ -128,7 +128,8 @@ def function_schema(
             )
             continue
         if pname not in hints:
-            problems.append(f"parameter {pname!r} has no type annotation")
+            if param.annotation is param.empty:  # else: unresolvable, already reported
+                problems.append(f"parameter {pname!r} has no type annotation")
             continue
         hint = hints[pname]
         if _is_run_context(hint):
@@ -152,6 +153,7 @@ def function_schema(
                 hint = Annotated[hint, _null_means(param.default)]
             fields[pname] = NotRequired[hint]
     if problems:
+        problems += _type_problems({p: hints[p] for p in fields})
         raise ToolDefinitionError(name, problems)
 
     adapter, parameters = _build(name, fields, hints)
@@ -186,20 +188,46 @@ def _build(
     except Exception as exc:  # pydantic raises several types; all mean "not expressible"
         whole = exc
     # Try each parameter alone to name every one that fails, not just the first.
-    problems = [
-        f"parameter {pname!r}: type {_type_name(hints[pname])} cannot be expressed as "
-        f"JSON schema ({reason})"
-        for pname, reason in _type_problems({p: hints[p] for p in fields})
-    ]
+    problems = _type_problems({p: hints[p] for p in fields})
     raise ToolDefinitionError(name, problems or [_first_line(whole)]) from None
 
 
-def _type_problems(hints: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def _type_hints(
+    fn: Callable[..., Any], signature: inspect.Signature
+) -> tuple[dict[str, Any], list[str]]:
+    """The resolved annotations of the parameters, and those that cannot be resolved."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True), []
+    except Exception:  # NameError, or a TypeError for a malformed annotation
+        pass
+    # Resolve each parameter alone to name the ones that fail; an unresolvable
+    # return annotation does not matter, the result is serialised by its value.
+    hints: dict[str, Any] = {}
+    problems: list[str] = []
+    globalns = getattr(inspect.unwrap(fn), "__globals__", {})
+    for pname, param in signature.parameters.items():
+        if param.annotation is param.empty:
+            continue
+        probe = types.SimpleNamespace(__annotations__={pname: param.annotation})
+        try:
+            hints.update(typing.get_type_hints(probe, globalns=globalns, include_extras=True))
+        except Exception as exc:
+            problems.append(f"parameter {pname!r}: cannot resolve its annotation ({exc})")
+    return hints, problems
+
+
+def _type_problems(hints: dict[str, Any]) -> list[str]:
+    """One line for each parameter whose type has no JSON schema."""
+    problems = []
     for pname, hint in hints.items():
         try:
             TypeAdapter(hint).json_schema(schema_generator=_CleanJsonSchema)
         except Exception as exc:
-            yield pname, _first_line(exc)
+            problems.append(
+                f"parameter {pname!r}: type {_type_name(hint)} cannot be expressed as "
+                f"JSON schema ({_first_line(exc)})"
+            )
+    return problems
 
 
 def _null_means(default: Any) -> WrapValidator:
@@ -235,5 +263,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The gist of a pydantic error: its first sentence, without advice or links."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+    return first or type(exc).__name__
