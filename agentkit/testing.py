@@ -187,9 +187,16 @@ class ScriptedModel(FunctionModel):
 
 
 def _body(model: str, messages: Sequence[Message], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The body `ChatClient` would send: `extra_body` merged in last, and the
+    per-call options that are not part of the body (`extra_headers`, `timeout`) left out."""
     body = {"model": model, "messages": dump_wire(list(messages))}
-    body.update({k: dump_wire(v) for k, v in params.items() if v is not None})
+    fields = {k: v for k, v in params.items() if k not in _NOT_BODY and v is not None}
+    body.update({k: dump_wire(v) for k, v in fields.items()})
+    body.update({k: dump_wire(v) for k, v in (params.get("extra_body") or {}).items()})
     return body
+
+
+_NOT_BODY = frozenset({"extra_body", "extra_headers", "timeout"})
 
 
 async def _aiter(items: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
