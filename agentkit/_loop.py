@@ -45,8 +45,12 @@ from agentkit._messages import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
+    CustomCall,
+    CustomToolCall,
+    FunctionCall,
     Message,
     NamedToolChoice,
+    ToolCall,
     Usage,
     UserMessage,
 )
@@ -359,10 +363,22 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
     audio = (message.model_extra or {}).get("audio")
     if isinstance(audio, Mapping) and "id" in audio:
         extra["audio"] = {"id": audio["id"]}
+    calls: list[ToolCall | CustomToolCall] = []
+    for call in message.tool_calls or ():
+        # Fields a server adds to a call (`index`, say) are not part of a request.
+        if isinstance(call, ToolCall):
+            function = FunctionCall(name=call.function.name, arguments=call.function.arguments)
+            calls.append(ToolCall(id=call.id, function=function))
+        else:
+            calls.append(
+                CustomToolCall(
+                    id=call.id, custom=CustomCall(name=call.custom.name, input=call.custom.input)
+                )
+            )
     return AssistantMessage(
         content=message.content,
         refusal=message.refusal,
-        tool_calls=message.tool_calls,
+        tool_calls=calls or None,
         name=message.name,
         **extra,
     )

@@ -588,3 +588,23 @@ async def test_one_agent_serves_concurrent_runs() -> None:
         assert results[zone].output == f"answer: 12:00 in {zone}"
         assert results[zone].messages[0] == UserMessage(content=zone)
         assert_history_valid(results[zone].messages)
+
+
+async def test_response_only_fields_are_not_sent_back() -> None:
+    with_extras = tool_call("call_1", "get_time", {"timezone": "UTC"})
+    with_extras["index"] = 0  # some servers number the calls of a non-streamed answer
+    with_extras["function"]["parsed_arguments"] = {"timezone": "UTC"}
+    first = calls(with_extras)
+    first["choices"][0]["message"]["annotations"] = []
+    empty = completion("12:00")
+    empty["choices"][0]["message"]["tool_calls"] = []
+    async with serve(first, empty, completion("Still 12:00.")) as (server, client):
+        a = agent(client)
+        result = await a.run("UTC?")
+        await a.run("And now?", message_history=result.messages)
+    assert server.messages[1][1] == {"role": "assistant", "tool_calls": [UTC_CALL]}
+    assert server.messages[2][3] == {"role": "assistant", "content": "12:00"}
+    assert_history_valid(result.messages)
+
+
+UTC_CALL = tool_call("call_1", "get_time", {"timezone": "UTC"})
