@@ -283,15 +283,20 @@ class Run(Generic[OutputT]):
                 raise ToolExecutionError(
                     outcome.tool_name, outcome.exception, messages=state.messages
                 ) from outcome.exception
+        # Failures are counted per turn: the model gets its retries even when it
+        # made several failing calls of one tool at once.
+        last_error: dict[str, str] = {}
         for outcome in outcomes:
-            name = outcome.tool_name
-            if outcome.error is None:
-                state.tool_failures.pop(name, None)
-                continue
+            if outcome.error is not None:
+                last_error[outcome.tool_name] = outcome.error
+        for outcome in outcomes:
+            if outcome.tool_name not in last_error:
+                state.tool_failures.pop(outcome.tool_name, None)
+        for name, error in last_error.items():
             state.tool_failures[name] = state.tool_failures.get(name, 0) + 1
             if state.tool_failures[name] > agent.max_tool_retries:
                 raise ToolRetryError(
-                    name, outcome.error, state.tool_failures[name], messages=state.messages
+                    name, error, state.tool_failures[name], messages=state.messages
                 )
 
     def _repeated(self, calls: Sequence[AnyCall]) -> AnyCall | None:

@@ -392,3 +392,50 @@ async def test_every_run_error_subclass_is_covered() -> None:
     from agentkit import OutputValidationError  # tested in test_agent_output.py
 
     assert set(AgentRunError.__subclasses__()) == tested | {OutputValidationError}
+
+
+async def test_failures_are_counted_per_turn_not_per_call() -> None:
+    """Three bad calls of one tool in one turn are one failure: the model still gets its retries."""
+    bad_turn = calls(*[time_call(f"c{i}", i) for i in range(3)])
+    replies = [bad_turn, calls(time_call("c3", 5)), calls(time_call("c4")), completion("done")]
+    async with serve(*replies) as (server, client):
+        result = await agent(client, max_tool_retries=2).run("?")
+    assert result.output == "done"
+    assert [m["content"] for m in server.messages[1][-3:]] == [
+        INVALID_TEXT.replace("got 5", f"got {i}") for i in range(3)
+    ]
+    assert_history_valid(result.messages)
+
+
+async def test_a_failure_and_a_success_of_one_tool_in_a_turn_is_a_failure() -> None:
+    mixed = calls(time_call("c0", 5), time_call("c1"))
+    async with serve(mixed, mixed, completion("never")) as (_, client):
+        with pytest.raises(ToolRetryError) as info:
+            await agent(client, max_tool_retries=1).run("?")
+    assert info.value.last_error == INVALID_TEXT
+    assert_history_valid(info.value.messages)
+
+
+async def test_tool_timeout_is_fed_back() -> None:
+    @tool(timeout=0.01)
+    async def sleepy() -> str:
+        """Too slow."""
+        await anyio.sleep_forever()
+        return ""
+
+    async with serve(calls(tool_call("c1", "sleepy")), completion("ok")) as (server, client):
+        await Agent("m", client=client, tools=[sleepy], tool_errors="raise").run("?")
+    assert server.messages[1][-1]["content"] == "Error: tool 'sleepy' timed out after 0.01 seconds"
+
+
+async def test_run_timeout_while_waiting_for_the_model() -> None:
+    from agentkit.testing import FunctionModel, ModelRequest
+
+    async def never(request: ModelRequest) -> str:
+        await anyio.sleep_forever()
+        return ""
+
+    with anyio.fail_after(5), pytest.raises(RunTimeoutError) as info:
+        await Agent("m", client=FunctionModel(never), tools=[get_time]).run("?", timeout=0.02)
+    assert [m.role for m in info.value.messages] == ["user"]
+    assert_history_valid(info.value.messages)
