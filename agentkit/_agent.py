@@ -76,8 +76,9 @@ class Agent(Generic[OutputT]):
             answer must validate against; it is requested with a strict JSON schema.
         settings: Sampling fields sent with every request.
         parallel_tool_calls: Sent as `parallel_tool_calls` when not None.
-        max_tool_retries: Failures of one tool in a row that are sent back to
-            the model for it to correct; one more ends the run with `ToolRetryError`.
+        max_tool_retries: Turns in a row in which a tool failed (bad arguments,
+            an unknown name, an error) that are sent back to the model for it
+            to correct; one more ends the run with `ToolRetryError`.
         output_retries: Final answers that fail validation and are sent back;
             one more ends the run with `OutputValidationError`.
         tool_errors: What to do when a tool raises: `"return"` sends the error
