@@ -391,9 +391,12 @@ class Agent(Generic[OutputT]):
             messages.append(UserMessage(content=prompt))
         else:
             try:
-                messages.append(UserMessage(content=list(prompt)))
+                parts = list(prompt)
+                messages.append(UserMessage(content=parts))
             except Exception as exc:
                 raise UserError(f"prompt must be text or content parts: {exc}") from None
+            if not parts:
+                raise UserError("prompt must hold at least one content part")
         return messages
 
 

@@ -300,6 +300,9 @@ async def test_bad_prompt_is_a_user_error() -> None:
     async with serve() as (server, client):
         with pytest.raises(UserError, match="prompt must be text or content parts"):
             await agent(client).run([42])  # type: ignore[list-item]
+        # The API rejects a user message with no content parts.
+        with pytest.raises(UserError, match="at least one content part"):
+            await agent(client).run([])
     assert server.requests == []
 
 
