@@ -108,14 +108,15 @@ class ChatClient:
             self._timeout = (
                 timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
             )
-        self._http = http_client or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS
-        )
         headers = {"user-agent": f"agentkit/{__version__}", "accept": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         headers.update(_check_headers(default_headers or {}, "default_headers"))
         self._headers = headers
+        # Last, once every argument is known to be good: nothing is left open by an error.
+        self._http = http_client or httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS
+        )
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"

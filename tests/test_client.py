@@ -64,6 +64,15 @@ TLS = ssl.create_default_context()
 """One TLS context for every test: building one per httpx client costs ~50 ms."""
 
 
+IDLE_HTTP = httpx.AsyncClient(verify=TLS)
+"""For clients that are built but never send: nothing to close."""
+
+
+def build(*args: Any, **kwargs: Any) -> ChatClient:
+    """A ChatClient that is only inspected, on an idle httpx client."""
+    return ChatClient(*args, http_client=IDLE_HTTP, **kwargs)
+
+
 @asynccontextmanager
 async def make(base_url: str = BASE, **kwargs: Any) -> AsyncIterator[ChatClient]:
     """A ChatClient on a fresh, quickly built httpx client that is closed afterwards."""
@@ -135,7 +144,7 @@ def sent_body(route: respx.Route) -> dict[str, Any]:
 
 
 def test_defaults_without_env() -> None:
-    client = ChatClient()
+    client = build()
     assert client.base_url == "https://api.openai.com/v1"
     assert client.max_retries == 2
     assert "authorization" not in client._headers
@@ -144,7 +153,7 @@ def test_defaults_without_env() -> None:
 def test_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1/")
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    client = ChatClient()
+    client = build()
     assert client.base_url == "http://localhost:11434/v1"
     assert client._headers["authorization"] == f"Bearer {KEY}"
 
@@ -152,14 +161,14 @@ def test_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_arguments_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://env.test/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    client = ChatClient(BASE, api_key=KEY)
+    client = build(BASE, api_key=KEY)
     assert client.base_url == BASE
     assert client._headers["authorization"] == f"Bearer {KEY}"
 
 
 @pytest.mark.parametrize("url", [f"{BASE}/", f"{BASE}//", BASE])
 def test_trailing_slash_is_dropped(url: str) -> None:
-    assert ChatClient(url).base_url == BASE
+    assert build(url).base_url == BASE
 
 
 @pytest.mark.anyio
@@ -173,19 +182,19 @@ async def test_trailing_slash_gives_a_clean_url(api: respx.MockRouter) -> None:
 @pytest.mark.parametrize("url", ["not a url", "ftp://host/v1", "http://", "localhost:8000"])
 def test_invalid_base_url(url: str) -> None:
     with pytest.raises(UserError, match="base_url"):
-        ChatClient(url)
+        build(url)
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "2", True, None])
 def test_invalid_max_retries(value: Any) -> None:
     with pytest.raises(UserError, match="max_retries"):
-        ChatClient(BASE, max_retries=value)
+        build(BASE, max_retries=value)
 
 
 def test_repr_hides_the_key() -> None:
-    assert repr(ChatClient(BASE, api_key=KEY)) == f"ChatClient(base_url='{BASE}', api_key=<set>)"
-    assert repr(ChatClient(BASE)) == f"ChatClient(base_url='{BASE}', api_key=<none>)"
-    assert KEY not in str(ChatClient(BASE, api_key=KEY))
+    assert repr(build(BASE, api_key=KEY)) == f"ChatClient(base_url='{BASE}', api_key=<set>)"
+    assert repr(build(BASE)) == f"ChatClient(base_url='{BASE}', api_key=<none>)"
+    assert KEY not in str(build(BASE, api_key=KEY))
 
 
 @pytest.mark.anyio
@@ -871,7 +880,7 @@ async def test_key_absent_from_logs_errors_and_reprs_through_a_retrying_failure(
         await conn.send(http_response(500, body))
 
     caplog.set_level(logging.DEBUG)
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False) as http:
+    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
         client = ChatClient(base, api_key=KEY, http_client=http)
         with pytest.raises(InternalServerError) as info:
             await client.create(model="m", messages=USER)
@@ -896,14 +905,14 @@ async def test_key_absent_from_logs_errors_and_reprs_through_a_retrying_failure(
 
 @pytest.mark.parametrize("padded", [f"{KEY}\n", f"  {KEY}\r\n", f"\t{KEY} "])
 def test_whitespace_around_the_key_is_dropped(padded: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ChatClient(BASE, api_key=padded)._headers["authorization"] == f"Bearer {KEY}"
+    assert build(BASE, api_key=padded)._headers["authorization"] == f"Bearer {KEY}"
     monkeypatch.setenv("OPENAI_API_KEY", padded)
-    assert ChatClient(BASE)._headers["authorization"] == f"Bearer {KEY}"
+    assert build(BASE)._headers["authorization"] == f"Bearer {KEY}"
 
 
 @pytest.mark.parametrize("blank", ["", "  ", "\n"])
 def test_a_blank_key_is_no_key(blank: str) -> None:
-    assert "authorization" not in ChatClient(BASE, api_key=blank)._headers
+    assert "authorization" not in build(BASE, api_key=blank)._headers
 
 
 @pytest.mark.parametrize(
@@ -911,7 +920,7 @@ def test_a_blank_key_is_no_key(blank: str) -> None:
 )
 def test_a_key_that_cannot_be_sent_is_refused_without_quoting_it(bad: str) -> None:
     with pytest.raises(UserError, match="api_key") as info:
-        ChatClient(BASE, api_key=bad)
+        build(BASE, api_key=bad)
     assert KEY[8:] not in str(info.value)
     assert KEY[8:] not in repr(info.value)
 
@@ -919,7 +928,7 @@ def test_a_key_that_cannot_be_sent_is_refused_without_quoting_it(bad: str) -> No
 @pytest.mark.parametrize("value", [f"{KEY}\n", f" {KEY}", f"{KEY}\u2019", f"a\r\n{KEY}", 42])
 def test_a_default_header_that_cannot_be_sent_is_refused_without_quoting_it(value: Any) -> None:
     with pytest.raises(UserError, match=r"default_headers\['api-key'\]") as info:
-        ChatClient(BASE, default_headers={"api-key": value})
+        build(BASE, default_headers={"api-key": value})
     assert KEY not in str(info.value) and KEY not in repr(info.value)
 
 
@@ -947,7 +956,7 @@ async def test_a_request_httpx_refuses_to_send_is_a_user_error(sleeps: list[floa
     async def handle(conn: SocketStream, request: bytes) -> None:
         requests.append(request)
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False) as http:
+    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
         client = ChatClient(base, api_key=KEY, http_client=http)
         with pytest.raises(UserError, match="cannot be sent: a header holds") as info:
             await client.create(model="m", messages=USER, extra_headers={"bad name": "x"})
@@ -1036,7 +1045,7 @@ async def test_a_closed_client_is_a_user_error(api: respx.MockRouter) -> None:
 @pytest.mark.anyio
 async def test_never_closes_a_passed_in_http_client(api: respx.MockRouter) -> None:
     api.post("/chat/completions").respond(json=completion())
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=TLS) as http:
         async with ChatClient(BASE, http_client=http) as client:
             await client.create(model="m", messages=USER)
         assert not http.is_closed
@@ -1051,7 +1060,7 @@ async def test_never_closes_a_passed_in_http_client(api: respx.MockRouter) -> No
 @pytest.mark.anyio
 async def test_passed_in_http_client_keeps_its_timeout(api: respx.MockRouter) -> None:
     route = api.post("/chat/completions").respond(json=completion())
-    async with httpx.AsyncClient(timeout=7) as http:
+    async with httpx.AsyncClient(timeout=7, verify=TLS) as http:
         await ChatClient(BASE, http_client=http).create(model="m", messages=USER)
     assert route.calls.last.request.extensions["timeout"] == httpx.Timeout(7).as_dict()
 

@@ -29,7 +29,7 @@ from agentkit import (
     RateLimitError,
     UserError,
 )
-from tests.test_client import BASE, KEY, RECORDINGS_PATH, USER, http_server, make
+from tests.test_client import BASE, KEY, RECORDINGS_PATH, TLS, USER, http_server, make
 
 RECORDINGS = json.loads(RECORDINGS_PATH.read_text(encoding="utf-8"))
 STREAMS = [e for e in RECORDINGS if e["done"]]
@@ -505,11 +505,13 @@ async def test_cancellation_in_the_block_closes_the_response(api: respx.MockRout
     api.post("/chat/completions").mock(side_effect=lambda _: streaming(body))
     got: list[str | None] = []
     async with make() as client:
-        with anyio.move_on_after(0.2) as scope:
+        with anyio.CancelScope() as scope:
             async with client.stream(model="m", messages=USER) as stream:
                 response = stream.response
                 async for c in stream:  # hangs after the first chunk
                     got.append(c.choices[0].delta.content)
+                    # Cancelled a moment later, while waiting inside the stream.
+                    scope.deadline = anyio.current_time() + 0.05
     assert scope.cancelled_caught
     assert got == ["a"]
     assert response is not None and response.is_closed
@@ -582,7 +584,7 @@ async def test_early_exit_over_a_real_connection(anyio_backend: str) -> None:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             server_saw_close.set()
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False) as http:
+    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
         async with ChatClient(base, http_client=http) as client:
             got: list[str | None] = []
             async with client.stream(model="m", messages=USER) as stream:
@@ -621,7 +623,7 @@ async def test_a_finished_stream_returns_its_connection_to_the_pool() -> None:
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 return
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False) as http:
+    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
         async with ChatClient(base, http_client=http) as client:
             for _ in range(3):
                 async with client.stream(model="m", messages=USER) as stream:

@@ -18,13 +18,12 @@ from agentkit import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    ChatClient,
     ConflictError,
     InternalServerError,
     RateLimitError,
 )
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
-from tests.test_client import BASE, USER, completion, error_body, make
+from tests.test_client import BASE, USER, build, completion, error_body, make
 
 
 @pytest.fixture
@@ -454,4 +453,4 @@ async def test_bad_request_message_survives_retries(
 
 
 def test_a_client_without_retries_still_constructs() -> None:
-    assert ChatClient(BASE, max_retries=0).max_retries == 0
+    assert build(BASE, max_retries=0).max_retries == 0
