@@ -257,7 +257,8 @@ def _has_description(hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
-    if isinstance(hint, type):
+    # On Python 3.10 a generic alias such as list[int] passes for a type.
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
         return hint.__qualname__
     return repr(hint).replace("typing.", "").replace("typing_extensions.", "")
 
