@@ -3,9 +3,10 @@
 Follows the WHATWG event-stream rules that matter for Chat Completions:
 lines end in LF, CRLF or CR (a CRLF split across two network chunks is one
 line end), `:` starts a comment (keep-alive), a blank line ends an event,
-several `data:` lines join with a newline, and one space after the colon is
-dropped. Splitting on bytes before decoding is safe because LF and CR never
-occur inside a multi-byte UTF-8 sequence.
+several `data:` lines join with a newline, one space after the colon is
+dropped, and a byte-order mark opening the stream is ignored. Splitting on
+bytes before decoding is safe because LF and CR never occur inside a
+multi-byte UTF-8 sequence.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SSEDecoder:
         self._event: str | None = None
         self._id: str | None = None
         self._retry: int | None = None
+        self._first_line = True
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Events completed by `chunk`; an incomplete line waits for the next one."""
@@ -47,7 +49,12 @@ class SSEDecoder:
             self._buffer = b""
         events: list[ServerSentEvent] = []
         for line in lines:
-            event = self._line(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+            text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            if self._first_line:
+                # A byte-order mark may open the stream; left on, it hides the first field.
+                text = text.removeprefix("\ufeff")
+                self._first_line = False
+            event = self._line(text)
             if event is not None:
                 events.append(event)
         return events

@@ -122,6 +122,14 @@ def test_multibyte_utf8_split_across_chunks() -> None:
         assert data_of(decode(body[:cut], body[cut:])) == expected
 
 
+def test_a_byte_order_mark_opening_the_stream_is_ignored() -> None:
+    body = "\ufeffdata: a\n\ndata: b\n\n".encode()
+    for cut in range(len(body) + 1):
+        assert data_of(decode(body[:cut], body[cut:])) == ["a", "b"]
+    # Only at the very start: later it is part of a field name (an unknown field).
+    assert data_of(decode("data: a\n\n\ufeffdata: b\n\n".encode())) == ["a"]
+
+
 def test_done_is_an_ordinary_event_for_the_decoder() -> None:
     assert data_of(decode(b"data: x\n\ndata: [DONE]\n\n")) == ["x", "[DONE]"]
 
