@@ -1,0 +1,351 @@
+"""The Chat Completions protocol as `agentkit.serve` speaks it: requests in, bodies out.
+
+No web framework here: parsing a request body into the run it asks for, the
+error bodies, and the completions and chunks built from a run.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
+
+from agentkit._exceptions import (
+    AgentRunError,
+    APIError,
+    ContentFilterError,
+    IncompleteOutputError,
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    OutputValidationError,
+    RefusalError,
+    RepeatedToolCallError,
+    RunTimeoutError,
+    ToolExecutionError,
+    ToolRetryError,
+    UserError,
+)
+from agentkit._history import check_history
+from agentkit._messages import (
+    AssistantMessage,
+    ContentPart,
+    Message,
+    ResponseFormat,
+    SystemMessage,
+    ToolDefinition,
+    Usage,
+    UserMessage,
+)
+
+if TYPE_CHECKING:
+    from agentkit._agent import Agent
+
+__all__ = [
+    "NO_RETRY",
+    "ChatCall",
+    "ChatRequest",
+    "Ending",
+    "Problem",
+    "Reply",
+    "chunk",
+    "completion",
+    "ending_for",
+    "parse_chat",
+    "run_problem",
+    "run_text",
+    "wire_usage",
+]
+
+NO_RETRY = {"x-should-retry": "false"}
+"""Sent with errors of a run that has begun: running it again would repeat its tool calls."""
+
+
+class Problem(Exception):
+    """An error answer: an HTTP status and a standard error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """`{"error": {"message", "type", "param", "code"}}`."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields of a request body the server acts on; other spec fields are accepted
+    and left to the agent's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
+    n: int | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Any = None
+    response_format: ResponseFormat | None = None
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """A validated request: which agent, and what to run it with."""
+
+    model: str
+    prompt: str | list[ContentPart]
+    history: list[Message]
+    stream: bool
+    include_usage: bool
+
+
+def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
+    """The run a request body asks for, or a `Problem` naming what is wrong with it."""
+    try:
+        data = from_json(raw)
+    except ValueError:
+        raise Problem(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Problem(400, "The request body must be a JSON object.")
+    try:
+        request = ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc, message = list(first["loc"]), first["msg"]
+        if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            # The tag field (a message's `role`, a part's `type`) is what is wrong.
+            loc.append(str((first.get("ctx") or {}).get("discriminator", "")).strip("'"))
+            if first["type"] == "union_tag_not_found":
+                message = "Field required"
+        param = _param(data, loc)
+        raise Problem(400, f"Invalid '{param}': {message}.", param=param) from None
+    agent = agents.get(request.model)
+    if agent is None:
+        raise Problem(
+            404,
+            f"The model '{request.model}' does not exist; GET /v1/models lists the served agents.",
+            param="model",
+            code="model_not_found",
+        )
+    _check_options(request, agent)
+    *history, last = request.messages
+    if not isinstance(last, UserMessage):
+        raise Problem(
+            400,
+            f"The last message must be the user's (role 'user'), not '{last.role}'.",
+            param=f"messages[{len(request.messages) - 1}].role",
+        )
+    try:
+        check_history(history)
+    except UserError as exc:
+        message = str(exc).replace("message_history[", "messages[", 1)
+        raise Problem(400, f"Invalid 'messages': {message}.", param="messages") from None
+    if agent.instructions is not None:
+        # The agent's instructions always lead; a client's own system message follows them.
+        history.insert(0, SystemMessage(content=agent.instructions))
+    return ChatCall(
+        model=request.model,
+        prompt=last.content,
+        history=history,
+        stream=bool(request.stream),
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+    )
+
+
+def _check_options(request: ChatRequest, agent: Agent[Any]) -> None:
+    if request.n is not None and request.n != 1:
+        raise Problem(400, "Only n=1 is supported: an agent gives one answer.", param="n")
+    if request.tool_choice not in (None, "auto", "none"):
+        raise Problem(
+            400,
+            "The served agent runs its own tools and cannot be made to call a client's tool; "
+            "tool_choice may only be 'auto' or 'none'.",
+            param="tool_choice",
+        )
+    structured = agent.output.response_format is not None
+    kind = request.response_format.type if request.response_format is not None else "text"
+    if kind != "text" and not structured:
+        raise Problem(
+            400,
+            f"The served agent answers in text; response_format '{kind}' is not available.",
+            param="response_format.type",
+        )
+
+
+def _param(data: Any, loc: Sequence[int | str]) -> str:
+    """The JSON path of an error's location in the body, such as `messages[2].content`.
+
+    Pydantic's locations also name union members (`user`, `str`, …); only the
+    keys and indexes that exist in the body are kept, and a missing key last.
+    """
+    path = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(data, list) and 0 <= part < len(data):
+            path, data = f"{path}[{part}]", data[part]
+        elif isinstance(part, str) and isinstance(data, dict):
+            if part in data:
+                path, data = f"{path}.{part}" if path else part, data[part]
+            elif i == len(loc) - 1:
+                path = f"{path}.{part}" if path else part
+    return path or "(body)"
+
+
+# --- what a run becomes ----------------------------------------------------------------
+
+
+@dataclass
+class Ending:
+    """How a run ended, as the client sees it."""
+
+    finish_reason: str = "stop"
+    refusal: str | None = None
+    messages: list[Message] = field(default_factory=list)
+
+
+def ending_for(exc: AgentRunError) -> Ending:
+    """A run error that still has an answer (refusal, cut off, filtered), or a `Problem`."""
+    if isinstance(exc, RefusalError):
+        return Ending("stop", exc.refusal, exc.messages)
+    if isinstance(exc, IncompleteOutputError):
+        return Ending("length", None, exc.messages)
+    if isinstance(exc, ContentFilterError):
+        return Ending("content_filter", None, exc.messages)
+    raise run_problem(exc)
+
+
+_RUN_ERRORS: list[tuple[type[AgentRunError], str, str]] = [
+    (MaxTurnsExceeded, "max_turns_exceeded", "reached its turn limit without a final answer"),
+    (RunTimeoutError, "run_timeout", "ran out of time before a final answer"),
+    (ToolRetryError, "tool_retries_exhausted", "stopped after a tool failed too many times"),
+    (RepeatedToolCallError, "repeated_tool_call", "stopped repeating the same tool call"),
+    (ToolExecutionError, "tool_failed", "stopped because one of its tools failed"),
+    (OutputValidationError, "invalid_output", "could not give an answer of the right form"),
+    (ModelBehaviorError, "model_error", "got a response from its model it could not act on"),
+]
+
+
+def run_problem(exc: BaseException) -> Problem:
+    """The error answer for a run that failed: nothing of its internals, and no retry."""
+    if isinstance(exc, AgentRunError):
+        for kind, code, what in _RUN_ERRORS:
+            if isinstance(exc, kind):
+                return Problem(
+                    500, f"The agent {what}.", type="server_error", code=code, headers=NO_RETRY
+                )
+        return Problem(
+            500,
+            "The agent stopped without an answer.",
+            type="server_error",
+            code="run_failed",
+            headers=NO_RETRY,
+        )
+    if isinstance(exc, APIError):
+        status = getattr(exc, "status_code", None)
+        detail = f" (status {status})" if status is not None else ""
+        return Problem(
+            502,
+            f"The agent's model endpoint failed{detail}.",
+            type="server_error",
+            code="upstream_error",
+            headers=NO_RETRY,
+        )
+    return Problem(
+        500,
+        "The server had an error while processing the request.",
+        type="server_error",
+        code="internal_error",
+        headers=NO_RETRY,
+    )
+
+
+def run_text(messages: Sequence[Message]) -> str | None:
+    """The text of the run's assistant messages, a blank line between turns; None if none."""
+    texts = [_text(m) for m in messages if isinstance(m, AssistantMessage)]
+    joined = "\n\n".join(t for t in texts if t)
+    return joined or None
+
+
+def _text(message: AssistantMessage) -> str:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(getattr(part, "text", "") for part in content)
+
+
+# --- response bodies ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The fields every body of one answer shares."""
+
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+
+def completion(reply: Reply, content: str | None, ending: Ending, usage: Usage) -> dict[str, Any]:
+    """A `chat.completion` body."""
+    message = {"role": "assistant", "content": content, "refusal": ending.refusal}
+    choice = {
+        "index": 0,
+        "message": message,
+        "finish_reason": ending.finish_reason,
+        "logprobs": None,
+    }
+    return {**reply.head("chat.completion"), "choices": [choice], "usage": wire_usage(usage)}
+
+
+def chunk(
+    reply: Reply, delta: dict[str, Any] | None, finish_reason: str | None = None
+) -> dict[str, Any]:
+    """A `chat.completion.chunk` body with one choice, or with none when `delta` is None."""
+    body = reply.head("chat.completion.chunk")
+    if delta is None:
+        body["choices"] = []
+    else:
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    return body
+
+
+def wire_usage(usage: Usage) -> dict[str, Any]:
+    """Usage in wire form: the three counts, and the details that are known."""
+    return usage.model_dump(mode="json", exclude_none=True)

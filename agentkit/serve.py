@@ -1,0 +1,474 @@
+"""Serve agents as an OpenAI-compatible Chat Completions endpoint.
+
+Needs the `server` extra (`pip install "agentkit[server]"`: Starlette and uvicorn).
+`create_app` makes an ASGI app; any OpenAI client, UI or SDK can talk to it, and
+so can another agentkit agent, using it as its model:
+
+```python
+from agentkit.serve import create_app
+
+app = create_app({"clock": clock_agent}, api_keys=["sk-local-1"])
+# uvicorn module:app --timeout-graceful-shutdown 30
+```
+
+Endpoints:
+
+- `POST /v1/chat/completions`: the request's `model` names the agent. The agent
+  runs its own tools on the server and answers with one `chat.completion`, its
+  `usage` summed over every model request of the run; with `stream: true`, with
+  `chat.completion.chunk` server-sent events ending in `data: [DONE]`, and a last
+  `choices: []` chunk carrying the usage when `stream_options.include_usage`.
+- `GET /v1/models` and `GET /v1/models/{model}`: the served agents.
+
+How a request becomes a run:
+
+- The last message must be the user's: its content is the prompt, and the
+  messages before it are the `message_history` (validated like any history:
+  each assistant tool call answered, in order). The agent's `instructions` always
+  come first; a client's own leading system or developer message follows them
+  rather than replacing them.
+- The agent's configuration decides the model, tools and sampling. Request fields
+  such as `temperature` or `max_tokens` are accepted and ignored; a client's
+  `tools` are accepted but never called. Refused with 400: `n` other than 1, a
+  `tool_choice` other than `"auto"`/`"none"`, and a JSON `response_format` when
+  the agent answers in text.
+- The answer's `content` is the text of every assistant message of the run, a
+  blank line between turns (a model may write before calling tools); for an agent
+  with a structured `output_type`, only the final JSON answer (streamed as one
+  piece at the end). Tool calls never reach the client.
+
+How a run's end becomes a response:
+
+| the run | the response |
+| --- | --- |
+| answers | 200, `finish_reason: "stop"` |
+| `RefusalError` | 200, `message.refusal` set, `finish_reason: "stop"` |
+| `IncompleteOutputError` | 200, the text so far, `finish_reason: "length"` |
+| `ContentFilterError` | 200, the text so far, `finish_reason: "content_filter"` |
+| any other `AgentRunError` (`MaxTurnsExceeded`, `ToolRetryError`, …) | 500 `server_error`, a `code` naming it (`max_turns_exceeded`, …) |
+| the agent's own model endpoint fails (`APIError`) | 502 `server_error`, code `upstream_error` |
+| anything else | 500 `server_error`, code `internal_error`; logged on the server |
+
+A failed run's message never carries the exception's text, and its response says
+`x-should-retry: false`: running the agent again would repeat its tool calls. A
+stream that has begun reports a failure as a last `data: {"error": {...}}` event
+instead, without `[DONE]`.
+
+Other errors, all `{"error": {"message", "type", "param", "code"}}`: 400 for a
+body that is not JSON or not a valid request (`param` names the field), 401 for
+a missing or wrong bearer key when keys are configured, 404 for an unknown model
+or path, 413 for a body over `max_body_bytes`, 429 with `Retry-After` when
+`max_concurrent_runs` runs are going on, 503 once the app is shutting down.
+
+Lifetime: a client that disconnects cancels its run (its tools see the
+cancellation). On shutdown (the ASGI lifespan's, or `await app.drain()`) new
+requests get 503, runs in flight get `shutdown_timeout` seconds to finish, and
+the rest are cancelled. uvicorn closes its listening socket and waits for open
+requests before it signals the lifespan shutdown; bound that wait with its
+`--timeout-graceful-shutdown`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        'agentkit.serve needs Starlette and uvicorn: pip install "agentkit[server]"'
+    ) from exc
+
+import anyio
+from pydantic_core import to_json
+
+from agentkit._agent import Agent
+from agentkit._exceptions import UserError
+from agentkit._serve_protocol import ChatCall, Problem, parse_chat, run_problem
+from agentkit._serve_run import complete, stream
+
+__all__ = ["AgentApp", "create_app"]
+
+logger = logging.getLogger("agentkit.serve")
+
+_MIB = 1024 * 1024
+
+T = TypeVar("T")
+
+
+def create_app(
+    agents: Mapping[str, Agent[Any]] | Agent[Any],
+    *,
+    api_keys: str | Iterable[str] | None = None,
+    max_concurrent_runs: int | None = 100,
+    shutdown_timeout: float = 30.0,
+    max_body_bytes: int = 16 * _MIB,
+) -> AgentApp:
+    """An ASGI app serving `agents` over the Chat Completions protocol.
+
+    Args:
+        agents: Agents by the model name clients ask for; a single agent is
+            served under its own `model` name.
+        api_keys: Bearer keys a request must carry (one of them); None serves
+            without keys. Keys are compared in constant time and never logged.
+        max_concurrent_runs: Runs the app carries on at once; a request beyond
+            that gets 429 with `Retry-After`. None for no limit.
+        shutdown_timeout: Seconds runs in flight get to finish on shutdown
+            before they are cancelled.
+        max_body_bytes: The largest request body accepted (413 beyond).
+
+    Example:
+        >>> app = create_app({"clock": build_agent()})
+        >>> # uvicorn examples.service:app
+    """
+    return AgentApp(
+        agents,
+        api_keys=api_keys,
+        max_concurrent_runs=max_concurrent_runs,
+        shutdown_timeout=shutdown_timeout,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+class AgentApp:
+    """The ASGI app `create_app` makes; see the module's documentation.
+
+    Attributes:
+        agents: The served agents by model name.
+    """
+
+    def __init__(
+        self,
+        agents: Mapping[str, Agent[Any]] | Agent[Any],
+        *,
+        api_keys: str | Iterable[str] | None,
+        max_concurrent_runs: int | None,
+        shutdown_timeout: float,
+        max_body_bytes: int,
+    ) -> None:
+        self.agents: dict[str, Agent[Any]] = _agents(agents)
+        self._keys = _keys(api_keys)
+        if max_concurrent_runs is not None and (
+            isinstance(max_concurrent_runs, bool)
+            or not isinstance(max_concurrent_runs, int)
+            or max_concurrent_runs < 1
+        ):
+            raise UserError(
+                f"max_concurrent_runs must be an integer >= 1 or None, got {max_concurrent_runs!r}"
+            )
+        if not shutdown_timeout >= 0:
+            raise UserError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
+        self.max_concurrent_runs = max_concurrent_runs
+        self.shutdown_timeout = shutdown_timeout
+        self.max_body_bytes = max_body_bytes
+        self._created = int(time.time())
+        self._closing = False
+        # Each run in flight: its cancel scope, and the reason it was stopped, once it is.
+        self._runs: dict[anyio.CancelScope, list[str]] = {}
+        self._idle: anyio.Event | None = None
+        self._app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/models/{model:path}", self._model, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error},
+            lifespan=self._lifespan,
+        )
+
+    def __repr__(self) -> str:
+        return f"AgentApp(agents={list(self.agents)!r}, keys={'set' if self._keys else 'none'})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown has begun: new chat requests get 503."""
+        return not self._closing
+
+    @property
+    def active_runs(self) -> int:
+        """Runs in flight."""
+        return len(self._runs)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop taking requests (503 from now on), let the runs in flight finish for
+        `timeout` seconds (default: `shutdown_timeout`), then cancel the rest."""
+        self._closing = True
+        limit = self.shutdown_timeout if timeout is None else timeout
+        with anyio.move_on_after(limit):
+            await self._wait_idle()
+        if self._runs:
+            logger.warning("shutdown: cancelling %d run(s) still in flight", len(self._runs))
+            for scope, reasons in list(self._runs.items()):
+                reasons.append("shutdown")
+                scope.cancel()
+            # Cancelled runs still answer their tool calls; that is quick, but bounded too.
+            with anyio.move_on_after(5):
+                await self._wait_idle()
+
+    async def _wait_idle(self) -> None:
+        while self._runs:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.drain()
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    async def _models(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+        except Problem as problem:
+            return _error(problem)
+        return JSONResponse({"object": "list", "data": [self._model_body(n) for n in self.agents]})
+
+    async def _model(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+            name = request.path_params["model"]
+            if name not in self.agents:
+                raise Problem(
+                    404,
+                    f"The model '{name}' does not exist.",
+                    param="model",
+                    code="model_not_found",
+                )
+        except Problem as problem:
+            return _error(problem)
+        return JSONResponse(self._model_body(name))
+
+    def _model_body(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self._created, "owned_by": "agentkit"}
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+            self._check_open()
+            call = parse_chat(await self._body(request), self.agents)
+        except Problem as problem:
+            return _error(problem)
+        if call.stream:
+            return _Streamed(self, call)
+        try:
+            body = await self._guarded(
+                request.receive, lambda: complete(self.agents[call.model], call)
+            )
+        except Problem as problem:
+            return _error(problem)
+        if body is None:  # the client has gone; nobody reads this
+            return _error(Problem(499, "The client closed the request.", code="client_closed"))
+        return JSONResponse(body)
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise Problem(413, f"The request body is larger than {self.max_body_bytes} bytes.")
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > self.max_body_bytes:
+                raise Problem(413, f"The request body is larger than {self.max_body_bytes} bytes.")
+            parts.append(part)
+        return b"".join(parts)
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        if not self._keys:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(
+                401,
+                "Missing API key: send it as 'Authorization: Bearer <key>'.",
+                headers={"www-authenticate": "Bearer"},
+            )
+        # Digests have one length, so the comparison time says nothing about the key.
+        given = hashlib.sha256(token.encode()).digest()
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise Problem(
+                401,
+                "Incorrect API key provided.",
+                code="invalid_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise Problem(
+                503, "The server is shutting down.", type="server_error", code="shutting_down"
+            )
+
+    def _admit(self) -> None:
+        self._check_open()
+        limit = self.max_concurrent_runs
+        if limit is not None and len(self._runs) >= limit:
+            raise Problem(
+                429,
+                f"Too many runs at once (the limit is {limit}); try again shortly.",
+                type="rate_limit_error",
+                code="too_many_runs",
+                headers={"retry-after": "1"},
+            )
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def _guarded(self, receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
+        """Run `work` as a tracked run that the client's disconnect or shutdown cancels.
+
+        Raises `Problem` when the run is not admitted, was stopped by shutdown, or
+        failed; returns None when the client went away.
+        """
+        self._admit()
+        reasons: list[str] = []
+        results: list[T] = []
+        failures: list[Exception] = []
+        async with anyio.create_task_group() as group:
+            self._runs[group.cancel_scope] = reasons
+            try:
+                group.start_soon(_watch_disconnect, receive, group.cancel_scope, reasons)
+                try:
+                    results.append(await work())
+                except Exception as exc:
+                    failures.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+                self._release(group.cancel_scope)
+        if failures:
+            error = failures[0]
+            if isinstance(error, Problem):
+                raise error
+            logger.error("run failed: %s", type(error).__name__, exc_info=error)
+            raise run_problem(error) from None
+        if results:
+            return results[0]
+        if "shutdown" in reasons:
+            raise Problem(
+                503,
+                "The server shut down before the run finished.",
+                type="server_error",
+                code="shutting_down",
+                headers={"x-should-retry": "false"},
+            )
+        return None
+
+    def _release(self, scope: anyio.CancelScope) -> None:
+        self._runs.pop(scope, None)
+        if not self._runs and self._idle is not None:
+            self._idle.set()
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, reasons: list[str]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    reasons.append("disconnect")
+    scope.cancel()
+
+
+class _Streamed(Response):
+    """The streamed answer: admitted, run and sent when the server calls the response."""
+
+    def __init__(self, app: AgentApp, call: ChatCall) -> None:
+        super().__init__()
+        self._owner = app
+        self._call = call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = _Sender(send)
+        agent = self._owner.agents[self._call.model]
+        try:
+            await self._owner._guarded(receive, lambda: stream(agent, self._call, sent.event))
+        except Problem as problem:
+            if not sent.started:
+                await _error(problem)(scope, receive, send)
+                return
+            await sent.event(problem.body())
+        await sent.close()
+
+
+class _Sender:
+    """Server-sent events onto an ASGI `send`; the headers go with the first event."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def event(self, data: Mapping[str, Any] | str) -> None:
+        payload = data.encode() if isinstance(data, str) else to_json(data)
+        if not self.started:
+            self.started = True
+            await self._send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+        await self._send(
+            {"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True}
+        )
+
+    async def close(self) -> None:
+        if self.started:
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _error(problem: Problem) -> Response:
+    return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown path, wrong method) in the standard shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    message = {404: f"No such endpoint: {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return _error(Problem(exc.status_code, message, code=code, headers=exc.headers))
+
+
+def _agents(agents: Mapping[str, Agent[Any]] | Agent[Any]) -> dict[str, Agent[Any]]:
+    if isinstance(agents, Agent):
+        return {agents.model: agents}
+    served = dict(agents)
+    if not served:
+        raise UserError("create_app needs at least one agent")
+    for name, agent in served.items():
+        if not isinstance(name, str) or not name:
+            raise UserError(f"served model names must be non-empty strings, got {name!r}")
+        if not isinstance(agent, Agent):
+            raise UserError(f"the agent served as {name!r} is not an Agent: {agent!r}")
+    return served
+
+
+def _keys(api_keys: str | Iterable[str] | None) -> list[bytes]:
+    if api_keys is None:
+        return []
+    keys = [api_keys] if isinstance(api_keys, str) else list(api_keys)
+    if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
+        # Never show the keys themselves.
+        raise UserError("api_keys must be None or non-empty strings (at least one)")
+    return [hashlib.sha256(k.strip().encode()).digest() for k in keys]
