@@ -4,7 +4,9 @@ is checked against the spec (see `tests.serve_server.SpecCheck`)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -365,3 +367,19 @@ async def test_an_agent_whose_model_is_a_served_agent(served: Served) -> None:
         assert text == "The sum is 5."
         assert run.result.output == "The sum is 5."
         assert run.result.usage.total_tokens == 26
+
+
+# --- the example ---------------------------------------------------------------------------
+
+
+def test_the_clock_service_example_answers_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTKIT_SERVE_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "examples.service", raising=False)
+    service = importlib.import_module("examples.service")
+    with serving(service.app) as s, openai.OpenAI(base_url=s.url, api_key="-") as client:
+        reply = client.chat.completions.create(
+            model="clock", messages=[{"role": "user", "content": "What time is it in Tokyo?"}]
+        )
+    assert (reply.choices[0].message.content or "").startswith("It is ")
+    assert "in Tokyo" in (reply.choices[0].message.content or "")
