@@ -96,13 +96,16 @@ class ChatServer:
 
 
 @asynccontextmanager
-async def serve(*replies: Reply) -> AsyncIterator[tuple[ChatServer, ChatClient]]:
+async def serve(
+    *replies: Reply, api_key: str = KEY
+) -> AsyncIterator[tuple[ChatServer, ChatClient]]:
     """A mocked endpoint answering with `replies`, and a `ChatClient` that talks to it."""
     server = ChatServer(replies)
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         router.post("/chat/completions").mock(side_effect=server)
         async with httpx.AsyncClient() as http:
-            yield server, ChatClient(base_url=BASE, api_key=KEY, http_client=http, max_retries=0)
+            client = ChatClient(base_url=BASE, api_key=api_key, http_client=http, max_retries=0)
+            yield server, client
 
 
 MESSAGES = TypeAdapter(list[Message])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -611,3 +612,19 @@ async def test_response_only_fields_are_not_sent_back() -> None:
 
 
 UTC_CALL = tool_call("call_1", "get_time", {"timezone": "UTC"})
+
+
+async def test_debug_logging_tells_the_story_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "sk-live-0123456789abcdefSECRET"
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    async with serve(calls(TOKYO, PARIS), completion("done"), api_key=key) as (_, client):
+        await agent(client).run("?")
+    text = caplog.text
+    assert "turn 1: finish_reason=tool_calls, 2 tool call(s)" in text
+    assert "tool get_time (call_a) ok" in text
+    assert "turn 2: finish_reason=stop, 0 tool call(s)" in text
+    assert key not in text
+    assert "SECRET" not in text
+    assert all(record.name.startswith("agentkit") for record in caplog.records)
