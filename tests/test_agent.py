@@ -628,3 +628,18 @@ async def test_debug_logging_tells_the_story_without_the_key(
     assert key not in text
     assert "SECRET" not in text
     assert all(record.name.startswith("agentkit") for record in caplog.records)
+
+
+async def test_tool_calls_run_whatever_the_finish_reason_says() -> None:
+    # Some servers answer tool calls with finish_reason "stop" (or none at all).
+    replies = [
+        completion(tool_calls=[TOKYO], finish_reason="stop"),
+        completion(tool_calls=[PARIS], finish_reason=None),
+        completion("done"),
+    ]
+    replies[1]["choices"][0]["finish_reason"] = None
+    async with serve(*replies) as (server, client):
+        result = await agent(client).run("?")
+    assert result.output == "done"
+    assert len(server.requests) == 3
+    assert_history_valid(result.messages)
