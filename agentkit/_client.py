@@ -97,6 +97,10 @@ class ChatClient:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise UserError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.base_url = url.rstrip("/")
+        # Endpoints are joined to the path, so a query (Azure's ?api-version=...) is kept.
+        prefix = parsed.path.rstrip("/")
+        self._chat_url = parsed.copy_with(path=prefix + "/chat/completions")
+        self._models_url = parsed.copy_with(path=prefix + "/models")
         self.max_retries = max_retries
         self._api_key = _check_key(
             api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -199,7 +203,7 @@ class ChatClient:
     async def list_models(self) -> list[Model]:
         """`GET /models`: the models the server offers."""
         request = self._http.build_request(
-            "GET", f"{self.base_url}/models", headers=self._headers, **self._timeout_kw(None)
+            "GET", self._models_url, headers=self._headers, **self._timeout_kw(None)
         )
 
         async def attempt() -> list[Model]:
@@ -241,7 +245,7 @@ class ChatClient:
         headers.update(_check_headers(extra_headers, "extra_headers"))
         return self._http.build_request(
             "POST",
-            f"{self.base_url}/chat/completions",
+            self._chat_url,
             content=to_json(body),
             headers=headers,
             **self._timeout_kw(timeout),

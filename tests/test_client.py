@@ -179,6 +179,24 @@ async def test_trailing_slash_gives_a_clean_url(api: respx.MockRouter) -> None:
     assert str(route.calls.last.request.url) == f"{BASE}/chat/completions"
 
 
+@pytest.mark.anyio
+async def test_a_query_in_base_url_is_kept() -> None:
+    azure = "https://res.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21"
+    with respx.mock(assert_all_called=True) as mock:
+        chat = mock.post(
+            "https://res.openai.azure.com/openai/deployments/gpt/chat/completions",
+            params={"api-version": "2024-10-21"},
+        ).respond(json=completion())
+        models = mock.get(
+            "https://res.openai.azure.com/openai/deployments/gpt/models",
+            params={"api-version": "2024-10-21"},
+        ).respond(json={"object": "list", "data": []})
+        async with make(azure, api_key=KEY) as client:
+            await client.create(model="m", messages=USER)
+            assert await client.list_models() == []
+    assert chat.call_count == models.call_count == 1
+
+
 @pytest.mark.parametrize("url", ["not a url", "ftp://host/v1", "http://", "localhost:8000"])
 def test_invalid_base_url(url: str) -> None:
     with pytest.raises(UserError, match="base_url"):
