@@ -56,6 +56,7 @@ from agentkit._exceptions import (
 )
 from agentkit._loop import ChatModel as ChatModel, RunState as RunState
 from agentkit._messages import (
+    AnyToolCall as AnyToolCall,
     AssistantMessage as AssistantMessage,
     ChatCompletion as ChatCompletion,
     ChatCompletionChunk as ChatCompletionChunk,
@@ -80,6 +81,7 @@ from agentkit._messages import (
     Model as Model,
     NamedToolChoice as NamedToolChoice,
     OtherPart as OtherPart,
+    OtherToolCall as OtherToolCall,
     PromptTokensDetails as PromptTokensDetails,
     RefusalPart as RefusalPart,
     ResponseFormat as ResponseFormat,
@@ -112,6 +114,7 @@ __all__ = [
     "Agent",
     "AgentKitError",
     "AgentRunError",
+    "AnyToolCall",
     "AssistantMessage",
     "AuthenticationError",
     "BadRequestError",
@@ -155,6 +158,7 @@ __all__ = [
     "NamedToolChoice",
     "NotFoundError",
     "OtherPart",
+    "OtherToolCall",
     "OutputDelta",
     "OutputValidationError",
     "PermissionDeniedError",

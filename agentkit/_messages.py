@@ -18,8 +18,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic_core import to_json
 
 __all__ = [
+    "AnyToolCall",
     "AssistantMessage",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -45,6 +47,7 @@ __all__ = [
     "ModelList",
     "NamedToolChoice",
     "OtherPart",
+    "OtherToolCall",
     "PromptTokensDetails",
     "RefusalPart",
     "ResponseFormat",
@@ -140,6 +143,16 @@ class ToolCall(WireModel):
     type: Literal["function"] = "function"
     function: FunctionCall
 
+    @property
+    def tool_name(self) -> str:
+        """The name of the tool called."""
+        return self.function.name
+
+    @property
+    def tool_input(self) -> str:
+        """The arguments, as the JSON text the model sent."""
+        return self.function.arguments
+
 
 class CustomCall(WireModel):
     """The tool and free-form input of a custom tool call."""
@@ -155,16 +168,50 @@ class CustomToolCall(WireModel):
     type: Literal["custom"] = "custom"
     custom: CustomCall
 
+    @property
+    def tool_name(self) -> str:
+        """The name of the tool called."""
+        return self.custom.name
+
+    @property
+    def tool_input(self) -> str:
+        """The free-form input the model sent."""
+        return self.custom.input
+
+
+class OtherToolCall(WireModel):
+    """A tool call of a type not modelled here, kept as the server sent it."""
+
+    id: str
+    type: str
+
+    @property
+    def tool_name(self) -> str:
+        """The `name` inside the call's payload, if it has one."""
+        payload = (self.model_extra or {}).get(self.type)
+        name = payload.get("name") if isinstance(payload, dict) else None
+        return name if isinstance(name, str) else f"<{self.type}>"
+
+    @property
+    def tool_input(self) -> str:
+        """The call's payload as JSON text."""
+        return to_json((self.model_extra or {}).get(self.type)).decode()
+
 
 def _call_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "custom" if kind == "custom" else "function"
+    if kind is None or kind == "function":
+        return "function"
+    return "custom" if kind == "custom" else "other"
 
 
 AnyToolCall = Annotated[
-    Annotated[ToolCall, Tag("function")] | Annotated[CustomToolCall, Tag("custom")],
+    Annotated[ToolCall, Tag("function")]
+    | Annotated[CustomToolCall, Tag("custom")]
+    | Annotated[OtherToolCall, Tag("other")],
     Discriminator(_call_tag),
 ]
+"""Any tool call; its `type` picks the model. Each has `.id`, `.tool_name` and `.tool_input`."""
 
 
 # --- request messages --------------------------------------------------------------
