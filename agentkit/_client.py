@@ -375,8 +375,8 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
         body = parse_body(response.content)
-        if isinstance(body, str):
-            what = f"is not JSON: {body[:200]!r}"
+        if exc.errors()[0]["type"] == "json_invalid":
+            what = f"is not JSON: {response.text[:200]!r}"
         else:
             first = exc.errors()[0]
             loc = ".".join(str(part) for part in first["loc"]) or "(body)"

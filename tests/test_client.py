@@ -684,6 +684,7 @@ async def test_create_returns_the_completion(api: respx.MockRouter) -> None:
         (b'{"id": "x", "created": 1, "model": "m"}', "choices"),
         (b'{"id": "x", "created": "yesterday", "model": "m", "choices": []}', "created"),
         (b"[1, 2]", "ChatCompletion"),
+        (b'"hello"', r"not a valid ChatCompletion: \(body\): Input should be an object"),
     ],
 )
 async def test_a_200_that_is_not_a_completion(
