@@ -39,7 +39,7 @@ class CompletionParams(TypedDict, total=False):
     parallel_tool_calls: bool | None
     response_format: ResponseFormat | Mapping[str, Any] | None
     seed: int | None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
     service_tier: str | None
     store: bool | None
     metadata: Mapping[str, str] | None

@@ -27,7 +27,9 @@ class ModelSettings:
     stop: str | tuple[str, ...] | None = None
     logit_bias: Mapping[str, int] | None = None
     user: str | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
     service_tier: str | None = None
     extra_body: Mapping[str, Any] | None = field(default=None)
     """Provider-specific request fields, merged into the body last."""
