@@ -6,6 +6,9 @@ With `OPENAI_API_KEY` or `OPENAI_BASE_URL` set it asks that endpoint (model
 from `AGENTKIT_MODEL`, default gpt-4o-mini). With neither, it runs offline on a
 scripted model that picks the tools the way a real model would, and says so on
 stderr. Either way it prints each tool call it made, then the answer.
+
+With `--mcp` the tools come from the reference MCP time server instead
+(`python -m mcp_server_time`, over stdio; needs `pip install -e ".[mcp]"`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import os
 import re
 import sys
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import anyio
 
 from agentkit import (
     Agent,
@@ -129,11 +135,21 @@ def _summary(messages: list[Message]) -> str:
                 if isinstance(call, ToolCall):
                     zones[call.id] = json.loads(call.function.arguments).get("timezone", "")
     parts = [
-        f"{m.content} in {zones.get(m.tool_call_id, '?').rsplit('/', 1)[-1].replace('_', ' ')}"
+        f"{_readable(m.content)} in {zones.get(m.tool_call_id, '?').rsplit('/', 1)[-1].replace('_', ' ')}"
         for m in messages
         if isinstance(m, ToolMessage)
     ]
     return "It is " + ", and ".join(parts) + "."
+
+
+def _readable(content: object) -> object:
+    """The MCP time server answers with JSON; show it like the built-in tool does."""
+    try:
+        answer = json.loads(str(content))
+        moment = dt.datetime.fromisoformat(answer["datetime"])
+        return _show(moment.astimezone(ZoneInfo(answer["timezone"])))
+    except (ValueError, TypeError, KeyError):
+        return content
 
 
 def _mentioned_zones(text: str) -> list[str]:
@@ -154,7 +170,7 @@ def print_tool_call(event: RunEvent) -> None:
         print(f"  {event.tool_name}({event.arguments}) -> {outcome}")
 
 
-def build_agent() -> Agent[str]:
+def build_agent(tools: list[Any] | None = None) -> Agent[str]:
     online = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
     if not online:
         print("clock: no OPENAI_API_KEY or OPENAI_BASE_URL; running offline", file=sys.stderr)
@@ -162,7 +178,7 @@ def build_agent() -> Agent[str]:
         os.environ.get("AGENTKIT_MODEL", "gpt-4o-mini"),
         client=None if online else offline_model(),
         instructions=INSTRUCTIONS,
-        tools=[get_current_time, convert_time, find_timezones],
+        tools=tools or [get_current_time, convert_time, find_timezones],
         event_handler=print_tool_call,
     )
 
@@ -171,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("question", nargs="?", default="What time is it in Tokyo and in Paris?")
     parser.add_argument("--stream", action="store_true", help="print the answer as it arrives")
+    parser.add_argument("--mcp", action="store_true", help="use the MCP time server's tools")
     args = parser.parse_args(argv)
+    if args.mcp:
+        anyio.run(run_with_mcp, args.question, args.stream)
+        return 0
     agent = build_agent()
     print("tool calls:")
     if not args.stream:
@@ -186,6 +206,27 @@ def main(argv: list[str] | None = None) -> int:
             print(event.text, end="", flush=True)
     print()
     return 0
+
+
+async def run_with_mcp(question: str, stream: bool) -> None:
+    """The same bot, its tools from `mcp-server-time` run as a subprocess."""
+    from agentkit.mcp import MCPServerStdio
+
+    async with MCPServerStdio(sys.executable, ["-m", "mcp_server_time"]) as clock:
+        agent = build_agent(await clock.tools())
+        print("tool calls:")
+        if not stream:
+            print(f"answer: {(await agent.run(question)).output}")
+            return
+        answering = False
+        async with agent.run_stream(question) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if not answering:
+                        print("answer: ", end="")
+                        answering = True
+                    print(event.text, end="", flush=True)
+        print()
 
 
 if __name__ == "__main__":
