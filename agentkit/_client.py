@@ -1,4 +1,4 @@
-"""`ChatClient`: the OpenAI-compatible HTTP client, on one pooled `httpx.AsyncClient`."""
+"""`ChatClient`: the OpenAI-compatible HTTP client, on one pooled httpx (or httpx2) client."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from agentkit._exceptions import (
     APIResponseValidationError,
     UserError,
 )
+from agentkit._http import HTTPStackName, stack_named, stack_of
 from agentkit._messages import MESSAGE_ADAPTER, ChatCompletion, Message, Model, ModelList
 from agentkit._params import PARAM_NAMES, CompletionParams
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
@@ -50,8 +51,8 @@ async def _sleep(seconds: float) -> None:
 class ChatClient:
     """A client for any OpenAI-compatible Chat Completions API.
 
-    One pooled `httpx.AsyncClient` serves every call, so a single `ChatClient`
-    can be shared by many agents and concurrent runs.
+    One pooled `httpx.AsyncClient` (or `httpx2.AsyncClient`) serves every call,
+    so a single `ChatClient` can be shared by many agents and concurrent runs.
 
     Args:
         base_url: The API root, such as `http://localhost:11434/v1`. Defaults to
@@ -60,7 +61,8 @@ class ChatClient:
             optional, since local servers need none. Never shown in a repr,
             a log line or an error message. Whitespace around it (a key read
             from a file often ends in a newline) is dropped.
-        http_client: An `httpx.AsyncClient` to use instead of a new one. It is
+        http_client: An `httpx.AsyncClient` or `httpx2.AsyncClient` to use
+            instead of a new one. It is
             never closed by this client.
         timeout: Seconds, or an `httpx.Timeout`. Defaults to 600 s (5 s to
             connect) for a client built here, and to the settings of a given
@@ -82,8 +84,9 @@ class ChatClient:
         base_url: str | None = None,
         api_key: str | None = None,
         *,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: float | httpx.Timeout | None = None,
+        http_client: Any = None,
+        http: HTTPStackName = "httpx",
+        timeout: float | httpx.Timeout | Any | None = None,
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -99,26 +102,25 @@ class ChatClient:
         self.base_url = url.rstrip("/")
         # Endpoints are joined to the path, so a query (Azure's ?api-version=...) is kept.
         prefix = parsed.path.rstrip("/")
-        self._chat_url = parsed.copy_with(path=prefix + "/chat/completions")
-        self._models_url = parsed.copy_with(path=prefix + "/models")
+        self._chat_url = str(parsed.copy_with(path=prefix + "/chat/completions"))
+        self._models_url = str(parsed.copy_with(path=prefix + "/models"))
         self.max_retries = max_retries
         self._api_key = _check_key(
             api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         )
         self._owns_http = http_client is None
+        self._stack = stack_named(http) if http_client is None else stack_of(http_client)
         if timeout is None:
-            self._timeout: httpx.Timeout | None = DEFAULT_TIMEOUT if self._owns_http else None
-        else:
-            self._timeout = (
-                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-            )
+            timeout = DEFAULT_TIMEOUT if self._owns_http else None
+        self._timeout: Any = None if timeout is None else self._stack.timeout(timeout)
         headers = {"user-agent": f"agentkit/{__version__}", "accept": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         headers.update(_check_headers(default_headers or {}, "default_headers"))
         self._headers = headers
         # Last, once every argument is known to be good: nothing is left open by an error.
-        self._http = http_client or httpx.AsyncClient(
+        # Typed as httpx: httpx2 has the same API, and only duck typing is used.
+        self._http: httpx.AsyncClient = http_client or self._stack.client(
             timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS
         )
 
@@ -197,7 +199,10 @@ class ChatClient:
         """
         request = self._chat_request(model, messages, dict(params), stream=True)
         return ChatStream(
-            lambda: self._send(request, stream=True), self.with_retries, request=request
+            lambda: self._send(request, stream=True),
+            self.with_retries,
+            request=request,
+            stack=self._stack,
         )
 
     async def list_models(self) -> list[Model]:
@@ -251,8 +256,8 @@ class ChatClient:
             **self._timeout_kw(timeout),
         )
 
-    def _timeout_kw(self, timeout: float | httpx.Timeout | None) -> dict[str, Any]:
-        chosen = self._timeout if timeout is None else timeout
+    def _timeout_kw(self, timeout: float | httpx.Timeout | Any | None) -> dict[str, Any]:
+        chosen = self._timeout if timeout is None else self._stack.timeout(timeout)
         return {} if chosen is None else {"timeout": chosen}
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
@@ -262,7 +267,7 @@ class ChatClient:
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=stream)
-        except httpx.LocalProtocolError as exc:
+        except self._stack.local_protocol_error as exc:
             # The request itself is malformed, such as a header name with a space.
             # httpx's message quotes the header, which may hold a key: leave it out,
             # and the exception too (`from None`), since tracebacks print causes.
@@ -271,8 +276,8 @@ class ChatClient:
                 f"character HTTP does not allow ({type(exc).__name__}); check "
                 "default_headers and extra_headers"
             ) from None
-        except httpx.TransportError as exc:
-            raise transport_error(exc, request) from exc
+        except self._stack.transport_error as exc:
+            raise transport_error(exc, request, self._stack) from exc
         logger.debug(
             "%s %s -> %d in %.0f ms",
             request.method,
@@ -284,8 +289,8 @@ class ChatClient:
             return response
         try:
             content = await response.aread()
-        except httpx.TransportError as exc:
-            raise transport_error(exc, request) from exc
+        except self._stack.transport_error as exc:
+            raise transport_error(exc, request, self._stack) from exc
         finally:
             await response.aclose()
         error = status_error(response, parse_body(content))

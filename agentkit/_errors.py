@@ -23,6 +23,7 @@ from agentkit._exceptions import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from agentkit._http import Stack
 
 __all__ = ["parse_body", "status_error", "stream_error", "transport_error"]
 
@@ -92,10 +93,10 @@ def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusErr
     return cls(message, response=response, body=body, status_code=status)
 
 
-def transport_error(exc: httpx.TransportError, request: httpx.Request) -> APIError:
+def transport_error(exc: Exception, request: httpx.Request, stack: Stack) -> APIError:
     """The error for a request that never got a complete response."""
     where = f"{request.method} {request.url}"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, stack.timeout_error):
         return APITimeoutError(
             f"request timed out ({type(exc).__name__}): {where}", request=request
         )

@@ -14,6 +14,7 @@ from pydantic_core import from_json
 
 from agentkit._errors import stream_error, transport_error
 from agentkit._exceptions import APIConnectionError, APIResponseValidationError, UserError
+from agentkit._http import Stack
 from agentkit._messages import ChatCompletionChunk
 from agentkit._sse import ServerSentEvent, SSEDecoder
 
@@ -44,10 +45,12 @@ class ChatStream:
         retrier: _Retrier[Any],
         *,
         request: httpx.Request,
+        stack: Stack,
     ) -> None:
         self._open_response = open_response
         self._retrier = retrier
         self._request = request
+        self._stack = stack
         self.response: httpx.Response | None = None
         self._bytes: AsyncIterator[bytes] | None = None
         self._decoder = SSEDecoder()
@@ -147,7 +150,7 @@ class ChatStream:
                     received += len(data)
                     if received > _DRAIN_LIMIT:
                         break
-            except httpx.HTTPError:
+            except self._stack.http_error:
                 pass  # nothing after [DONE] matters
 
     async def _next_event(self) -> ServerSentEvent:
@@ -164,8 +167,8 @@ class ChatStream:
                         request=self._request,
                     ) from None
                 break
-            except httpx.TransportError as exc:
-                raise transport_error(exc, self._request) from exc
+            except self._stack.transport_error as exc:
+                raise transport_error(exc, self._request, self._stack) from exc
             self._events.extend(self._decoder.feed(data))
         return self._events.popleft()
 

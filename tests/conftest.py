@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 
 from tests.openai_spec.validate import validate_request
@@ -27,7 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "schema does not define (provider-specific fields sent through extra_body)",
     )
     config.addinivalue_line(
-        "markers", "invalid_request_body: this test sends a request body that is meant to be invalid"
+        "markers",
+        "invalid_request_body: this test sends a request body that is meant to be invalid",
     )
 
 
@@ -60,13 +62,17 @@ def _validate_sent_bodies(
         yield
         return
     forbid_unknown = request.node.get_closest_marker("allow_unknown_request_keys") is None
-    real_send = httpx.AsyncClient.send
+    # Both HTTP stacks the client runs on.
+    for client_class in (httpx.AsyncClient, httpx2.AsyncClient):
+        monkeypatch.setattr(client_class, "send", _checked(client_class.send, forbid_unknown))
+    yield
 
-    async def checked_send(self: httpx.AsyncClient, req: httpx.Request, **kwargs: Any) -> Any:
+
+def _checked(real_send: Any, forbid_unknown: bool) -> Any:
+    async def checked_send(self: Any, req: Any, **kwargs: Any) -> Any:
         if req.method == "POST" and req.url.path.endswith("/chat/completions"):
             body = json.loads(req.content)
             validate_request(body, forbid_unknown_keys=forbid_unknown)
         return await real_send(self, req, **kwargs)
 
-    monkeypatch.setattr(httpx.AsyncClient, "send", checked_send)
-    yield
+    return checked_send

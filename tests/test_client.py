@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 import respx
 from anyio.abc import SocketStream
@@ -52,16 +53,16 @@ from agentkit import (
     UserError,
     UserMessage,
 )
+from tests.http_stacks import STACK, TLS, async_client, http_stack, real_async_client
 from tests.openai_spec.validate import validate_request
+
+pytestmark = pytest.mark.usefixtures("http_stack")
+__all__ = ["TLS", "http_stack"]  # re-exported for the other client test modules
 
 RECORDINGS_PATH = Path(__file__).parent / "recordings" / "extracted.json"
 BASE = "https://llm.test/v1"
 KEY = "sk-test-5ecret-Key-0123456789abcdef"
 USER = [{"role": "user", "content": "Hi"}]
-
-
-TLS = ssl.create_default_context()
-"""One TLS context for every test: building one per httpx client costs ~50 ms."""
 
 
 IDLE_HTTP = httpx.AsyncClient(verify=TLS)
@@ -75,9 +76,9 @@ def build(*args: Any, **kwargs: Any) -> ChatClient:
 
 @asynccontextmanager
 async def make(base_url: str = BASE, **kwargs: Any) -> AsyncIterator[ChatClient]:
-    """A ChatClient on a fresh, quickly built httpx client that is closed afterwards."""
+    """A ChatClient on a fresh client of the current HTTP stack, closed afterwards."""
     async with (
-        httpx.AsyncClient(verify=TLS) as http,
+        async_client() as http,
         ChatClient(base_url, http_client=http, **kwargs) as client,
     ):
         yield client
@@ -195,6 +196,43 @@ async def test_a_query_in_base_url_is_kept() -> None:
             await client.create(model="m", messages=USER)
             assert await client.list_models() == []
     assert chat.call_count == models.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_http_picks_the_stack_it_builds() -> None:
+    async with ChatClient(BASE, http="httpx2") as client:
+        assert isinstance(client._http, httpx2.AsyncClient)
+        assert client._http.timeout == httpx2.Timeout(600.0, connect=5.0)
+        limits = client._http._transport._pool  # the pool the defaults configured
+        assert limits._max_connections == agentkit._client.DEFAULT_LIMITS.max_connections
+    async with ChatClient(BASE) as client:
+        assert isinstance(client._http, httpx.AsyncClient)
+    assert client._http.is_closed
+
+
+def test_a_given_client_decides_the_stack() -> None:
+    assert build(BASE)._stack.name == "httpx"
+    assert ChatClient(BASE, http_client=httpx2.AsyncClient())._stack.name == "httpx2"
+    assert ChatClient(BASE, http_client=httpx2.AsyncClient(), timeout=3)._timeout == (
+        httpx2.Timeout(3)
+    )
+
+
+@pytest.mark.parametrize("bad", [object(), "httpx"])
+def test_http_client_must_be_an_async_client(bad: Any) -> None:
+    with pytest.raises(UserError, match=r"http_client must be an httpx\.AsyncClient"):
+        ChatClient(BASE, http_client=bad)
+
+
+def test_unknown_stack_name() -> None:
+    with pytest.raises(UserError, match='http must be "httpx" or "httpx2"'):
+        ChatClient(BASE, http="requests")  # type: ignore[arg-type]
+
+
+def test_httpx2_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx2", None)  # makes `import httpx2` fail
+    with pytest.raises(UserError, match=r"pip install 'agentkit\[httpx2\]'"):
+        ChatClient(BASE, http="httpx2")
 
 
 @pytest.mark.parametrize("url", ["not a url", "ftp://host/v1", "http://", "localhost:8000"])
@@ -838,7 +876,9 @@ async def test_connection_error_and_timeout(api: respx.MockRouter) -> None:
         with pytest.raises(APITimeoutError, match="timed out") as timeout:
             await client.list_models()
     assert type(conn.value) is APIConnectionError
-    assert isinstance(conn.value.__cause__, httpx.ConnectError)
+    stack: Any = httpx2 if STACK.get() == "httpx2" else httpx
+    assert isinstance(conn.value.__cause__, stack.ConnectError)
+    assert isinstance(timeout.value.__cause__, stack.ReadTimeout)
     assert f"POST {BASE}/chat/completions" in str(conn.value)
     assert f"GET {BASE}/models" in str(timeout.value)
 
@@ -899,7 +939,7 @@ async def test_key_absent_from_logs_errors_and_reprs_through_a_retrying_failure(
         await conn.send(http_response(500, body))
 
     caplog.set_level(logging.DEBUG)
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
+    async with http_server(handle) as base, real_async_client() as http:
         client = ChatClient(base, api_key=KEY, http_client=http)
         with pytest.raises(InternalServerError) as info:
             await client.create(model="m", messages=USER)
@@ -975,7 +1015,7 @@ async def test_a_request_httpx_refuses_to_send_is_a_user_error(sleeps: list[floa
     async def handle(conn: SocketStream, request: bytes) -> None:
         requests.append(request)
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
+    async with http_server(handle) as base, real_async_client() as http:
         client = ChatClient(base, api_key=KEY, http_client=http)
         with pytest.raises(UserError, match="cannot be sent: a header holds") as info:
             await client.create(model="m", messages=USER, extra_headers={"bad name": "x"})
@@ -1064,7 +1104,7 @@ async def test_a_closed_client_is_a_user_error(api: respx.MockRouter) -> None:
 @pytest.mark.anyio
 async def test_never_closes_a_passed_in_http_client(api: respx.MockRouter) -> None:
     api.post("/chat/completions").respond(json=completion())
-    async with httpx.AsyncClient(verify=TLS) as http:
+    async with async_client() as http:
         async with ChatClient(BASE, http_client=http) as client:
             await client.create(model="m", messages=USER)
         assert not http.is_closed
@@ -1079,7 +1119,7 @@ async def test_never_closes_a_passed_in_http_client(api: respx.MockRouter) -> No
 @pytest.mark.anyio
 async def test_passed_in_http_client_keeps_its_timeout(api: respx.MockRouter) -> None:
     route = api.post("/chat/completions").respond(json=completion())
-    async with httpx.AsyncClient(timeout=7, verify=TLS) as http:
+    async with async_client(timeout=7) as http:
         await ChatClient(BASE, http_client=http).create(model="m", messages=USER)
     assert route.calls.last.request.extensions["timeout"] == httpx.Timeout(7).as_dict()
 

@@ -29,7 +29,10 @@ from agentkit import (
     RateLimitError,
     UserError,
 )
-from tests.test_client import BASE, KEY, RECORDINGS_PATH, TLS, USER, http_server, make
+from tests.http_stacks import http_stack, real_async_client  # noqa: F401
+from tests.test_client import BASE, KEY, RECORDINGS_PATH, USER, http_server, make
+
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 RECORDINGS = json.loads(RECORDINGS_PATH.read_text(encoding="utf-8"))
 STREAMS = [e for e in RECORDINGS if e["done"]]
@@ -60,8 +63,8 @@ def sse(*events: Any, done: bool = True, eol: str = "\n") -> bytes:
 # when they are collected (encode/httpx#3686). Only tests that leave early allow that:
 # a stream read to its end must leave nothing behind.
 leaves_early = pytest.mark.filterwarnings(
-    r"ignore:Async generator 'httpx\.:ResourceWarning",
-    r"ignore:Async generator 'httpcore\.:ResourceWarning",
+    r"ignore:Async generator 'httpx2?\.:ResourceWarning",
+    r"ignore:Async generator 'httpcore2?\.:ResourceWarning",
 )
 
 HELLO = sse(chunk("Hel"), chunk("lo"), chunk(None, "stop"))
@@ -584,7 +587,7 @@ async def test_early_exit_over_a_real_connection(anyio_backend: str) -> None:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             server_saw_close.set()
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
+    async with http_server(handle) as base, real_async_client() as http:
         async with ChatClient(base, http_client=http) as client:
             got: list[str | None] = []
             async with client.stream(model="m", messages=USER) as stream:
@@ -623,7 +626,7 @@ async def test_a_finished_stream_returns_its_connection_to_the_pool() -> None:
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 return
 
-    async with http_server(handle) as base, httpx.AsyncClient(trust_env=False, verify=TLS) as http:
+    async with http_server(handle) as base, real_async_client() as http:
         async with ChatClient(base, http_client=http) as client:
             for _ in range(3):
                 async with client.stream(model="m", messages=USER) as stream:

@@ -23,7 +23,10 @@ from agentkit import (
     RateLimitError,
 )
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
+from tests.http_stacks import http_stack, real_async_client  # noqa: F401
 from tests.test_client import BASE, USER, build, completion, error_body, make
+
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 
 @pytest.fixture

@@ -1,0 +1,96 @@
+"""The HTTP stacks a `ChatClient` runs on: httpx (the default) or httpx2 (optional).
+
+The two have the same API but separate classes, so everything that names a
+class (exceptions to catch, `Timeout`, `Limits`) goes through a `Stack`.
+httpx2 is imported only when a client asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+import httpx
+
+from agentkit._exceptions import UserError
+
+__all__ = ["HTTPStackName", "Stack", "stack_named", "stack_of"]
+
+HTTPStackName = Literal["httpx", "httpx2"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One HTTP library, and the classes agentkit uses from it."""
+
+    name: str
+    module: ModuleType
+
+    @property
+    def transport_error(self) -> type[Exception]:
+        """Raised when no complete response arrived (connection, protocol, timeout)."""
+        return self.module.TransportError  # type: ignore[no-any-return]
+
+    @property
+    def timeout_error(self) -> type[Exception]:
+        """The timeout subclass of `transport_error`."""
+        return self.module.TimeoutException  # type: ignore[no-any-return]
+
+    @property
+    def local_protocol_error(self) -> type[Exception]:
+        """Raised for a request that cannot be sent at all (a bad header)."""
+        return self.module.LocalProtocolError  # type: ignore[no-any-return]
+
+    @property
+    def http_error(self) -> type[Exception]:
+        """The base of every exception the library raises."""
+        return self.module.HTTPError  # type: ignore[no-any-return]
+
+    def timeout(self, value: Any) -> Any:
+        """This stack's `Timeout` for seconds, or for either library's `Timeout`."""
+        if isinstance(value, (int, float)):
+            return self.module.Timeout(value)
+        return self.module.Timeout(
+            connect=value.connect, read=value.read, write=value.write, pool=value.pool
+        )
+
+    def client(self, *, timeout: Any, limits: httpx.Limits) -> Any:
+        """A new `AsyncClient` of this stack."""
+        return self.module.AsyncClient(
+            timeout=self.timeout(timeout),
+            limits=self.module.Limits(
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+            ),
+        )
+
+
+_HTTPX = Stack("httpx", httpx)
+
+
+def stack_named(name: str) -> Stack:
+    """The stack called `name`, importing it if needed."""
+    if name == "httpx":
+        return _HTTPX
+    if name != "httpx2":
+        raise UserError(f'http must be "httpx" or "httpx2", got {name!r}')
+    try:
+        return Stack("httpx2", importlib.import_module("httpx2"))
+    except ImportError:
+        raise UserError(
+            "http='httpx2' needs the httpx2 package: pip install 'agentkit[httpx2]'"
+        ) from None
+
+
+def stack_of(http_client: Any) -> Stack:
+    """The stack an `AsyncClient` belongs to."""
+    root = type(http_client).__module__.partition(".")[0]
+    if root not in ("httpx", "httpx2") or not hasattr(http_client, "send"):
+        raise UserError(
+            "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
+            f"got {type(http_client).__name__}"
+        )
+    return stack_named(root)
