@@ -47,6 +47,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.started = threading.Event()
+        self.starts = 0
         self.cancelled = threading.Event()
         self.release = threading.Event()
 
@@ -57,6 +58,7 @@ def blocking_agent(probe: Probe, *, forever: bool = False) -> Agent[str]:
     @tool
     async def wait() -> str:
         """Wait for something."""
+        probe.starts += 1
         probe.started.set()
         try:
             if forever:
@@ -383,8 +385,8 @@ def test_client_leaving_a_stream_cancels_the_run() -> None:
                 for chunk in stream:
                     text += chunk.choices[0].delta.content or ""
                     if text == "Working on it.":
+                        wait_for(probe.started)  # the tool is running: now hang up
                         break
-            wait_for(probe.started)
         wait_for(probe.cancelled)
         wait_until(lambda: app.active_runs == 0)
 
@@ -398,8 +400,7 @@ def test_shutdown_refuses_new_requests_and_lets_runs_in_flight_finish() -> None:
     with serving(app) as s, ThreadPoolExecutor(2) as pool:
         first = pool.submit(post, s, body("hold"), None, timeout=30)
         streamed = pool.submit(post, s, body("hold", stream=True), None, timeout=30)
-        wait_for(probe.started)
-        wait_until(lambda: app.active_runs == 2)
+        wait_until(lambda: probe.starts == 2)
         draining = s.portal.start_task_soon(app.drain)
         wait_until(lambda: not app.accepting)
         refused = post(s, body("hold"), key=None)
@@ -420,7 +421,7 @@ def test_shutdown_cancels_runs_that_outlast_the_timeout() -> None:
     with serving(app) as s, ThreadPoolExecutor(2) as pool:
         plain = pool.submit(post, s, body("hold"), None, timeout=30)
         streamed = pool.submit(post, s, body("hold", stream=True), None, timeout=30)
-        wait_until(lambda: app.active_runs == 2)
+        wait_until(lambda: probe.starts == 2)  # both tools are running
         started = time.monotonic()
         s.call(app.drain)
         assert time.monotonic() - started < 3
