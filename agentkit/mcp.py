@@ -17,9 +17,9 @@ async with MCPServerStdio(sys.executable, ["-m", "mcp_server_time"]) as clock:
 process), shared by every run and every concurrent call until the block ends.
 `tools()` lists the server's tools as `MCPTool`s: their schema is the server's
 `inputSchema`, a call is validated against it and sent to the server, and the
-result becomes the tool message (see `agentkit._mcp_tool.result_text`). An
-error result (`isError`) or a call the server rejects goes back to the model,
-like a `@tool` that raises. When the server dies, the calls in flight fail
+result becomes the tool message (see `result_text`). An error result
+(`isError`) or a call the server rejects goes back to the model, like a `@tool`
+that raises. When the server dies, the calls in flight fail
 with `MCPServerError` (the conversation still answers every call) and the next
 call connects again; for stdio, that starts the process again.
 
