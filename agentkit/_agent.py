@@ -29,7 +29,10 @@ from agentkit._settings import ModelSettings
 from agentkit._streaming import StreamedRun, iterate_sync
 from agentkit._tools import Tool, tools_by_name
 
-__all__ = ["Agent", "RunResult"]
+__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "RunResult"]
+
+DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
+"""Characters of one tool message sent to the model unless an agent says otherwise."""
 
 OutputT = TypeVar("OutputT")
 T = TypeVar("T")
@@ -95,7 +98,16 @@ class Agent(Generic[OutputT]):
         reset_tool_choice: After a forced call (`"required"` or a name), send
             `"auto"` so the loop can end. False keeps forcing.
         tool_concurrency: The most tool calls of one turn run at once (None: all).
-        timeout: Seconds a whole run may take before `RunTimeoutError`.
+        max_tool_result_chars: The most characters of one tool message sent to
+            the model (default 100,000, about 25,000 tokens). A longer result,
+            or error text, is cut to its first `max_tool_result_chars`
+            characters followed by a notice such as `[truncated: the tool
+            returned 10,485,760 characters; only the first 100,000 are shown]`.
+            None sends every result whole.
+        timeout: Seconds a whole run may take before `RunTimeoutError`. The
+            run ends on time even while a sync tool blocks in its worker
+            thread: the call is answered as cancelled and the thread, which
+            cannot be interrupted, is left to finish in the background.
         event_handler: Called with each `RunEvent`; see `agentkit.RunEvent`.
 
     Example:
@@ -125,6 +137,7 @@ class Agent(Generic[OutputT]):
         on_max_turns: Literal["raise", "answer"] = "raise",
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
+        max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
     ) -> None: ...
@@ -150,6 +163,7 @@ class Agent(Generic[OutputT]):
         on_max_turns: Literal["raise", "answer"] = "raise",
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
+        max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
     ) -> None: ...
@@ -174,6 +188,7 @@ class Agent(Generic[OutputT]):
         on_max_turns: Literal["raise", "answer"] = "raise",
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
+        max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
     ) -> None:
@@ -191,6 +206,8 @@ class Agent(Generic[OutputT]):
         _check_int("repeat_limit", repeat_limit, 2)
         if tool_concurrency is not None:
             _check_int("tool_concurrency", tool_concurrency, 1)
+        if max_tool_result_chars is not None:
+            _check_int("max_tool_result_chars", max_tool_result_chars, 1)
         _check_choice("tool_errors", tool_errors, ("return", "raise"))
         _check_choice("repeated_tool_calls", repeated_tool_calls, ("raise", "tell"))
         _check_choice("on_max_turns", on_max_turns, ("raise", "answer"))
@@ -208,6 +225,7 @@ class Agent(Generic[OutputT]):
         self.on_max_turns = on_max_turns
         self.reset_tool_choice = reset_tool_choice
         self.tool_concurrency = tool_concurrency
+        self.max_tool_result_chars = max_tool_result_chars
         self.timeout = timeout
         self.event_handler = event_handler
         params = self.settings.to_params()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -17,7 +18,7 @@ from agentkit._exceptions import ModelRetry, ToolCallError, UserError
 from agentkit._messages import CustomToolCall, ToolCall, ToolMessage
 from agentkit._tools import Tool
 
-__all__ = ["ToolOutcome", "dispatch", "run_tool_call", "unanswered"]
+__all__ = ["ToolOutcome", "dispatch", "limit_content", "run_tool_call", "unanswered"]
 
 logger = logging.getLogger("agentkit")
 
@@ -53,6 +54,17 @@ def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
     return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call_name(call), error=text)
 
 
+def limit_content(content: str, max_chars: int | None) -> str:
+    """`content` cut to its first `max_chars` characters, followed by a notice saying
+    how long it was; unchanged when it fits or `max_chars` is None."""
+    if max_chars is None or len(content) <= max_chars:
+        return content
+    return (
+        f"{content[:max_chars]}\n\n[truncated: the tool returned {len(content):,} characters; "
+        f"only the first {max_chars:,} are shown]"
+    )
+
+
 async def run_tool_call(
     call: AnyCall,
     tools: Mapping[str, Tool[..., Any]],
@@ -60,12 +72,22 @@ async def run_tool_call(
     *,
     turn: int,
     events: EventHandler | None,
+    max_chars: int | None = None,
 ) -> ToolOutcome:
-    """Run one tool call; every failure becomes a tool message for the model."""
+    """Run one tool call; every failure becomes a tool message for the model.
+
+    The tool message's content is cut to `max_chars` characters (see `limit_content`).
+    """
     name, arguments = call_name(call), call_arguments(call)
     await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
     outcome = await _execute(call, name, arguments, tools, ctx)
+    if isinstance(outcome.message.content, str) and max_chars is not None:
+        limited = limit_content(outcome.message.content, max_chars)
+        if limited is not outcome.message.content:
+            message = ToolMessage(tool_call_id=call.id, content=limited)
+            error = limited if outcome.error is not None else None
+            outcome = dataclasses.replace(outcome, message=message, error=error)
     duration = time.perf_counter() - started
     logger.debug(
         "tool %s (%s) %s in %.1f ms",

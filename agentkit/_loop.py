@@ -216,7 +216,12 @@ class Run(Generic[OutputT]):
             tool_call_id=call.id,
         )
         return await run_tool_call(
-            call, self.agent.tools, ctx, turn=self.state.turns, events=self.events
+            call,
+            self.agent.tools,
+            ctx,
+            turn=self.state.turns,
+            events=self.events,
+            max_chars=self.agent.max_tool_result_chars,
         )
 
     # --- what happens between the steps -------------------------------------------------

@@ -53,7 +53,11 @@ class Tool(Generic[P, R]):
         description: What the tool does, for the model; `None` when undocumented.
         parameters: The JSON schema of the arguments object.
         strict: Whether the schema follows OpenAI's strict mode.
-        timeout: Seconds a call may take, or `None` for no limit.
+        timeout: Seconds a call may take, or `None` for no limit. When a sync
+            function runs past it, the call fails with `ToolTimeoutError` at
+            once, but its worker thread cannot be interrupted: it is left to
+            finish in the background and its result is discarded. The same
+            holds when the run is cancelled or reaches its own timeout.
     """
 
     function: Callable[P, R]
@@ -116,7 +120,8 @@ class Tool(Generic[P, R]):
             strict: Make the schema follow OpenAI's strict mode and send
                 `"strict": true` with the definition.
             timeout: Seconds a call may take before it fails with
-                `ToolTimeoutError`.
+                `ToolTimeoutError`. A sync function's thread is not
+                interrupted; it is left to finish in the background.
 
         Returns:
             The tool.
