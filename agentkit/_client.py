@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from agentkit._errors import parse_body, status_error, transport_error
+from agentkit._errors import parse_body, redact_key, status_error, transport_error
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
@@ -306,6 +306,7 @@ class ChatClient:
             try:
                 return await attempt()
             except APIError as error:
+                redact_key(error)
                 delay = self._retry_delay(error, retries)
                 if delay is None:
                     raise

@@ -25,7 +25,7 @@ from agentkit._exceptions import (
 )
 from agentkit._http import Stack
 
-__all__ = ["parse_body", "status_error", "stream_error", "transport_error"]
+__all__ = ["parse_body", "redact_key", "status_error", "stream_error", "transport_error"]
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -91,6 +91,20 @@ def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusErr
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     message = f"error in the stream from {response.request.url}: {_describe(body)}"
     return cls(message, response=response, body=body, status_code=status)
+
+
+def redact_key(error: APIError) -> APIError:
+    """`error`, with the request's API key taken out of its message.
+
+    A server or proxy may quote the key it was given back, in an error status,
+    a 200 page that is not JSON, or an error event inside a stream. Keys shorter
+    than 8 characters (test values) are left alone, so as not to garble messages.
+    """
+    _, _, key = error.request.headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    if len(key) >= 8 and any(key in str(arg) for arg in error.args):
+        error.args = tuple(str(arg).replace(key, "<api_key>") for arg in error.args)
+    return error
 
 
 def transport_error(exc: Exception, request: httpx.Request, stack: Stack) -> APIError:

@@ -12,8 +12,13 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from agentkit._errors import stream_error, transport_error
-from agentkit._exceptions import APIConnectionError, APIResponseValidationError, UserError
+from agentkit._errors import redact_key, stream_error, transport_error
+from agentkit._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    UserError,
+)
 from agentkit._http import Stack
 from agentkit._messages import ChatCompletionChunk
 from agentkit._sse import ServerSentEvent, SSEDecoder
@@ -83,7 +88,11 @@ class ChatStream:
         if self._first is not None:
             first, self._first = self._first, None
             return first
-        chunk = await self._next_chunk()
+        try:
+            chunk = await self._next_chunk()
+        except APIError as error:
+            redact_key(error)  # a server may quote the key back in an error event
+            raise
         if chunk is None:
             raise StopAsyncIteration
         return chunk
