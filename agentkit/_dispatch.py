@@ -15,14 +15,14 @@ from anyio.abc import TaskStatus
 from agentkit._context import RunContext
 from agentkit._events import EventHandler, ToolCallEnd, ToolCallStart, emit
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
-from agentkit._messages import CustomToolCall, ToolCall, ToolMessage
+from agentkit._messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
 from agentkit._tools import Tool
 
 __all__ = ["ToolOutcome", "dispatch", "limit_content", "run_tool_call", "unanswered"]
 
 logger = logging.getLogger("agentkit")
 
-AnyCall = ToolCall | CustomToolCall
+AnyCall = ToolCall | CustomToolCall | OtherToolCall
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,10 @@ class ToolOutcome:
     """A usage mistake (such as an unserialisable result) that must end the run."""
 
 
-def call_name(call: AnyCall) -> str:
-    return call.function.name if isinstance(call, ToolCall) else call.custom.name
-
-
-def call_arguments(call: AnyCall) -> str:
-    return call.function.arguments if isinstance(call, ToolCall) else call.custom.input
-
-
 def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
     """The answer to a call that was not (or not fully) run."""
     text = f"Error: not run: {reason}"
-    return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call_name(call), error=text)
+    return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call.tool_name, error=text)
 
 
 def limit_content(content: str, max_chars: int | None) -> str:
@@ -78,7 +70,7 @@ async def run_tool_call(
 
     The tool message's content is cut to `max_chars` characters (see `limit_content`).
     """
-    name, arguments = call_name(call), call_arguments(call)
+    name, arguments = call.tool_name, call.tool_input
     await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
     outcome = await _execute(call, name, arguments, tools, ctx)
@@ -118,7 +110,7 @@ async def _execute(
     tool = tools.get(name) if isinstance(call, ToolCall) else None
     if tool is None:
         available = ", ".join(tools) or "none"
-        kind = "function tool" if isinstance(call, ToolCall) else "custom tool"
+        kind = "function tool" if isinstance(call, ToolCall) else f"{call.type} tool"
         return failed(f"there is no {kind} named {name!r}; available tools: {available}")
     try:
         content = await tool.call(arguments, ctx)

@@ -9,6 +9,7 @@ every step.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -23,8 +24,6 @@ from agentkit._context import RunContext
 from agentkit._dispatch import (
     AnyCall,
     ToolOutcome,
-    call_arguments,
-    call_name,
     dispatch,
     run_tool_call,
     unanswered,
@@ -50,6 +49,7 @@ from agentkit._messages import (
     FunctionCall,
     Message,
     NamedToolChoice,
+    OtherToolCall,
     ToolCall,
     Usage,
     UserMessage,
@@ -276,8 +276,8 @@ class Run(Generic[OutputT]):
         agent, state = self.agent, self.state
         if repeated is not None and agent.repeated_tool_calls == "raise":
             raise RepeatedToolCallError(
-                call_name(repeated),
-                call_arguments(repeated),
+                repeated.tool_name,
+                repeated.tool_input,
                 agent.repeat_limit,
                 messages=state.messages,
             )
@@ -356,8 +356,13 @@ class Run(Generic[OutputT]):
 
 
 def _call_key(call: AnyCall) -> str:
-    """What makes two calls the same call: the tool and the exact arguments."""
-    return f"{call_name(call)}\x00{call_arguments(call)}"
+    """What makes two calls the same call: the tool and the arguments, as JSON values
+    (so spacing and key order do not matter), or as text when they are not JSON."""
+    try:
+        arguments = json.dumps(json.loads(call.tool_input), sort_keys=True)
+    except ValueError:
+        arguments = call.tool_input
+    return f"{call.tool_name}\x00{arguments}"
 
 
 def _text(message: AssistantMessage) -> str | None:
@@ -373,18 +378,20 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
     audio = (message.model_extra or {}).get("audio")
     if isinstance(audio, Mapping) and "id" in audio:
         extra["audio"] = {"id": audio["id"]}
-    calls: list[ToolCall | CustomToolCall] = []
+    calls: list[ToolCall | CustomToolCall | OtherToolCall] = []
     for call in message.tool_calls or ():
         # Fields a server adds to a call (`index`, say) are not part of a request.
         if isinstance(call, ToolCall):
             function = FunctionCall(name=call.function.name, arguments=call.function.arguments)
             calls.append(ToolCall(id=call.id, function=function))
-        else:
+        elif isinstance(call, CustomToolCall):
             calls.append(
                 CustomToolCall(
                     id=call.id, custom=CustomCall(name=call.custom.name, input=call.custom.input)
                 )
             )
+        else:
+            calls.append(call)  # unknown to us: sent back as the server gave it
     return AssistantMessage(
         content=message.content,
         refusal=message.refusal,

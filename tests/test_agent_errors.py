@@ -324,6 +324,16 @@ async def test_repeated_tool_call_error() -> None:
     assert_history_valid(err.messages)
 
 
+async def test_repeats_differing_only_in_spacing_and_key_order_are_caught() -> None:
+    texts = ['{"timezone": "UTC"}', '{"timezone":"UTC"}', ' { "timezone" :  "UTC" } ']
+    replies = [calls(tool_call(f"c{i}", "get_time", text)) for i, text in enumerate(texts)]
+    async with serve(*replies, completion("never")) as (_, client):
+        with pytest.raises(RepeatedToolCallError) as info:
+            await agent(client).run("?")
+    assert info.value.arguments == texts[2]
+    assert_history_valid(info.value.messages)
+
+
 async def test_repeats_that_are_interrupted_are_fine() -> None:
     replies = [
         calls(time_call("c0")),
