@@ -21,7 +21,13 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._params": {"PARAM_NAMES"},
     "agentkit._sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
     "agentkit._retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
-    "agentkit._errors": {"parse_body", "status_error", "stream_error", "transport_error"},
+    "agentkit._errors": {
+        "parse_body",
+        "redact_key",
+        "status_error",
+        "stream_error",
+        "transport_error",
+    },
 }
 
 

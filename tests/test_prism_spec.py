@@ -38,7 +38,7 @@ from agentkit import (
     AuthenticationError,
     ChatClient,
     RateLimitError,
-    RepeatedToolCallError,
+    ToolRetryError,
     tool,
 )
 from agentkit._history import check_history
@@ -133,15 +133,15 @@ async def test_an_agent_run_through_prism_ends_with_a_typed_error_and_a_valid_hi
     through_static: Through,
 ) -> None:
     # Static Prism always calls the tool "string" with the arguments "string" (not JSON):
-    # each call is answered with an error for the model, and the third identical call
-    # in a row stops the run.
+    # each call is answered with an error for the model, and the third failure in a row
+    # (max_tool_retries=2) ends the run.
     @tool(name="string")
     def string(text: str) -> str:
         """A tool named like Prism's placeholder."""
         raise AssertionError("arguments that are not JSON must never reach the function")
 
     agent = Agent("gpt-4o-mini", client=through_static.client, tools=[string], max_turns=5)
-    with pytest.raises(RepeatedToolCallError) as caught:
+    with pytest.raises(ToolRetryError) as caught:
         await agent.run("Hi")
     check_history(caught.value.messages)
     answers = [m for m in caught.value.messages if m.role == "tool"]
