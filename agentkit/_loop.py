@@ -360,7 +360,7 @@ def _call_key(call: AnyCall) -> str:
     (so spacing and key order do not matter), or as text when they are not JSON."""
     try:
         arguments = json.dumps(json.loads(call.tool_input), sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         arguments = call.tool_input
     return f"{call.tool_name}\x00{arguments}"
 

@@ -206,3 +206,31 @@ async def test_garbage_from_the_model_never_escapes_as_anything_but_a_typed_erro
     finally:
         await http.aclose()
     assert {name for name, _ in CALLED} <= TOOLS, CALLED
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+async def test_arguments_nested_too_deep_for_python_are_answered_not_crashed_on(
+    opener: str,
+) -> None:
+    depth = 50_000  # far past the interpreter's recursion limit on any backend
+    closer = "]" if opener == "[" else "}"
+    arguments = opener * depth + ("" if opener == "[" else "1") + closer * depth
+    call = {
+        "id": "call_deep",
+        "type": "function",
+        "function": {"name": "add", "arguments": arguments},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    first = {**FINAL, "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+    replies = [first]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=replies.pop(0) if replies else FINAL)
+
+    CALLED.clear()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as http:
+        client = ChatClient("http://fuzz.test/v1", api_key="k", http_client=http)
+        result = await Agent("fuzz", client=client, tools=[add, echo]).run("go")
+    assert result.output == "ok" and CALLED == []
+    answered_once(result.messages)
+    assert "Error:" in str(result.messages[-2].content)
