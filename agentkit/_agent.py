@@ -7,9 +7,10 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal
 
 import anyio
+from typing_extensions import TypeVar
 
 from agentkit._client import ChatClient
 from agentkit._events import EventHandler, StreamEvent, emit
@@ -34,8 +35,7 @@ __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "RunResult"]
 DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
 
-OutputT = TypeVar("OutputT")
-T = TypeVar("T")
+OutputT = TypeVar("OutputT", default=str)
 
 Prompt = str | Sequence[ContentPart]
 
@@ -116,58 +116,6 @@ class Agent(Generic[OutputT]):
         >>> print(result.output)
     """
 
-    @overload
-    def __init__(
-        self: Agent[str],
-        model: str,
-        *,
-        client: ChatModel | None = None,
-        instructions: str | None = None,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
-        tool_choice: str = "auto",
-        max_turns: int = 10,
-        output_type: type[str] = str,
-        settings: ModelSettings | None = None,
-        parallel_tool_calls: bool | None = None,
-        max_tool_retries: int = 2,
-        output_retries: int = 2,
-        tool_errors: Literal["return", "raise"] = "return",
-        repeated_tool_calls: Literal["raise", "tell"] = "raise",
-        repeat_limit: int = 3,
-        on_max_turns: Literal["raise", "answer"] = "raise",
-        reset_tool_choice: bool = True,
-        tool_concurrency: int | None = None,
-        max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
-        timeout: float | None = None,
-        event_handler: EventHandler | None = None,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self: Agent[T],
-        model: str,
-        *,
-        client: ChatModel | None = None,
-        instructions: str | None = None,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
-        tool_choice: str = "auto",
-        max_turns: int = 10,
-        output_type: type[T],
-        settings: ModelSettings | None = None,
-        parallel_tool_calls: bool | None = None,
-        max_tool_retries: int = 2,
-        output_retries: int = 2,
-        tool_errors: Literal["return", "raise"] = "return",
-        repeated_tool_calls: Literal["raise", "tell"] = "raise",
-        repeat_limit: int = 3,
-        on_max_turns: Literal["raise", "answer"] = "raise",
-        reset_tool_choice: bool = True,
-        tool_concurrency: int | None = None,
-        max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
-        timeout: float | None = None,
-        event_handler: EventHandler | None = None,
-    ) -> None: ...
-
     def __init__(
         self,
         model: str,
@@ -177,7 +125,7 @@ class Agent(Generic[OutputT]):
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         tool_choice: str = "auto",
         max_turns: int = 10,
-        output_type: type[Any] = str,
+        output_type: type[OutputT] = str,  # type: ignore[assignment]  # OutputT defaults to str
         settings: ModelSettings | None = None,
         parallel_tool_calls: bool | None = None,
         max_tool_retries: int = 2,
