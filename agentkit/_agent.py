@@ -17,15 +17,9 @@ from agentkit._events import EventHandler, StreamEvent, emit
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._history import check_history, to_messages
 from agentkit._loop import ChatModel, Run, RunState
-from agentkit._messages import (
-    ContentPart,
-    Message,
-    NamedToolChoice,
-    SystemMessage,
-    Usage,
-    UserMessage,
-)
+from agentkit._messages import ContentPart, Message, NamedToolChoice, SystemMessage, UserMessage
 from agentkit._output import OutputSpec
+from agentkit._responses import Usage
 from agentkit._settings import ModelSettings
 from agentkit._streaming import StreamedRun, iterate_sync
 from agentkit._tools import Tool, tools_by_name

@@ -17,14 +17,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from agentkit._messages import (
-    AssistantMessage,
-    ChatCompletionChunk,
-    FunctionCall,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-)
+from agentkit._messages import AssistantMessage, FunctionCall, ToolCall
+from agentkit._responses import ChatCompletionChunk, ToolCallDelta, Usage
 
 __all__ = [
     "Assembler",

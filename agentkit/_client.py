@@ -22,8 +22,9 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._http import HTTPStackName, stack_named, stack_of
-from agentkit._messages import MESSAGE_ADAPTER, ChatCompletion, Message, Model, ModelList
+from agentkit._messages import MESSAGE_ADAPTER, Message
 from agentkit._params import PARAM_NAMES, CompletionParams
+from agentkit._responses import ChatCompletion, Model, ModelList
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._stream import ChatStream
 from agentkit._version import __version__

@@ -8,7 +8,8 @@ from typing import Generic
 
 from typing_extensions import TypeVar
 
-from agentkit._messages import Message, Usage
+from agentkit._messages import Message
+from agentkit._responses import Usage
 
 __all__ = ["RunContext"]
 

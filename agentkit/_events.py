@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
-from agentkit._messages import AssistantMessage, Usage
+from agentkit._messages import AssistantMessage
+from agentkit._responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._agent import RunResult

@@ -42,8 +42,6 @@ from agentkit._exceptions import (
 )
 from agentkit._messages import (
     AssistantMessage,
-    ChatCompletion,
-    ChatCompletionChunk,
     CustomCall,
     CustomToolCall,
     FunctionCall,
@@ -51,9 +49,9 @@ from agentkit._messages import (
     NamedToolChoice,
     OtherToolCall,
     ToolCall,
-    Usage,
     UserMessage,
 )
+from agentkit._responses import ChatCompletion, ChatCompletionChunk, Usage
 from agentkit._streamstep import streamed_response
 
 if TYPE_CHECKING:

@@ -38,9 +38,9 @@ from agentkit._messages import (
     ResponseFormat,
     SystemMessage,
     ToolDefinition,
-    Usage,
     UserMessage,
 )
+from agentkit._responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent

@@ -9,7 +9,8 @@ from typing import Any
 from agentkit._agent import Agent
 from agentkit._events import ModelRequestEnd, RefusalDelta, TextDelta, emit
 from agentkit._exceptions import AgentRunError
-from agentkit._messages import AssistantMessage, Message, Usage
+from agentkit._messages import AssistantMessage, Message
+from agentkit._responses import Usage
 from agentkit._serve_protocol import (
     ChatCall,
     Ending,

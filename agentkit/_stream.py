@@ -20,7 +20,7 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._http import Stack
-from agentkit._messages import ChatCompletionChunk
+from agentkit._responses import ChatCompletionChunk
 from agentkit._sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["ChatStream"]

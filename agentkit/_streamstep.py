@@ -25,8 +25,9 @@ from agentkit._events import (
     ToolCallOpened,
     emit,
 )
-from agentkit._messages import AssistantMessage, Message, ToolCall, Usage
+from agentkit._messages import AssistantMessage, Message, ToolCall
 from agentkit._output import OutputSpec
+from agentkit._responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._loop import ChatModel

@@ -36,16 +36,8 @@ from typing import Any, Union
 
 from agentkit._client import dump_wire
 from agentkit._exceptions import UserError
-from agentkit._messages import (
-    AssistantMessage,
-    ChatCompletion,
-    ChatCompletionChunk,
-    Choice,
-    FunctionCall,
-    Message,
-    ToolCall,
-    Usage,
-)
+from agentkit._messages import AssistantMessage, FunctionCall, Message, ToolCall
+from agentkit._responses import ChatCompletion, ChatCompletionChunk, Choice, Usage
 
 __all__ = ["FunctionModel", "ModelRequest", "Reply", "ScriptedModel", "call", "tool_calls"]
 

@@ -14,7 +14,8 @@ from agentkit import _exceptions
 # The private modules of the foundation layer, and the names in their `__all__`
 # that are shared between modules but are not part of the public API.
 INTERNAL: dict[str, set[str]] = {
-    "agentkit._messages": {"MESSAGE_ADAPTER", "ModelList"},
+    "agentkit._messages": {"MESSAGE_ADAPTER"},
+    "agentkit._responses": {"ModelList"},
     "agentkit._exceptions": set(),
     "agentkit._client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
     "agentkit._stream": set(),

@@ -42,7 +42,7 @@ from agentkit import (
     tool,
 )
 from agentkit._history import check_history
-from agentkit._messages import ChatCompletion, ChatCompletionChunk, ModelList
+from agentkit._responses import ChatCompletion, ChatCompletionChunk, ModelList
 from tests.openai_spec.validate import (
     ValidationError,
     validate_models_list,

@@ -24,7 +24,8 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._messages import Usage, UserMessage
+from agentkit._messages import UserMessage
+from agentkit._responses import Usage
 from agentkit._tools import Tool, tool
 from tests import tools_corpus as corpus
 
