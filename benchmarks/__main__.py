@@ -5,6 +5,8 @@ Examples:
     python -m benchmarks --quick              # everything, small and fast
     python -m benchmarks --parts inproc,imports --runs 300 --rounds 9
     python -m benchmarks --parts load --concurrency 1000,10000 --pool 128
+    python -m benchmarks --parts inproc,load --concurrency 1000 --pool 100,1000,1000/100 \
+        --contenders floor,agentkit,floor-httpx2,agentkit-httpx2 --no-gate
     python -m benchmarks --contenders floor,agentkit
     python -m benchmarks --render benchmarks/results/latest.json
 """
@@ -51,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", help="loopback: runs at once, comma-separated (default 1000,10000)"
     )
     parser.add_argument("--load-rounds", type=int, help="loopback rounds (default 2)")
-    parser.add_argument("--pool", type=int, default=128, help="loopback pool size (default 128)")
+    parser.add_argument(
+        "--pool",
+        default="100,1000",
+        help="loopback pool sizes, comma-separated (default 100,1000); N/K for a pool "
+        "of N connections keeping at most K alive (N alone keeps all N)",
+    )
     parser.add_argument(
         "--no-gate",
         dest="gate",
@@ -63,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--render", type=Path, help="re-render a results JSON file and exit")
     return parser
+
+
+def _pool(text: str) -> tuple[int, int]:
+    """A --pool item: "100" is (100, 100), "1000/100" is (1000, 100)."""
+    size, _, keep = text.partition("/")
+    try:
+        pool = (int(size), int(keep or size))
+    except ValueError:
+        raise SystemExit(f"--pool: {text!r} is not N or N/K") from None
+    if not 0 < pool[1] <= pool[0]:
+        raise SystemExit(f"--pool: {text!r} needs 0 < K <= N")
+    return pool
 
 
 def _environment() -> dict[str, Any]:
@@ -114,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown part or contender: {', '.join(sorted(unknown))}")
     if "floor" not in names:
         names.insert(0, "floor")
+    if "floor-httpx2" not in names and any(
+        CONTENDERS[n].http == "httpx2" for n in names if n != "floor-httpx2"
+    ):
+        # Every contender is also compared with the hand-written loop on its own stack.
+        names.insert(1, "floor-httpx2")
     quick = args.quick
     runs = args.runs or (50 if quick else 200)
     rounds = args.rounds or (3 if quick else 7)
@@ -121,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         int(n) for n in (args.concurrency or ("100,1000" if quick else "1000,10000")).split(",")
     ]
     load_rounds = args.load_rounds or (1 if quick else 2)
+    pools = [_pool(p) for p in args.pool.split(",") if p]
     repeats = args.import_repeats or (3 if quick else 9)
 
     available = []
@@ -161,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             )
 
         data["load"] = run_load(
-            available, levels, rounds=load_rounds, pool=args.pool, delay=args.delay, gate=args.gate
+            available, levels, rounds=load_rounds, pools=pools, delay=args.delay, gate=args.gate
         )
     if "imports" in parts:
         from benchmarks.imports import run_imports

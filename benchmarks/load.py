@@ -5,8 +5,9 @@ each round, each concurrency level and each contender in turn (the order
 rotates every round), a fresh child process (`python -m benchmarks.load
 --child ...`) that:
 
-1. builds one pooled HTTP client (`max_connections` = `max_keepalive` =
-   `--pool`, shared by every run, as a service would) and the contender on it.
+1. builds one pooled HTTP client (`max_connections` = `--pool`,
+   `max_keepalive_connections` = `--keepalive`, by default the same; shared by
+   every run, as a service would) and the contender on it.
    In front of the pool sits a FIFO gate of the same size (`GatedTransport`):
    httpcore 1.0's pool scans every queued request against every connection,
    and every connection against all the others, each time a request starts or
@@ -122,9 +123,14 @@ class _Releasing:
                 gate.release()
 
 
-def pooled_client(http_module: Any, pool: int, *, gate: bool = True) -> Any:
+def pooled_client(
+    http_module: Any, pool: int, *, keepalive: int | None = None, gate: bool = True
+) -> Any:
     """The HTTP client every run of a child shares."""
-    limits = http_module.Limits(max_connections=pool, max_keepalive_connections=pool)
+    limits = http_module.Limits(
+        max_connections=pool,
+        max_keepalive_connections=pool if keepalive is None else keepalive,
+    )
     transport = http_module.AsyncHTTPTransport(limits=limits)
     return http_module.AsyncClient(
         transport=GatedTransport(transport, pool, http_module) if gate else transport,
@@ -133,10 +139,10 @@ def pooled_client(http_module: Any, pool: int, *, gate: bool = True) -> Any:
 
 
 async def _child(
-    contender: str, concurrency: int, base_url: str, pool: int, gate: bool
+    contender: str, concurrency: int, base_url: str, pool: int, keepalive: int, gate: bool
 ) -> dict[str, Any]:
     spec = CONTENDERS[contender]
-    http = pooled_client(spec.http_module(), pool, gate=gate)
+    http = pooled_client(spec.http_module(), pool, keepalive=keepalive, gate=gate)
     run = spec.make(http, base_url, False)
     errors: dict[str, int] = {}
 
@@ -165,6 +171,7 @@ async def _child(
         "contender": contender,
         "concurrency": concurrency,
         "pool": pool,
+        "keepalive": keepalive,
         "gate": gate,
         "wall_s": wall,
         "cpu_s": cpu,
@@ -213,8 +220,19 @@ def _server_call(url: str, method: str) -> dict[str, Any]:
 
 
 def _one_child(
-    server: str, contender: str, concurrency: int, pool: int, gate: bool, timeout: float
+    server: str,
+    contender: str,
+    concurrency: int,
+    pool: tuple[int, int],
+    gate: bool,
+    timeout: float,
 ) -> dict[str, Any]:
+    where = {
+        "contender": contender,
+        "concurrency": concurrency,
+        "pool": pool[0],
+        "keepalive": pool[1],
+    }
     _server_call(server + "/reset", "POST")
     command = [
         sys.executable,
@@ -227,7 +245,9 @@ def _one_child(
         "--url",
         server + "/v1",
         "--pool",
-        str(pool),
+        str(pool[0]),
+        "--keepalive",
+        str(pool[1]),
         *([] if gate else ["--no-gate"]),
     ]
     try:
@@ -235,11 +255,11 @@ def _one_child(
             command, capture_output=True, text=True, timeout=timeout, cwd=_root(), check=False
         )
     except subprocess.TimeoutExpired:
-        return {"contender": contender, "concurrency": concurrency, "error": "timed out"}
+        return {**where, "error": "timed out"}
     stats = _server_call(server + "/stats", "GET")
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["?"]
-        return {"contender": contender, "concurrency": concurrency, "error": tail[0][:300]}
+        return {**where, "error": tail[0][:300]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     warm = _WARMUP
     result["server_requests"] = stats["requests"]
@@ -255,31 +275,44 @@ def run_load(
     levels: list[int],
     *,
     rounds: int,
-    pool: int,
+    pools: list[tuple[int, int]],
     delay: float,
     gate: bool = True,
     timeout: float = 900.0,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Every contender at every level, `rounds` times, interleaved; the raw results."""
+    """Every contender at every level and pool size, `rounds` times, interleaved; the
+    raw results. A pool is (max_connections, max_keepalive_connections)."""
     samples: list[dict[str, Any]] = []
     with loopback_server(delay) as server:
         for level in levels:
             for r in range(rounds):
                 order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
-                for name in order:
-                    result = _one_child(server, name, level, pool, gate, timeout)
-                    result["round"] = r
-                    samples.append(result)
-                    if "error" in result:
-                        log(f"  load {name} N={level} round {r + 1}: ERROR {result['error']}")
-                    else:
-                        log(
-                            f"  load {name} N={level} round {r + 1}: {result['wall_s']:.2f} s, "
-                            f"peak {result['peak_rss_kib'] / 1024:.0f} MiB, "
-                            f"{result['failures']} failures"
-                        )
-    return {"pool": pool, "gate": gate, "delay_s": delay, "rounds": rounds, "samples": samples}
+                for pool in pools:
+                    for name in order:
+                        result = _one_child(server, name, level, pool, gate, timeout)
+                        result["round"] = r
+                        samples.append(result)
+                        where = f"{name} N={level} pool={_pool_label(pool)} round {r + 1}"
+                        if "error" in result:
+                            log(f"  load {where}: ERROR {result['error']}")
+                        else:
+                            log(
+                                f"  load {where}: {result['wall_s']:.2f} s, "
+                                f"peak {result['peak_rss_kib'] / 1024:.0f} MiB, "
+                                f"{result['failures']} failures"
+                            )
+    return {
+        "pools": [list(pool) for pool in pools],
+        "gate": gate,
+        "delay_s": delay,
+        "rounds": rounds,
+        "samples": samples,
+    }
+
+
+def _pool_label(pool: tuple[int, int]) -> str:
+    return str(pool[0]) if pool[0] == pool[1] else f"{pool[0]}/{pool[1]}"
 
 
 def main() -> None:
@@ -288,9 +321,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--pool", type=int, required=True)
+    parser.add_argument("--keepalive", type=int, help="max keep-alive connections (--pool)")
     parser.add_argument("--no-gate", dest="gate", action="store_false")
     args = parser.parse_args()
-    result = asyncio.run(_child(args.child, args.concurrency, args.url, args.pool, args.gate))
+    keepalive = args.pool if args.keepalive is None else args.keepalive
+    result = asyncio.run(
+        _child(args.child, args.concurrency, args.url, args.pool, keepalive, args.gate)
+    )
     print(json.dumps(result))
 
 

@@ -15,63 +15,87 @@ def _label(name: str) -> str:
     return spec.label if spec else name
 
 
+def _stack_floor(name: str) -> str:
+    """The hand-written loop on the same HTTP stack as `name`."""
+    spec = CONTENDERS.get(name)
+    return "floor-httpx2" if spec is not None and spec.http == "httpx2" else "floor"
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
 def _inproc(plain: dict[str, Any] | None, streamed: dict[str, Any] | None) -> list[str]:
     lines = [
-        "| contender | CPU µs/run | x floor | µs over floor | streamed µs/run | x floor | failures |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | CPU µs/run | x floor | µs over floor | x same-stack floor "
+        "| streamed µs/run | x floor | x same-stack floor | failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = list((plain or streamed or {}).get("results", {}))
     for name in names:
         row = [_label(name)]
         failures = 0
         for part in (plain, streamed):
-            result = (part or {}).get("results", {}).get(name)
+            results = (part or {}).get("results", {})
+            result = results.get(name)
             if result is None:
-                row += ["-", "-"] if part is streamed else ["-", "-", "-"]
+                row += ["-", "-", "-"] if part is streamed else ["-", "-", "-", "-"]
                 continue
             if "error" in result:
-                row += [f"did not run: {result['error']}", "-"]
+                row += [f"did not run: {result['error']}", "-", "-"]
                 row += [] if part is streamed else ["-"]
                 continue
             row += [f"{result['cpu_us']:.0f}", _ratio(result.get("ratio"))]
             if part is plain:
                 row.append(f"{result.get('over_floor_us', 0):+.0f}")
+            same = results.get(_stack_floor(name), {}).get("cpu_us")
+            row.append(_ratio(result["cpu_us"] / same if same else None))
             failures += result["failures"]
         row.append(str(failures))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
+def _pool_label(sample: dict[str, Any]) -> str:
+    pool = sample.get("pool", "?")
+    keep = sample.get("keepalive", pool)
+    return f"{pool:,}" if keep == pool else f"{pool:,} (keep {keep:,})"
+
+
 def _load(load: dict[str, Any]) -> list[str]:
     lines = [
-        "| contender | runs at once | wall s | x floor | runs/s | CPU s | peak RSS MiB | "
-        "RSS KiB/run | requests/run | failures |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | runs at once | pool | wall s | x floor | x same-stack floor | runs/s | "
+        "CPU s | peak RSS MiB | RSS KiB/run | requests/run | failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    errors: dict[tuple[int, str], str] = {}
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    errors: dict[tuple[int, str, str], str] = {}
     for sample in load["samples"]:
-        key = (sample["concurrency"], sample["contender"])
+        key = (sample["concurrency"], _pool_label(sample), sample["contender"])
         if "error" in sample:
             errors[key] = sample["error"]
         else:
             groups.setdefault(key, []).append(sample)
-    levels = sorted({key[0] for key in [*groups, *errors]})
+    # Levels in increasing order; pools in the order they ran.
+    cells = sorted(
+        dict.fromkeys((s["concurrency"], _pool_label(s)) for s in load["samples"]),
+        key=lambda cell: cell[0],
+    )
     order = list(dict.fromkeys(s["contender"] for s in load["samples"]))
-    for level in levels:
-        floor = groups.get((level, "floor"))
-        floor_wall = statistics.median(s["wall_s"] for s in floor) if floor else None
+
+    def median_wall(key: tuple[int, str, str]) -> float | None:
+        samples = groups.get(key)
+        return statistics.median(s["wall_s"] for s in samples) if samples else None
+
+    for level, pool in cells:
+        floor_wall = median_wall((level, pool, "floor"))
         for name in order:
-            samples = groups.get((level, name))
+            samples = groups.get((level, pool, name))
             if not samples:
-                if (level, name) in errors:
+                if (level, pool, name) in errors:
                     lines.append(
-                        f"| {_label(name)} | {level:,} | did not finish: "
-                        f"{errors[(level, name)]} | | | | | | | |"
+                        f"| {_label(name)} | {level:,} | {pool} | did not finish: "
+                        f"{errors[(level, pool, name)]} | | | | | | | | |"
                     )
                 continue
             wall = statistics.median(s["wall_s"] for s in samples)
@@ -81,10 +105,12 @@ def _load(load: dict[str, Any]) -> list[str]:
             per_run = statistics.median(s["requests_per_run"] for s in samples)
             failures = sum(s["failures"] for s in samples)
             ratio = wall / floor_wall if floor_wall else None
+            same_wall = median_wall((level, pool, _stack_floor(name)))
+            same = wall / same_wall if same_wall else None
             lines.append(
-                f"| {_label(name)} | {level:,} | {wall:.2f} | {_ratio(ratio)} | "
-                f"{level / wall:,.0f} | {cpu:.1f} | {peak / 1024:.0f} | {grown / level:.1f} | "
-                f"{per_run:.2f} | {failures} |"
+                f"| {_label(name)} | {level:,} | {pool} | {wall:.2f} | {_ratio(ratio)} | "
+                f"{_ratio(same)} | {level / wall:,.0f} | {cpu:.1f} | {peak / 1024:.0f} | "
+                f"{grown / level:.1f} | {per_run:.2f} | {failures} |"
             )
     return lines
 
@@ -155,9 +181,13 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             f"## Concurrency and memory (loopback server, {load['delay_s'] * 1000:.0f} ms per answer)",
             "",
-            f"One shared client per process: pool of {load['pool']} connections "
-            f"(max_connections = max_keepalive_connections = {load['pool']})"
-            + (", behind a FIFO gate of the same size" if load.get("gate") else "")
+            "One shared client per process; pool: max_connections (and "
+            "max_keepalive_connections, when it differs)"
+            + (
+                ", behind a FIFO gate of max_connections"
+                if load.get("gate")
+                else ", no gate: requests beyond the pool wait in the HTTP library's own queue"
+            )
             + f"; median of {load['rounds']} round(s). RSS KiB/run: peak RSS during the batch "
             "less the RSS before it, per concurrent run. Failures: runs that raised or "
             "answered wrongly, plus requests the server found broken.",
