@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, Literal
 
@@ -292,15 +291,27 @@ class Agent(Generic[OutputT]):
         if state is None:
             state = RunState(messages=self._start(prompt, message_history))
         limit = self.timeout if timeout is None else timeout
-        async with AsyncExitStack() as stack:
-            client: ChatModel
-            if self.client is None:
-                client = await stack.enter_async_context(ChatClient())
-            else:
-                client = self.client
-            run = Run(self, client, state, deps=deps, events=events, stream=stream)
-            output: Any = None
-            with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
+        if self.client is not None:
+            return await self._drive(self.client, state, limit, deps, events, stream)
+        async with ChatClient() as client:
+            return await self._drive(client, state, limit, deps, events, stream)
+
+    async def _drive(
+        self,
+        client: ChatModel,
+        state: RunState,
+        limit: float | None,
+        deps: Any,
+        events: EventHandler | None,
+        stream: bool,
+    ) -> RunResult[OutputT]:
+        run = Run(self, client, state, deps=deps, events=events, stream=stream)
+        output: Any = None
+        if limit is None:
+            # No cancel scope when there is no deadline: one less per run, on the hot path.
+            output = await run.run()
+        else:
+            with anyio.move_on_after(limit) as scope:
                 output = await run.run()
             if scope.cancelled_caught:
                 raise RunTimeoutError(

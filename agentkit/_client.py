@@ -395,8 +395,20 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         ) from None
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def dump_wire(value: Any) -> Any:
     """A request value in wire form: models dumped without unset fields, tools by definition."""
+    # Plain JSON (such as the tools' definitions, sent with every request) is the common
+    # case: exact types first, before the isinstance checks against ABCs below.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {key: dump_wire(item) for key, item in value.items()}
+    if kind is list:
+        return [dump_wire(item) for item in value]
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_none=True, by_alias=True)
     definition = getattr(value, "definition", None)
