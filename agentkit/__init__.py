@@ -1,111 +1,263 @@
-"""agentkit: tool-calling agents on any OpenAI-compatible Chat Completions endpoint."""
+"""agentkit: tool-calling agents on any OpenAI-compatible Chat Completions endpoint.
 
-from agentkit._agent import Agent as Agent, RunResult as RunResult
-from agentkit._client import ChatClient as ChatClient
-from agentkit._context import RunContext as RunContext
-from agentkit._events import (
-    EventHandler as EventHandler,
-    ModelRequestEnd as ModelRequestEnd,
-    ModelRequestStart as ModelRequestStart,
-    OutputDelta as OutputDelta,
-    RefusalDelta as RefusalDelta,
-    RunComplete as RunComplete,
-    RunEvent as RunEvent,
-    StreamEvent as StreamEvent,
-    TextDelta as TextDelta,
-    ToolCallArgumentsDelta as ToolCallArgumentsDelta,
-    ToolCallComplete as ToolCallComplete,
-    ToolCallEnd as ToolCallEnd,
-    ToolCallOpened as ToolCallOpened,
-    ToolCallStart as ToolCallStart,
-)
-from agentkit._exceptions import (
-    AgentKitError as AgentKitError,
-    AgentRunError as AgentRunError,
-    APIConnectionError as APIConnectionError,
-    APIError as APIError,
-    APIResponseValidationError as APIResponseValidationError,
-    APIStatusError as APIStatusError,
-    APITimeoutError as APITimeoutError,
-    AuthenticationError as AuthenticationError,
-    BadRequestError as BadRequestError,
-    ConflictError as ConflictError,
-    ContentFilterError as ContentFilterError,
-    IncompleteOutputError as IncompleteOutputError,
-    InternalServerError as InternalServerError,
-    MaxTurnsExceeded as MaxTurnsExceeded,
-    MCPServerError as MCPServerError,
-    ModelBehaviorError as ModelBehaviorError,
-    ModelRetry as ModelRetry,
-    NotFoundError as NotFoundError,
-    OutputValidationError as OutputValidationError,
-    PermissionDeniedError as PermissionDeniedError,
-    RateLimitError as RateLimitError,
-    RefusalError as RefusalError,
-    RepeatedToolCallError as RepeatedToolCallError,
-    RunTimeoutError as RunTimeoutError,
-    ToolArgumentsError as ToolArgumentsError,
-    ToolCallError as ToolCallError,
-    ToolDefinitionError as ToolDefinitionError,
-    ToolExecutionError as ToolExecutionError,
-    ToolResultError as ToolResultError,
-    ToolRetryError as ToolRetryError,
-    ToolTimeoutError as ToolTimeoutError,
-    UnprocessableEntityError as UnprocessableEntityError,
-    UserError as UserError,
-)
-from agentkit._loop import ChatModel as ChatModel, RunState as RunState
-from agentkit._messages import (
-    AnyToolCall as AnyToolCall,
-    AssistantMessage as AssistantMessage,
-    ContentPart as ContentPart,
-    CustomCall as CustomCall,
-    CustomToolCall as CustomToolCall,
-    DeveloperMessage as DeveloperMessage,
-    FunctionCall as FunctionCall,
-    FunctionDefinition as FunctionDefinition,
-    ImagePart as ImagePart,
-    ImageURL as ImageURL,
-    JSONSchemaFormat as JSONSchemaFormat,
-    Message as Message,
-    NamedToolChoice as NamedToolChoice,
-    OtherPart as OtherPart,
-    OtherToolCall as OtherToolCall,
-    RefusalPart as RefusalPart,
-    ResponseFormat as ResponseFormat,
-    ResponseFormatJSONObject as ResponseFormatJSONObject,
-    ResponseFormatJSONSchema as ResponseFormatJSONSchema,
-    ResponseFormatText as ResponseFormatText,
-    SystemMessage as SystemMessage,
-    TextPart as TextPart,
-    ToolCall as ToolCall,
-    ToolChoice as ToolChoice,
-    ToolDefinition as ToolDefinition,
-    ToolMessage as ToolMessage,
-    UserMessage as UserMessage,
-)
-from agentkit._params import CompletionParams as CompletionParams
-from agentkit._responses import (
-    ChatCompletion as ChatCompletion,
-    ChatCompletionChunk as ChatCompletionChunk,
-    Choice as Choice,
-    ChoiceDelta as ChoiceDelta,
-    ChunkChoice as ChunkChoice,
-    CompletionTokensDetails as CompletionTokensDetails,
-    ErrorObject as ErrorObject,
-    ErrorResponse as ErrorResponse,
-    FinishReason as FinishReason,
-    FunctionCallDelta as FunctionCallDelta,
-    Model as Model,
-    PromptTokensDetails as PromptTokensDetails,
-    ToolCallDelta as ToolCallDelta,
-    Usage as Usage,
-)
-from agentkit._settings import ModelSettings as ModelSettings
-from agentkit._stream import ChatStream as ChatStream
-from agentkit._streaming import StreamedRun as StreamedRun
-from agentkit._tools import Tool as Tool, tool as tool
+Every public name is importable from here. Names are loaded on first use
+(PEP 562), so `import agentkit` stays cheap for a program that only needs, say,
+the client: the agent loop and its models are built when first asked for.
+"""
+
+import importlib as _importlib
+import typing as _typing
+
 from agentkit._version import __version__ as __version__
+
+if _typing.TYPE_CHECKING:
+    from agentkit._agent import (
+        Agent as Agent,
+        RunResult as RunResult,
+    )
+    from agentkit._client import (
+        ChatClient as ChatClient,
+    )
+    from agentkit._context import (
+        RunContext as RunContext,
+    )
+    from agentkit._events import (
+        EventHandler as EventHandler,
+        ModelRequestEnd as ModelRequestEnd,
+        ModelRequestStart as ModelRequestStart,
+        OutputDelta as OutputDelta,
+        RefusalDelta as RefusalDelta,
+        RunComplete as RunComplete,
+        RunEvent as RunEvent,
+        StreamEvent as StreamEvent,
+        TextDelta as TextDelta,
+        ToolCallArgumentsDelta as ToolCallArgumentsDelta,
+        ToolCallComplete as ToolCallComplete,
+        ToolCallEnd as ToolCallEnd,
+        ToolCallOpened as ToolCallOpened,
+        ToolCallStart as ToolCallStart,
+    )
+    from agentkit._exceptions import (
+        AgentKitError as AgentKitError,
+        AgentRunError as AgentRunError,
+        APIConnectionError as APIConnectionError,
+        APIError as APIError,
+        APIResponseValidationError as APIResponseValidationError,
+        APIStatusError as APIStatusError,
+        APITimeoutError as APITimeoutError,
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        ConflictError as ConflictError,
+        ContentFilterError as ContentFilterError,
+        IncompleteOutputError as IncompleteOutputError,
+        InternalServerError as InternalServerError,
+        MaxTurnsExceeded as MaxTurnsExceeded,
+        MCPServerError as MCPServerError,
+        ModelBehaviorError as ModelBehaviorError,
+        ModelRetry as ModelRetry,
+        NotFoundError as NotFoundError,
+        OutputValidationError as OutputValidationError,
+        PermissionDeniedError as PermissionDeniedError,
+        RateLimitError as RateLimitError,
+        RefusalError as RefusalError,
+        RepeatedToolCallError as RepeatedToolCallError,
+        RunTimeoutError as RunTimeoutError,
+        ToolArgumentsError as ToolArgumentsError,
+        ToolCallError as ToolCallError,
+        ToolDefinitionError as ToolDefinitionError,
+        ToolExecutionError as ToolExecutionError,
+        ToolResultError as ToolResultError,
+        ToolRetryError as ToolRetryError,
+        ToolTimeoutError as ToolTimeoutError,
+        UnprocessableEntityError as UnprocessableEntityError,
+        UserError as UserError,
+    )
+    from agentkit._loop import (
+        ChatModel as ChatModel,
+        RunState as RunState,
+    )
+    from agentkit._messages import (
+        AnyToolCall as AnyToolCall,
+        AssistantMessage as AssistantMessage,
+        ContentPart as ContentPart,
+        CustomCall as CustomCall,
+        CustomToolCall as CustomToolCall,
+        DeveloperMessage as DeveloperMessage,
+        FunctionCall as FunctionCall,
+        FunctionDefinition as FunctionDefinition,
+        ImagePart as ImagePart,
+        ImageURL as ImageURL,
+        JSONSchemaFormat as JSONSchemaFormat,
+        Message as Message,
+        NamedToolChoice as NamedToolChoice,
+        OtherPart as OtherPart,
+        OtherToolCall as OtherToolCall,
+        RefusalPart as RefusalPart,
+        ResponseFormat as ResponseFormat,
+        ResponseFormatJSONObject as ResponseFormatJSONObject,
+        ResponseFormatJSONSchema as ResponseFormatJSONSchema,
+        ResponseFormatText as ResponseFormatText,
+        SystemMessage as SystemMessage,
+        TextPart as TextPart,
+        ToolCall as ToolCall,
+        ToolChoice as ToolChoice,
+        ToolDefinition as ToolDefinition,
+        ToolMessage as ToolMessage,
+        UserMessage as UserMessage,
+    )
+    from agentkit._params import (
+        CompletionParams as CompletionParams,
+    )
+    from agentkit._responses import (
+        ChatCompletion as ChatCompletion,
+        ChatCompletionChunk as ChatCompletionChunk,
+        Choice as Choice,
+        ChoiceDelta as ChoiceDelta,
+        ChunkChoice as ChunkChoice,
+        CompletionTokensDetails as CompletionTokensDetails,
+        ErrorObject as ErrorObject,
+        ErrorResponse as ErrorResponse,
+        FinishReason as FinishReason,
+        FunctionCallDelta as FunctionCallDelta,
+        Model as Model,
+        PromptTokensDetails as PromptTokensDetails,
+        ToolCallDelta as ToolCallDelta,
+        Usage as Usage,
+    )
+    from agentkit._settings import (
+        ModelSettings as ModelSettings,
+    )
+    from agentkit._stream import (
+        ChatStream as ChatStream,
+    )
+    from agentkit._streaming import (
+        StreamedRun as StreamedRun,
+    )
+    from agentkit._tools import (
+        Tool as Tool,
+        tool as tool,
+    )
+    from agentkit._version import (
+        __version__ as __version__,
+    )
+
+# Where each public name lives.
+_LAZY: dict[str, str] = {
+    "APIConnectionError": "agentkit._exceptions",
+    "APIError": "agentkit._exceptions",
+    "APIResponseValidationError": "agentkit._exceptions",
+    "APIStatusError": "agentkit._exceptions",
+    "APITimeoutError": "agentkit._exceptions",
+    "Agent": "agentkit._agent",
+    "AgentKitError": "agentkit._exceptions",
+    "AgentRunError": "agentkit._exceptions",
+    "AnyToolCall": "agentkit._messages",
+    "AssistantMessage": "agentkit._messages",
+    "AuthenticationError": "agentkit._exceptions",
+    "BadRequestError": "agentkit._exceptions",
+    "ChatClient": "agentkit._client",
+    "ChatCompletion": "agentkit._responses",
+    "ChatCompletionChunk": "agentkit._responses",
+    "ChatModel": "agentkit._loop",
+    "ChatStream": "agentkit._stream",
+    "Choice": "agentkit._responses",
+    "ChoiceDelta": "agentkit._responses",
+    "ChunkChoice": "agentkit._responses",
+    "CompletionParams": "agentkit._params",
+    "CompletionTokensDetails": "agentkit._responses",
+    "ConflictError": "agentkit._exceptions",
+    "ContentFilterError": "agentkit._exceptions",
+    "ContentPart": "agentkit._messages",
+    "CustomCall": "agentkit._messages",
+    "CustomToolCall": "agentkit._messages",
+    "DeveloperMessage": "agentkit._messages",
+    "ErrorObject": "agentkit._responses",
+    "ErrorResponse": "agentkit._responses",
+    "EventHandler": "agentkit._events",
+    "FinishReason": "agentkit._responses",
+    "FunctionCall": "agentkit._messages",
+    "FunctionCallDelta": "agentkit._responses",
+    "FunctionDefinition": "agentkit._messages",
+    "ImagePart": "agentkit._messages",
+    "ImageURL": "agentkit._messages",
+    "IncompleteOutputError": "agentkit._exceptions",
+    "InternalServerError": "agentkit._exceptions",
+    "JSONSchemaFormat": "agentkit._messages",
+    "MCPServerError": "agentkit._exceptions",
+    "MaxTurnsExceeded": "agentkit._exceptions",
+    "Message": "agentkit._messages",
+    "Model": "agentkit._responses",
+    "ModelBehaviorError": "agentkit._exceptions",
+    "ModelRequestEnd": "agentkit._events",
+    "ModelRequestStart": "agentkit._events",
+    "ModelRetry": "agentkit._exceptions",
+    "ModelSettings": "agentkit._settings",
+    "NamedToolChoice": "agentkit._messages",
+    "NotFoundError": "agentkit._exceptions",
+    "OtherPart": "agentkit._messages",
+    "OtherToolCall": "agentkit._messages",
+    "OutputDelta": "agentkit._events",
+    "OutputValidationError": "agentkit._exceptions",
+    "PermissionDeniedError": "agentkit._exceptions",
+    "PromptTokensDetails": "agentkit._responses",
+    "RateLimitError": "agentkit._exceptions",
+    "RefusalDelta": "agentkit._events",
+    "RefusalError": "agentkit._exceptions",
+    "RefusalPart": "agentkit._messages",
+    "RepeatedToolCallError": "agentkit._exceptions",
+    "ResponseFormat": "agentkit._messages",
+    "ResponseFormatJSONObject": "agentkit._messages",
+    "ResponseFormatJSONSchema": "agentkit._messages",
+    "ResponseFormatText": "agentkit._messages",
+    "RunComplete": "agentkit._events",
+    "RunContext": "agentkit._context",
+    "RunEvent": "agentkit._events",
+    "RunResult": "agentkit._agent",
+    "RunState": "agentkit._loop",
+    "RunTimeoutError": "agentkit._exceptions",
+    "StreamEvent": "agentkit._events",
+    "StreamedRun": "agentkit._streaming",
+    "SystemMessage": "agentkit._messages",
+    "TextDelta": "agentkit._events",
+    "TextPart": "agentkit._messages",
+    "Tool": "agentkit._tools",
+    "ToolArgumentsError": "agentkit._exceptions",
+    "ToolCall": "agentkit._messages",
+    "ToolCallArgumentsDelta": "agentkit._events",
+    "ToolCallComplete": "agentkit._events",
+    "ToolCallDelta": "agentkit._responses",
+    "ToolCallEnd": "agentkit._events",
+    "ToolCallError": "agentkit._exceptions",
+    "ToolCallOpened": "agentkit._events",
+    "ToolCallStart": "agentkit._events",
+    "ToolChoice": "agentkit._messages",
+    "ToolDefinition": "agentkit._messages",
+    "ToolDefinitionError": "agentkit._exceptions",
+    "ToolExecutionError": "agentkit._exceptions",
+    "ToolMessage": "agentkit._messages",
+    "ToolResultError": "agentkit._exceptions",
+    "ToolRetryError": "agentkit._exceptions",
+    "ToolTimeoutError": "agentkit._exceptions",
+    "UnprocessableEntityError": "agentkit._exceptions",
+    "Usage": "agentkit._responses",
+    "UserError": "agentkit._exceptions",
+    "UserMessage": "agentkit._messages",
+    "tool": "agentkit._tools",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIConnectionError",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit._context import RunContext
 from agentkit._dispatch import (
@@ -85,6 +85,8 @@ class ChatModel(Protocol):
 
 class RunState(BaseModel):
     """Everything a run knows, after every step: plain data, JSON-serialisable."""
+
+    model_config = ConfigDict(defer_build=True)
 
     messages: list[Message]
     usage: Usage = Field(default_factory=Usage)

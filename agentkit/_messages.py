@@ -56,7 +56,8 @@ __all__ = [
 class WireModel(BaseModel):
     """Base of every wire model: unknown fields are kept, never rejected."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # Validators are built on first use, not at import: most programs use a few models.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 # --- content parts ---------------------------------------------------------------
@@ -261,7 +262,9 @@ Message = Annotated[
 ]
 """Any request message; its `role` picks the model."""
 
-MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(
+    Message, config=ConfigDict(defer_build=True)
+)
 """Validates one message from a dict (`MESSAGE_ADAPTER.validate_python(...)`)."""
 
 
