@@ -68,7 +68,7 @@ async def test_only_function_calls_run_and_every_call_is_answered() -> None:
         choices=[Choice(message=AssistantMessage.model_validate(RAW), finish_reason="tool_calls")],
     )
     result = await Agent("m", client=ScriptedModel([reply, "done"]), tools=[echo]).run("go")
-    assert ran == ["hi", "no type"]
+    assert sorted(ran) == ["hi", "no type"]  # the two calls run at once, in threads
     answers = [m for m in result.messages if isinstance(m, ToolMessage)]
     assert [m.tool_call_id for m in answers] == ["call_f", "call_c", "call_w", "call_n"]
     assert answers[1].content == (
