@@ -262,9 +262,7 @@ Message = Annotated[
 ]
 """Any request message; its `role` picks the model."""
 
-MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(
-    Message, config=ConfigDict(defer_build=True)
-)
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message, config=ConfigDict(defer_build=True))
 """Validates one message from a dict (`MESSAGE_ADAPTER.validate_python(...)`)."""
 
 
