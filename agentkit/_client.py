@@ -22,7 +22,7 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._http import HTTPStackName, stack_named, stack_of
-from agentkit._messages import MESSAGE_ADAPTER, Message
+from agentkit._messages import Message, as_message
 from agentkit._params import PARAM_NAMES, CompletionParams
 from agentkit._responses import ChatCompletion, Model, ModelList
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
@@ -447,15 +447,7 @@ def _dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]
     if not messages:
         raise UserError("messages must hold at least one message")
     out: list[Any] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, BaseModel):
-            try:
-                message = MESSAGE_ADAPTER.validate_python(message)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}"
-                    for e in exc.errors()
-                )
-                raise UserError(f"messages[{i}] is not a valid message: {problems}") from None
+    for i, item in enumerate(messages):
+        message = as_message(item, f"messages[{i}]")
         out.append(message.model_dump(mode="json", exclude_none=True, by_alias=True))
     return out

@@ -5,29 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from agentkit._exceptions import UserError
-from agentkit._messages import MESSAGE_ADAPTER, AssistantMessage, Message, ToolMessage
+from agentkit._messages import AssistantMessage, Message, ToolMessage, as_message
 
 __all__ = ["check_history", "to_messages"]
 
 
 def to_messages(history: Sequence[Message | Mapping[str, Any]]) -> list[Message]:
     """Message models from models or wire-form dicts, with an error naming a bad one."""
-    messages: list[Message] = []
-    for i, item in enumerate(history):
-        if isinstance(item, BaseModel):
-            messages.append(item)
-            continue
-        try:
-            messages.append(MESSAGE_ADAPTER.validate_python(item))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()
-            )
-            raise UserError(f"message_history[{i}] is not a valid message: {problems}") from None
-    return messages
+    return [as_message(item, f"message_history[{i}]") for i, item in enumerate(history)]
 
 
 def check_history(messages: Sequence[Message]) -> None:

@@ -16,10 +16,21 @@ Two dumps matter:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import to_json
+
+from agentkit._exceptions import UserError
 
 __all__ = [
     "AnyToolCall",
@@ -264,6 +275,24 @@ Message = Annotated[
 
 MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message, config=ConfigDict(defer_build=True))
 """Validates one message from a dict (`MESSAGE_ADAPTER.validate_python(...)`)."""
+
+
+def as_message(item: Message | Mapping[str, Any], where: str) -> Message:
+    """A message model from a model (returned as it is) or a wire-form dict.
+
+    Raises:
+        UserError: The dict is not a valid message; the message names `where`
+            (such as `messages[3]`) and every failing field.
+    """
+    if isinstance(item, BaseModel):
+        return item
+    try:
+        return MESSAGE_ADAPTER.validate_python(item)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UserError(f"{where} is not a valid message: {problems}") from None
 
 
 # --- tools, tool choice and response format ---------------------------------------
