@@ -12,8 +12,11 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+import respx
 
+from tests.http_stacks import BASE as CLIENT_BASE
 from tests.openai_spec.validate import validate_request
+from tests.reliability_helpers import record_sleeps
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -46,6 +49,19 @@ def _loopback_only(self: socket.socket, address: Any) -> Any:
         if not loopback:
             raise OSError(f"tests must not reach the network (tried {host})")
     return _real_connect(self, address)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The retry delays the client chooses, recorded instead of waited out."""
+    return record_sleeps(monkeypatch).delays
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    """A respx router for the client tests, answering under their base URL."""
+    with respx.mock(base_url=CLIENT_BASE, assert_all_called=False) as mock:
+        yield mock
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,9 @@ import httpx
 import httpx2
 import pytest
 
+BASE = "https://llm.test/v1"
+"""The base URL the client tests' respx routes answer under."""
+
 STACK: ContextVar[str] = ContextVar("STACK", default="httpx")
 
 TLS = ssl.create_default_context()

@@ -53,14 +53,13 @@ from agentkit import (
     UserError,
     UserMessage,
 )
-from tests.http_stacks import STACK, TLS, async_client, http_stack, real_async_client
+from tests.http_stacks import BASE, STACK, TLS, async_client, http_stack, real_async_client
 from tests.openai_spec.validate import validate_request
 
 pytestmark = pytest.mark.usefixtures("http_stack")
 __all__ = ["TLS", "http_stack"]  # re-exported for the other client test modules
 
 RECORDINGS_PATH = Path(__file__).parent / "recordings" / "extracted.json"
-BASE = "https://llm.test/v1"
 KEY = "sk-test-5ecret-Key-0123456789abcdef"
 USER = [{"role": "user", "content": "Hi"}]
 
@@ -116,23 +115,6 @@ def error_body(
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-
-    async def record(seconds: float) -> None:
-        delays.append(seconds)
-
-    monkeypatch.setattr(agentkit._client, "_sleep", record)
-    return delays
-
-
-@pytest.fixture
-def api() -> Any:
-    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        yield mock
 
 
 def sent_body(route: respx.Route) -> dict[str, Any]:

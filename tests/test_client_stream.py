@@ -30,7 +30,13 @@ from agentkit import (
     UserError,
 )
 from tests.http_stacks import http_stack, real_async_client  # noqa: F401
-from tests.test_client import BASE, KEY, RECORDINGS_PATH, USER, http_server, make
+from tests.test_client import (
+    KEY,
+    RECORDINGS_PATH,
+    USER,
+    http_server,
+    make,
+)
 
 pytestmark = pytest.mark.usefixtures("http_stack")
 
@@ -108,23 +114,6 @@ def streaming(body: Body, status: int = 200) -> httpx.Response:
 
 def single_bytes(data: bytes) -> list[bytes]:
     return [data[i : i + 1] for i in range(len(data))]
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-
-    async def record(seconds: float) -> None:
-        delays.append(seconds)
-
-    monkeypatch.setattr(agentkit._client, "_sleep", record)
-    return delays
-
-
-@pytest.fixture
-def api() -> Any:
-    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        yield mock
 
 
 async def collect(pieces: Sequence[bytes], api: respx.MockRouter) -> list[str | None]:

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import respx
 
-import agentkit._client
 from agentkit import (
     APIConnectionError,
     APIResponseValidationError,
@@ -24,26 +23,16 @@ from agentkit import (
 )
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from tests.http_stacks import http_stack, real_async_client  # noqa: F401
-from tests.test_client import BASE, USER, build, completion, error_body, make
+from tests.test_client import (
+    BASE,
+    USER,
+    build,
+    completion,
+    error_body,
+    make,
+)
 
 pytestmark = pytest.mark.usefixtures("http_stack")
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-
-    async def record(seconds: float) -> None:
-        delays.append(seconds)
-
-    monkeypatch.setattr(agentkit._client, "_sleep", record)
-    return delays
-
-
-@pytest.fixture
-def api() -> Any:
-    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        yield mock
 
 
 def fail_then_succeed(failures: list[Any]) -> list[Any]:
