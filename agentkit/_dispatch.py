@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +73,8 @@ async def run_tool_call(
     The tool message's content is cut to `max_chars` characters (see `limit_content`).
     """
     name, arguments = call.tool_name, call.tool_input
-    await emit(events, ToolCallStart(turn, call.id, name, arguments))
+    if events is not None:
+        await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
     outcome = await _execute(call, name, arguments, tools, ctx)
     if isinstance(outcome.message.content, str) and max_chars is not None:
@@ -88,9 +91,12 @@ async def run_tool_call(
         "failed" if outcome.error else "ok",
         duration * 1000,
     )
-    content = outcome.message.content
-    result = content if isinstance(content, str) else "".join(p.text for p in content)
-    await emit(events, ToolCallEnd(turn, call.id, name, arguments, result, outcome.error, duration))
+    if events is not None:
+        content = outcome.message.content
+        result = content if isinstance(content, str) else "".join(p.text for p in content)
+        await emit(
+            events, ToolCallEnd(turn, call.id, name, arguments, result, outcome.error, duration)
+        )
     return outcome
 
 
@@ -136,29 +142,94 @@ async def dispatch(
     A call whose slot in `outcomes` is already filled is not run. Calls start
     in their order (each is started before the next), so a durable backend
     that records steps sees them in a stable order. `outcomes` is filled in
-    place so that whatever finished is kept if the turn is cancelled.
+    place so that whatever finished is kept if the turn is cancelled. The
+    first exception a step raises is raised as it is (not in an exception
+    group), once the other calls have been cancelled and have finished.
     """
     pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if len(pending) == 1:
+        outcomes[pending[0]] = await step(calls[pending[0]])
+        return
+    if not pending:
+        return
+
+    async def one(i: int) -> None:
+        if limiter is None:
+            outcomes[i] = await step(calls[i])
+        else:
+            async with limiter:
+                outcomes[i] = await step(calls[i])
+
+    if _on_asyncio():
+        await _all_asyncio([one(i) for i in pending])
+    else:
+        await _all_anyio([functools.partial(one, i) for i in pending])
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines as asyncio tasks, started in their order; wait for all of them.
+
+    An anyio task group does the same on any backend, but costs about five times as
+    much per turn on asyncio; this is that task group's contract, by hand: the first
+    exception cancels the others, and nothing is left running when this returns.
+    """
+    # asyncio starts tasks in the order they were created: call order, as promised.
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+        if failed is None:
+            return
+    except BaseException:
+        # Cancelled (a run's timeout, say): the calls are cancelled too, and waited for.
+        await _cancel_all(tasks)
+        raise
+    await _cancel_all(tasks)
+    error = failed.exception()
+    assert error is not None
+    raise error
+
+
+async def _cancel_all(tasks: list[asyncio.Future[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    while not all(task.done() for task in tasks):
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            # Cancelled again while waiting (anyio repeats a scope's cancellation
+            # until the scope is left): the calls still get to finish first.
+            continue
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _all_anyio(functions: list[Callable[[], Awaitable[None]]]) -> None:
+    """The same on any anyio backend: a task group, each task started before the next."""
     errors: list[Exception] = []
 
-    async def one(i: int, call: AnyCall, *, task_status: TaskStatus[None]) -> None:
+    async def one(
+        function: Callable[[], Awaitable[None]], *, task_status: TaskStatus[None]
+    ) -> None:
         task_status.started()
         try:
-            if limiter is None:
-                outcomes[i] = await step(call)
-            else:
-                async with limiter:
-                    outcomes[i] = await step(call)
+            await function()
         except Exception as exc:
             # Raised as it is below, the same as with one call, not in an ExceptionGroup.
             errors.append(exc)
             tg.cancel_scope.cancel()
 
-    if len(pending) == 1:
-        outcomes[pending[0]] = await step(calls[pending[0]])
-        return
     async with anyio.create_task_group() as tg:
-        for i in pending:
-            await tg.start(one, i, calls[i])
+        for function in functions:
+            await tg.start(one, function)
     if errors:
         raise errors[0]

@@ -42,12 +42,9 @@ from agentkit._exceptions import (
 )
 from agentkit._messages import (
     AssistantMessage,
-    CustomCall,
     CustomToolCall,
-    FunctionCall,
     Message,
     NamedToolChoice,
-    OtherToolCall,
     ToolCall,
     UserMessage,
 )
@@ -164,7 +161,8 @@ class Run(Generic[OutputT]):
             params["tool_choice"] = tool_choice
             if agent.parallel_tool_calls is not None:
                 params["parallel_tool_calls"] = agent.parallel_tool_calls
-        await emit(self.events, ModelRequestStart(turn, len(state.messages)))
+        if self.events is not None:
+            await emit(self.events, ModelRequestStart(turn, len(state.messages)))
         started = time.perf_counter()
         if self.stream:
             response = ModelResponse(
@@ -199,12 +197,13 @@ class Run(Generic[OutputT]):
             response.usage.total_tokens,
             latency * 1000,
         )
-        await emit(
-            self.events,
-            ModelRequestEnd(
-                turn, response.message, response.finish_reason, response.usage, latency
-            ),
-        )
+        if self.events is not None:
+            await emit(
+                self.events,
+                ModelRequestEnd(
+                    turn, response.message, response.finish_reason, response.usage, latency
+                ),
+            )
         return response
 
     async def tool_step(self, call: AnyCall) -> ToolOutcome:
@@ -264,12 +263,17 @@ class Run(Generic[OutputT]):
                 if outcome is None:
                     outcome = outcomes[i] = unanswered(call, "the run was cancelled")
                 self.state.messages.append(outcome.message)
-        for i, call in enumerate(calls):
-            outcome = outcomes[i]
-            if i not in skipped and outcome is not None and outcome.error is not None:
-                # Repeating a call that failed is a retry, bounded by max_tool_retries,
-                # not a loop over results the model already has.
-                self.state.call_streaks.pop(_call_key(call), None)
+        failed = [
+            call
+            for i, (call, outcome) in enumerate(zip(calls, outcomes, strict=True))
+            if i not in skipped and outcome is not None and outcome.error is not None
+        ]
+        if failed:
+            # Repeating a call that failed is a retry, bounded by max_tool_retries,
+            # not a loop over results the model already has.
+            streaks = self.state.call_streaks = _normalized(self.state.call_streaks)
+            for call in failed:
+                streaks.pop(_call_key(call), None)
         self._after_tools([o for o in outcomes if o is not None], repeated)
 
     def _after_tools(self, outcomes: Sequence[ToolOutcome], repeated: AnyCall | None) -> None:
@@ -307,10 +311,15 @@ class Run(Generic[OutputT]):
     def _repeated(self, calls: Sequence[AnyCall]) -> AnyCall | None:
         """Update the streaks of identical calls; the first call at the limit, if any."""
         previous = self.state.call_streaks
+        # Normalising the arguments costs a JSON round trip per call, so it waits for
+        # a previous turn to compare with: until then, the keys are kept as sent.
+        if previous:
+            previous = _normalized(previous)
+        key_of = _call_key if previous else _raw_key
         streaks: dict[str, int] = {}
         hit: AnyCall | None = None
         for call in calls:
-            key = _call_key(call)
+            key = key_of(call)
             streaks[key] = previous.get(key, 0) + 1
             if hit is None and streaks[key] >= self.agent.repeat_limit:
                 hit = call
@@ -358,11 +367,25 @@ class Run(Generic[OutputT]):
 def _call_key(call: AnyCall) -> str:
     """What makes two calls the same call: the tool and the arguments, as JSON values
     (so spacing and key order do not matter), or as text when they are not JSON."""
+    return _normal_key(call.tool_name, call.tool_input)
+
+
+def _raw_key(call: AnyCall) -> str:
+    """The key of a call with its arguments as sent; `_normalized` turns it into `_call_key`."""
+    return f"{call.tool_name}\x00{call.tool_input}"
+
+
+def _normal_key(name: str, arguments: str) -> str:
     try:
-        arguments = json.dumps(json.loads(call.tool_input), sort_keys=True)
+        arguments = json.dumps(json.loads(arguments), sort_keys=True)
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        arguments = call.tool_input
-    return f"{call.tool_name}\x00{arguments}"
+        pass
+    return f"{name}\x00{arguments}"
+
+
+def _normalized(streaks: dict[str, int]) -> dict[str, int]:
+    """`streaks` keyed by `_call_key`; keys that become equal share their (equal) streak."""
+    return {_normal_key(*key.split("\x00", 1)): streak for key, streak in streaks.items()}
 
 
 def _text(message: AssistantMessage) -> str | None:
@@ -374,28 +397,26 @@ def _text(message: AssistantMessage) -> str | None:
 
 def _request_form(message: AssistantMessage) -> AssistantMessage:
     """The response message as it goes back in a request: response-only fields dropped."""
-    extra: dict[str, Any] = {}
+    # Built as one dict and validated in one call: the cheapest way to a new model.
+    fields: dict[str, Any] = {"role": "assistant"}
+    for name in ("content", "refusal", "name"):
+        value = getattr(message, name)
+        if value is not None:
+            fields[name] = value
     audio = (message.model_extra or {}).get("audio")
     if isinstance(audio, Mapping) and "id" in audio:
-        extra["audio"] = {"id": audio["id"]}
-    calls: list[ToolCall | CustomToolCall | OtherToolCall] = []
-    for call in message.tool_calls or ():
-        # Fields a server adds to a call (`index`, say) are not part of a request.
-        if isinstance(call, ToolCall):
-            function = FunctionCall(name=call.function.name, arguments=call.function.arguments)
-            calls.append(ToolCall(id=call.id, function=function))
-        elif isinstance(call, CustomToolCall):
-            calls.append(
-                CustomToolCall(
-                    id=call.id, custom=CustomCall(name=call.custom.name, input=call.custom.input)
-                )
-            )
-        else:
-            calls.append(call)  # unknown to us: sent back as the server gave it
-    return AssistantMessage(
-        content=message.content,
-        refusal=message.refusal,
-        tool_calls=calls or None,
-        name=message.name,
-        **extra,
-    )
+        fields["audio"] = {"id": audio["id"]}
+    if message.tool_calls:
+        calls: list[Any] = []
+        for call in message.tool_calls:
+            # Fields a server adds to a call (`index`, say) are not part of a request.
+            if isinstance(call, ToolCall):
+                function = {"name": call.function.name, "arguments": call.function.arguments}
+                calls.append({"id": call.id, "type": "function", "function": function})
+            elif isinstance(call, CustomToolCall):
+                custom = {"name": call.custom.name, "input": call.custom.input}
+                calls.append({"id": call.id, "type": "custom", "custom": custom})
+            else:
+                calls.append(call)  # unknown to us: sent back as the server gave it
+        fields["tool_calls"] = calls
+    return AssistantMessage.model_validate(fields)

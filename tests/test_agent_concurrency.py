@@ -254,6 +254,45 @@ async def test_an_event_handler_error_in_a_parallel_turn_is_raised_as_is() -> No
     assert_history_valid(run.state.messages)
 
 
+async def test_an_error_in_one_call_cancels_the_others_and_waits_for_them() -> None:
+    finished: list[str] = []
+
+    @tool
+    async def hang() -> str:
+        """Never returns."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            # Cleanup that takes a while: the error is raised only once it is done.
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.01)
+            finished.append("hang")
+        return ""
+
+    @tool
+    async def fine() -> str:
+        """Answers at once."""
+        return "fine"
+
+    def handler(event: RunEvent) -> None:
+        if isinstance(event, ToolCallEnd) and event.tool_name == "fine":
+            raise RuntimeError("handler broke")
+
+    model = ScriptedModel([tool_calls(("hang", {}), ("fine", {})), "never"])
+    agent = Agent("m", client=model, tools=[hang, fine])
+    run = Run(
+        agent, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=handler
+    )
+    before = _tasks()
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="handler broke") as raised:
+        await run.run()
+    assert finished == ["hang"]
+    assert _tasks() == before
+    assert type(raised.value) is RuntimeError  # as it is, not in an exception group
+    assert tool_answers(run.state.messages)[0][1] == "Error: not run: the run was cancelled"
+    assert_history_valid(run.state.messages)
+
+
 def _tasks() -> set[Any]:
     """The asyncio tasks alive now (trio's nurseries make leaks impossible)."""
     try:
