@@ -198,7 +198,7 @@ async def _all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     raise error
 
 
-async def _cancel_all(tasks: list[asyncio.Future[None]]) -> None:
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     while not all(task.done() for task in tasks):
