@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal
 import anyio
 from typing_extensions import TypeVar
 
-from agentkit._client import ChatClient
+from agentkit._client import ChatClient, WireList, dump_wire
 from agentkit._events import EventHandler, StreamEvent, emit
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._history import check_history, to_messages
@@ -139,7 +139,7 @@ class Agent(Generic[OutputT]):
         self.client = client
         self.instructions = instructions
         self.tools: Mapping[str, Tool[..., Any]] = tools_by_name(tools)
-        self.tool_definitions = [t.definition for t in self.tools.values()]
+        self.tool_definitions = WireList(dump_wire(t.definition) for t in self.tools.values())
         self.tool_choice: str | NamedToolChoice = _tool_choice(tool_choice, self.tools)
         _check_int("max_turns", max_turns, 1)
         _check_int("max_tool_retries", max_tool_retries, 0)

@@ -86,11 +86,12 @@ def stack_named(name: str) -> Stack:
 
 
 def stack_of(http_client: Any) -> Stack:
-    """The stack an `AsyncClient` belongs to."""
-    root = type(http_client).__module__.partition(".")[0]
-    if root not in ("httpx", "httpx2") or not hasattr(http_client, "send"):
-        raise UserError(
-            "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
-            f"got {type(http_client).__name__}"
-        )
-    return stack_named(root)
+    """The stack an `AsyncClient` (or a subclass of one) belongs to."""
+    for cls in type(http_client).__mro__:
+        root = cls.__module__.partition(".")[0]
+        if root in ("httpx", "httpx2") and cls.__name__ == "AsyncClient":
+            return stack_named(root)
+    raise UserError(
+        "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
+        f"got {type(http_client).__name__}"
+    )
