@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 from anyio.from_thread import start_blocking_portal
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from agentkit._events import RunComplete, StreamEvent
 from agentkit._exceptions import UserError
@@ -29,6 +29,51 @@ _BUFFER = 64
 @dataclass(frozen=True)
 class _Failed:
     error: Exception
+
+
+class _Channel:
+    """The events, from the run's task to its reader, at most `size` of them waiting.
+
+    anyio's memory object streams would do, but they yield to the event loop on
+    every send and every receive: two trips through the loop per event, and a
+    streamed run has dozens of events per answer. Here only a reader with
+    nothing to read, or a run `size` events ahead, waits.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[StreamEvent | _Failed] = deque()
+        self._size = size
+        self._closed = False
+        self._readable: anyio.Event | None = None
+        self._writable: anyio.Event | None = None
+
+    async def send(self, item: StreamEvent | _Failed) -> None:
+        while len(self._items) >= self._size:
+            self._writable = anyio.Event()
+            await self._writable.wait()
+        self._items.append(item)
+        if self._readable is not None:
+            self._readable.set()
+            self._readable = None
+
+    def close(self) -> None:
+        """No more events: the reader gets `anyio.EndOfStream` once it has read them."""
+        self._closed = True
+        if self._readable is not None:
+            self._readable.set()
+            self._readable = None
+
+    async def receive(self) -> StreamEvent | _Failed:
+        while not self._items:
+            if self._closed:
+                raise anyio.EndOfStream
+            self._readable = anyio.Event()
+            await self._readable.wait()
+        item = self._items.popleft()
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+        return item
 
 
 class StreamedRun(Generic[OutputT]):
@@ -55,15 +100,15 @@ class StreamedRun(Generic[OutputT]):
         self.state = state
         self.result: Any = None
         self._task_group: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[StreamEvent | _Failed] | None = None
+        self._channel: _Channel | None = None
 
     async def __aenter__(self) -> StreamedRun[OutputT]:
         if self._task_group is not None:
             raise UserError("a streamed run can be entered only once")
-        send, self._receive = anyio.create_memory_object_stream[StreamEvent | _Failed](_BUFFER)
+        self._channel = _Channel(_BUFFER)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self._produce, send)
+        self._task_group.start_soon(self._produce, self._channel)
         return self
 
     async def __aexit__(
@@ -72,14 +117,14 @@ class StreamedRun(Generic[OutputT]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._task_group is not None and self._receive is not None
+        assert self._task_group is not None and self._channel is not None
         # Whatever ended the block (the end of the events, a break, an error or a
         # cancellation), the run stops here; its own errors reached the reader as events.
         self._task_group.cancel_scope.cancel()
         try:
             await self._task_group.__aexit__(None, None, None)
         finally:
-            self._receive.close()
+            self._channel.close()
         return None
 
     @property
@@ -91,26 +136,29 @@ class StreamedRun(Generic[OutputT]):
         return self
 
     async def __anext__(self) -> StreamEvent:
-        if self._receive is None:
+        if self._channel is None:
             raise UserError("iterate a streamed run inside `async with agent.run_stream(...)`")
         try:
-            item = await self._receive.receive()
+            item = await self._channel.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         if isinstance(item, _Failed):
             raise item.error
         return item
 
-    async def _produce(self, send: MemoryObjectSendStream[StreamEvent | _Failed]) -> None:
-        async with send:
+    async def _produce(self, channel: _Channel) -> None:
+        try:
             try:
-                result = await self._execute(send.send)
+                result = await self._execute(channel.send)
             except Exception as exc:
                 # Raised to the reader in its own task, not as a task-group exception group.
-                await send.send(_Failed(exc))
+                await channel.send(_Failed(exc))
                 return
             self.result = result
-            await send.send(RunComplete(result))
+            await channel.send(RunComplete(result))
+        finally:
+            # Also when cancelled: a reader still iterating sees the end, not a hang.
+            channel.close()
 
 
 _END = object()
