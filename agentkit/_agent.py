@@ -237,7 +237,13 @@ class Agent(Generic[OutputT]):
                 await send(event)
 
             return await self._execute(
-                prompt, message_history, deps, timeout, forward, stream=True, state=streamed.state
+                prompt,
+                message_history,
+                deps,
+                timeout,
+                send if handler is None else forward,
+                stream=True,
+                state=streamed.state,
             )
 
         streamed = StreamedRun(execute, RunState(messages=self._start(prompt, message_history)))

@@ -29,17 +29,17 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextPiece:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RefusalPiece:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCallOpen:
     """Both the id and the name of a call are known."""
 
@@ -48,7 +48,7 @@ class ToolCallOpen:
     tool_name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCallArgumentsPiece:
     index: int
     delta: str
