@@ -40,16 +40,23 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Events completed by `chunk`; an incomplete line waits for the next one."""
-        buffer = self._buffer + chunk
-        lines = buffer.splitlines(keepends=True)
-        # The last line may be cut mid-way; a trailing CR may be the first half of CRLF.
-        if lines and (not lines[-1].endswith((b"\n", b"\r")) or lines[-1].endswith(b"\r")):
-            self._buffer = lines.pop()
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            lines = buffer.splitlines(keepends=True)
+            # The last line may be cut mid-way; a trailing CR may be the first half of CRLF.
+            if lines and (not lines[-1].endswith((b"\n", b"\r")) or lines[-1].endswith(b"\r")):
+                self._buffer = lines.pop()
+            else:
+                self._buffer = b""
+            lines = [line.rstrip(b"\r\n") for line in lines]
         else:
-            self._buffer = b""
+            # Lines ended by LF alone, as nearly every server sends them: a plain split,
+            # whose last piece is the line still incomplete (b"" when there is none).
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
         events: list[ServerSentEvent] = []
         for line in lines:
-            text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            text = line.decode("utf-8", errors="replace")
             if self._first_line:
                 # A byte-order mark may open the stream; left on, it hides the first field.
                 text = text.removeprefix("\ufeff")
@@ -70,6 +77,9 @@ class SSEDecoder:
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
             return self._dispatch()
+        if line.startswith("data:"):  # the usual line first
+            self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+            return None
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
