@@ -63,16 +63,24 @@ class _Channel:
             self._readable.set()
             self._readable = None
 
+    def receive_nowait(self) -> StreamEvent | _Failed | None:
+        """The next event if one is waiting, else None."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+        return item
+
     async def receive(self) -> StreamEvent | _Failed:
         while not self._items:
             if self._closed:
                 raise anyio.EndOfStream
             self._readable = anyio.Event()
             await self._readable.wait()
-        item = self._items.popleft()
-        if self._writable is not None:
-            self._writable.set()
-            self._writable = None
+        item = self.receive_nowait()
+        assert item is not None
         return item
 
 
@@ -136,10 +144,13 @@ class StreamedRun(Generic[OutputT]):
         return self
 
     async def __anext__(self) -> StreamEvent:
-        if self._channel is None:
+        channel = self._channel
+        if channel is None:
             raise UserError("iterate a streamed run inside `async with agent.run_stream(...)`")
         try:
-            item = await self._channel.receive()
+            item = channel.receive_nowait()
+            if item is None:
+                item = await channel.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         if isinstance(item, _Failed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,12 @@ async def streamed_response(
     async with client.stream(model=model, messages=messages, **params) as chunks:
         async for chunk in chunks:
             pieces = assembler.feed(chunk)
-            for piece in pieces:
-                await emit(events, _event(turn, piece))
+            if events is not None:
+                for piece in pieces:
+                    # `emit`, inlined: this runs for every piece of every answer.
+                    result = events(_event(turn, piece))
+                    if inspect.isawaitable(result):
+                        await result
             if not output.is_text and any(isinstance(p, TextPiece) for p in pieces):
                 value = _partial(assembler.text, output)
                 if value is not _NO_VALUE and value != partial:
@@ -77,14 +82,15 @@ async def streamed_response(
 
 
 def _event(turn: int, piece: Any) -> StreamEvent:
-    if isinstance(piece, TextPiece):
+    kind = type(piece)
+    if kind is TextPiece:
         return TextDelta(turn, piece.text)
-    if isinstance(piece, RefusalPiece):
+    if kind is ToolCallArgumentsPiece:
+        return ToolCallArgumentsDelta(turn, piece.index, piece.delta)
+    if kind is RefusalPiece:
         return RefusalDelta(turn, piece.text)
-    if isinstance(piece, ToolCallOpen):
-        return ToolCallOpened(turn, piece.index, piece.tool_call_id, piece.tool_name)
-    assert isinstance(piece, ToolCallArgumentsPiece)
-    return ToolCallArgumentsDelta(turn, piece.index, piece.delta)
+    assert kind is ToolCallOpen
+    return ToolCallOpened(turn, piece.index, piece.tool_call_id, piece.tool_name)
 
 
 def _partial(text: str, output: OutputSpec[Any]) -> Any:
