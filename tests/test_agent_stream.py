@@ -295,6 +295,30 @@ async def test_a_failed_run_raises_from_the_iterator() -> None:
         await collect(agent, "hi")
 
 
+async def test_a_slow_reader_gets_every_event_in_order_while_the_run_waits_for_it() -> None:
+    from agentkit._streaming import _BUFFER
+
+    words = [f"w{i} " for i in range(_BUFFER * 3)]
+    seen_by_handler: list[str] = []
+
+    def handler(event: Any) -> None:
+        if isinstance(event, TextDelta):
+            seen_by_handler.append(event.text)
+
+    agent = Agent("m", client=ScriptedModel(["".join(words)]))
+    texts: list[str] = []
+    async with agent.run_stream("hi", event_handler=handler) as stream:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                texts.append(event.text)
+                if len(texts) == 1:
+                    # The run goes on while the reader sleeps, but at most a buffer ahead.
+                    await anyio.sleep(0.05)
+                    assert _BUFFER <= len(seen_by_handler) <= _BUFFER + 2
+    assert texts == words
+    assert stream.result.output == "".join(words)
+
+
 def test_run_stream_sync_yields_events_and_result() -> None:
     agent = Agent("m", client=ScriptedModel(script()), tools=[get_capital])
     events = list(agent.run_stream_sync("Capitals?"))
