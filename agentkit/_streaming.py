@@ -6,17 +6,19 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.from_thread import start_blocking_portal
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from agentkit._events import RunComplete, StreamEvent
 from agentkit._exceptions import UserError
 from agentkit._loop import RunState
 from agentkit._messages import Message
+
+if TYPE_CHECKING:
+    # Only annotations use these; at run time anyio loads them with the first stream.
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -121,6 +123,9 @@ def iterate_sync(stream: AbstractAsyncContextManager[Any]) -> Iterator[Any]:
 
     Closing the iterator early (leaving a `for` loop) cancels the run.
     """
+    # Imported here: a blocking portal (threads, futures) is for synchronous callers only.
+    from anyio.from_thread import start_blocking_portal
+
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(stream) as events:
 
         async def next_event() -> Any:
