@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from agentkit._events import RunComplete, StreamEvent
 from agentkit._exceptions import UserError
 from agentkit._loop import RunState
 from agentkit._messages import Message
@@ -19,6 +18,8 @@ if TYPE_CHECKING:
     # Only annotations use these; at run time anyio loads them with the first stream.
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from agentkit._stream_events import StreamEvent
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -62,7 +63,8 @@ class StreamedRun(Generic[OutputT]):
     async def __aenter__(self) -> StreamedRun[OutputT]:
         if self._task_group is not None:
             raise UserError("a streamed run can be entered only once")
-        send, self._receive = anyio.create_memory_object_stream[StreamEvent | _Failed](_BUFFER)
+        send: MemoryObjectSendStream[StreamEvent | _Failed]
+        send, self._receive = anyio.create_memory_object_stream(_BUFFER)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._produce, send)
@@ -104,6 +106,9 @@ class StreamedRun(Generic[OutputT]):
         return item
 
     async def _produce(self, send: MemoryObjectSendStream[StreamEvent | _Failed]) -> None:
+        # The stream's events load with the first streamed run, not with `Agent`.
+        from agentkit._stream_events import RunComplete
+
         async with send:
             try:
                 result = await self._execute(send.send)
