@@ -6,13 +6,13 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 import anyio
 from typing_extensions import TypeVar
 
 from agentkit._client import ChatClient, WireList, dump_wire
-from agentkit._events import EventHandler, StreamEvent, emit
+from agentkit._events import EventHandler, emit
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._history import check_history, to_messages
 from agentkit._loop import ChatModel, Run, RunState
@@ -22,6 +22,9 @@ from agentkit._responses import Usage
 from agentkit._settings import ModelSettings
 from agentkit._streaming import StreamedRun, iterate_sync
 from agentkit._tools import Tool, tools_by_name
+
+if TYPE_CHECKING:
+    from agentkit._stream_events import StreamEvent
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "RunResult"]
 

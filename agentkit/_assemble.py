@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from agentkit._messages import AssistantMessage, FunctionCall, ToolCall
 from agentkit._responses import ChatCompletionChunk, ToolCallDelta, Usage
+from agentkit._stream_events import RefusalDelta, TextDelta, ToolCallArgumentsDelta, ToolCallOpened
 
 __all__ = [
     "Assembler",
@@ -33,10 +34,18 @@ __all__ = [
 class TextPiece:
     text: str
 
+    def event(self, turn: int) -> TextDelta:
+        """The event that announces this piece."""
+        return TextDelta(turn, self.text)
+
 
 @dataclass(frozen=True, slots=True)
 class RefusalPiece:
     text: str
+
+    def event(self, turn: int) -> RefusalDelta:
+        """The event that announces this piece."""
+        return RefusalDelta(turn, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +56,19 @@ class ToolCallOpen:
     tool_call_id: str
     tool_name: str
 
+    def event(self, turn: int) -> ToolCallOpened:
+        """The event that announces this piece."""
+        return ToolCallOpened(turn, self.index, self.tool_call_id, self.tool_name)
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCallArgumentsPiece:
     index: int
     delta: str
+
+    def event(self, turn: int) -> ToolCallArgumentsDelta:
+        """The event that announces this piece."""
+        return ToolCallArgumentsDelta(turn, self.index, self.delta)
 
 
 Piece = TextPiece | RefusalPiece | ToolCallOpen | ToolCallArgumentsPiece

@@ -2,7 +2,8 @@
 
 Pass `event_handler=` to `Agent` or to `Agent.run`: a function, sync or async,
 called with each event in the order things happen. An exception raised by the
-handler ends the run.
+handler ends the run. The events only a streamed run has are in `_stream_events`,
+which loads with the first streamed run.
 """
 
 from __future__ import annotations
@@ -10,30 +11,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from agentkit._messages import AssistantMessage
 from agentkit._responses import Usage
 
 if TYPE_CHECKING:
-    from agentkit._agent import RunResult
-
-OutputT = TypeVar("OutputT")
+    from agentkit._stream_events import StreamEvent
 
 __all__ = [
     "EventHandler",
     "ModelRequestEnd",
     "ModelRequestStart",
-    "OutputDelta",
-    "RefusalDelta",
-    "RunComplete",
     "RunEvent",
-    "StreamEvent",
-    "TextDelta",
-    "ToolCallArgumentsDelta",
-    "ToolCallComplete",
     "ToolCallEnd",
-    "ToolCallOpened",
     "ToolCallStart",
     "emit",
 ]
@@ -92,88 +83,6 @@ class ToolCallEnd:
 RunEvent = Union[ModelRequestStart, ModelRequestEnd, ToolCallStart, ToolCallEnd]  # noqa: UP007
 """Any event of a run."""
 
-
-# --- streamed runs only -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of the answer's text."""
-
-    turn: int
-    text: str
-
-
-@dataclass(frozen=True)
-class RefusalDelta:
-    """A piece of a refusal."""
-
-    turn: int
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallOpened:
-    """The model started a tool call; its id and name are known, its arguments are coming."""
-
-    turn: int
-    index: int
-    """Position of the call in the assistant message."""
-    tool_call_id: str
-    tool_name: str
-
-
-@dataclass(frozen=True)
-class ToolCallArgumentsDelta:
-    """A piece of a tool call's arguments (JSON text, cut anywhere)."""
-
-    turn: int
-    index: int
-    delta: str
-
-
-@dataclass(frozen=True)
-class ToolCallComplete:
-    """The model finished a tool call; it is about to run."""
-
-    turn: int
-    index: int
-    tool_call_id: str
-    tool_name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class OutputDelta:
-    """The structured output parsed so far from a partial answer (`output_type` runs)."""
-
-    turn: int
-    partial: Any
-    """The JSON value parsed from the text so far; incomplete strings and
-    objects are cut short rather than rejected. Validated only at the end."""
-
-
-@dataclass(frozen=True)
-class RunComplete(Generic[OutputT]):
-    """The run is over; the last event of a stream."""
-
-    result: RunResult[OutputT]
-
-
-StreamEvent = Union[  # noqa: UP007
-    ModelRequestStart,
-    ModelRequestEnd,
-    ToolCallStart,
-    ToolCallEnd,
-    TextDelta,
-    RefusalDelta,
-    ToolCallOpened,
-    ToolCallArgumentsDelta,
-    ToolCallComplete,
-    OutputDelta,
-    RunComplete[Any],
-]
-"""Any event of a streamed run: the run events plus the pieces of each answer."""
 
 EventHandler = Callable[[Any], Union[Awaitable[None], None]]  # noqa: UP007
 """A function called with each event (a `RunEvent`, or a `StreamEvent` in a

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import docstring_parser
 from pydantic import ConfigDict, Field, TypeAdapter, WrapValidator, with_config
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
@@ -107,6 +106,9 @@ def function_schema(
     except (TypeError, ValueError) as exc:
         raise ToolDefinitionError(name, [f"cannot read the signature: {exc}"]) from None
     hints, problems = _type_hints(fn, signature)
+
+    # Imported on the first tool: the parser loads every docstring style it knows.
+    import docstring_parser
 
     docstring = docstring_parser.parse(inspect.getdoc(fn) or "")
     param_docs = {p.arg_name: p.description for p in docstring.params if p.description}

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agentkit._agent import Agent
-from agentkit._events import ModelRequestEnd, RefusalDelta, TextDelta, emit
+from agentkit._events import ModelRequestEnd, emit
 from agentkit._exceptions import AgentRunError
 from agentkit._messages import AssistantMessage, Message
 from agentkit._responses import Usage
@@ -21,6 +21,7 @@ from agentkit._serve_protocol import (
     run_text,
     wire_usage,
 )
+from agentkit._stream_events import RefusalDelta, TextDelta
 
 __all__ = ["complete", "stream"]
 

@@ -7,16 +7,19 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.from_thread import start_blocking_portal
 
-from agentkit._events import RunComplete, StreamEvent
 from agentkit._exceptions import UserError
 from agentkit._loop import RunState
 from agentkit._messages import Message
+
+if TYPE_CHECKING:
+    # Only annotations use these; at run time anyio loads them with the first stream.
+    from anyio.abc import TaskGroup
+
+    from agentkit._stream_events import StreamEvent
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -158,6 +161,9 @@ class StreamedRun(Generic[OutputT]):
         return item
 
     async def _produce(self, channel: _Channel) -> None:
+        # The stream's events load with the first streamed run, not with `Agent`.
+        from agentkit._stream_events import RunComplete
+
         try:
             try:
                 result = await self._execute(channel.send)
@@ -180,6 +186,9 @@ def iterate_sync(stream: AbstractAsyncContextManager[Any]) -> Iterator[Any]:
 
     Closing the iterator early (leaving a `for` loop) cancels the run.
     """
+    # Imported here: a blocking portal (threads, futures) is for synchronous callers only.
+    from anyio.from_thread import start_blocking_portal
+
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(stream) as events:
 
         async def next_event() -> Any:

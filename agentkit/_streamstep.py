@@ -8,24 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
 
-from agentkit._assemble import (
-    Assembler,
-    RefusalPiece,
-    TextPiece,
-    ToolCallArgumentsPiece,
-    ToolCallOpen,
-)
-from agentkit._events import (
-    EventHandler,
-    OutputDelta,
-    RefusalDelta,
-    StreamEvent,
-    TextDelta,
-    ToolCallArgumentsDelta,
-    ToolCallComplete,
-    ToolCallOpened,
-    emit,
-)
+from agentkit._events import EventHandler, emit
 from agentkit._messages import AssistantMessage, Message, ToolCall
 from agentkit._output import OutputSpec
 from agentkit._responses import Usage
@@ -54,6 +37,11 @@ async def streamed_response(
     stream breaks, the error propagates and nothing is returned: no half
     message reaches the history.
     """
+    # Loaded with the first streamed request rather than with the loop, so that a
+    # program that never streams does not build the stream's pieces and events.
+    from agentkit._assemble import Assembler, TextPiece
+    from agentkit._stream_events import OutputDelta, ToolCallComplete
+
     assembler = Assembler()
     partial: Any = _NO_VALUE
     params = {**params, "stream_options": {"include_usage": True}}
@@ -63,7 +51,7 @@ async def streamed_response(
             if events is not None:
                 for piece in pieces:
                     # `emit`, inlined: this runs for every piece of every answer.
-                    result = events(_event(turn, piece))
+                    result = events(piece.event(turn))
                     if inspect.isawaitable(result):
                         await result
             if not output.is_text and any(isinstance(p, TextPiece) for p in pieces):
@@ -79,18 +67,6 @@ async def streamed_response(
             ToolCallComplete(turn, index, call.id, call.function.name, call.function.arguments),
         )
     return message, assembler.finish_reason, assembler.usage or Usage()
-
-
-def _event(turn: int, piece: Any) -> StreamEvent:
-    kind = type(piece)
-    if kind is TextPiece:
-        return TextDelta(turn, piece.text)
-    if kind is ToolCallArgumentsPiece:
-        return ToolCallArgumentsDelta(turn, piece.index, piece.delta)
-    if kind is RefusalPiece:
-        return RefusalDelta(turn, piece.text)
-    assert kind is ToolCallOpen
-    return ToolCallOpened(turn, piece.index, piece.tool_call_id, piece.tool_name)
 
 
 def _partial(text: str, output: OutputSpec[Any]) -> Any:

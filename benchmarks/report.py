@@ -132,14 +132,16 @@ def _imports(imports: dict[str, Any]) -> list[str]:
     adds = imports.get("agentkit adds")
     if adds:
         lines.append(
-            f"| **`import agentkit` adds** | **{adds['importtime_ms']:.1f}** | "
+            f"| **`from agentkit import Agent, ChatClient, tool` adds** | "
+            f"**{adds['importtime_ms']:.1f}** | "
             f"**{adds['wall_ms']:.0f}** |"
         )
     offenders = imports.get("offenders")
     if offenders:
         lines += [
             "",
-            f"What `import agentkit` loads after `import httpx, pydantic` "
+            "What `from agentkit import Agent, ChatClient, tool` loads after "
+            "`import httpx, pydantic` "
             f"({offenders['total_ms']:.0f} ms of self time), by package: "
             + ", ".join(f"{p['package']} {p['self_ms']:.0f} ms" for p in offenders["packages"][:6])
             + ". Top modules: "
