@@ -12,19 +12,19 @@ import anyio
 from typing_extensions import TypeVar
 
 from agentkit._client import ChatClient, WireList, dump_wire
-from agentkit._events import EventHandler, emit
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._history import check_history, to_messages
 from agentkit._loop import ChatModel, Run, RunState
 from agentkit._messages import ContentPart, Message, NamedToolChoice, SystemMessage, UserMessage
 from agentkit._output import OutputSpec
 from agentkit._responses import Usage
-from agentkit._settings import ModelSettings
-from agentkit._streaming import StreamedRun, iterate_sync
 from agentkit._tools import Tool, tools_by_name
 
 if TYPE_CHECKING:
+    from agentkit._events import EventHandler
+    from agentkit._settings import ModelSettings
     from agentkit._stream_events import StreamEvent
+    from agentkit._streaming import StreamedRun
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "RunResult"]
 
@@ -159,7 +159,11 @@ class Agent(Generic[OutputT]):
             raise UserError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.max_turns = max_turns
         self.output: OutputSpec[OutputT] = OutputSpec(output_type)
-        self.settings = settings or ModelSettings()
+        if settings is None:
+            from agentkit._settings import ModelSettings  # loads with the first agent
+
+            settings = ModelSettings()
+        self.settings = settings
         self.parallel_tool_calls = parallel_tool_calls
         self.max_tool_retries = max_tool_retries
         self.output_retries = output_retries
@@ -230,6 +234,10 @@ class Agent(Generic[OutputT]):
             ...             print(event.text, end="", flush=True)
             >>> stream.result.output
         """
+        # Streaming loads with the first streamed run, not with `Agent`.
+        from agentkit._events import emit
+        from agentkit._streaming import StreamedRun
+
         handler = event_handler or self.event_handler
 
         streamed: StreamedRun[OutputT]
@@ -276,6 +284,8 @@ class Agent(Generic[OutputT]):
                 "run_stream_sync() was called inside a running event loop; "
                 "use `async with agent.run_stream(...)`"
             )
+        from agentkit._streaming import iterate_sync
+
         return iterate_sync(
             self.run_stream(
                 prompt,

@@ -26,11 +26,12 @@ from agentkit._messages import Message, as_message
 from agentkit._params import PARAM_NAMES, CompletionParams
 from agentkit._responses import ChatCompletion, Model, ModelList
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
-from agentkit._stream import ChatStream
 from agentkit._version import __version__
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from agentkit._stream import ChatStream
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "ChatClient"]
 
@@ -220,6 +221,8 @@ class ChatClient:
             ...     async for chunk in chunks:
             ...         print(chunk.choices[0].delta.content or "", end="")
         """
+        from agentkit._stream import ChatStream  # with the SSE decoder: loads on first use
+
         request = self._chat_request(model, messages, dict(params), stream=True)
         return ChatStream(
             lambda: self._send(request, stream=True),

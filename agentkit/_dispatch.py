@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import functools
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskStatus
 
 from agentkit._context import RunContext
-from agentkit._events import EventHandler, ToolCallEnd, ToolCallStart, emit
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
 from agentkit._messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
 from agentkit._tools import Tool
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from agentkit._events import EventHandler
 
 __all__ = ["ToolOutcome", "dispatch", "limit_content", "run_tool_call", "unanswered"]
 
@@ -27,19 +28,33 @@ logger = logging.getLogger("agentkit")
 AnyCall = ToolCall | CustomToolCall | OtherToolCall
 
 
-@dataclass(frozen=True)
 class ToolOutcome:
-    """What one tool call produced."""
+    """What one tool call produced.
 
-    message: ToolMessage
-    """The tool message answering the call."""
-    tool_name: str
-    error: str | None = None
-    """The error text the model was sent, when the call failed."""
-    exception: BaseException | None = None
-    """The exception the tool itself raised, if it raised one."""
-    fatal: BaseException | None = None
-    """A usage mistake (such as an unserialisable result) that must end the run."""
+    Attributes:
+        message: The tool message answering the call.
+        tool_name: The tool called.
+        error: The error text the model was sent, when the call failed.
+        exception: The exception the tool itself raised, if it raised one.
+        fatal: A usage mistake (such as an unserialisable result) that must end the run.
+    """
+
+    # A plain class, not a dataclass: a frozen dataclass costs ~0.7 ms to define at import.
+    __slots__ = ("error", "exception", "fatal", "message", "tool_name")
+
+    def __init__(
+        self,
+        message: ToolMessage,
+        tool_name: str,
+        error: str | None = None,
+        exception: BaseException | None = None,
+        fatal: BaseException | None = None,
+    ) -> None:
+        self.message = message
+        self.tool_name = tool_name
+        self.error = error
+        self.exception = exception
+        self.fatal = fatal
 
 
 def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
@@ -74,6 +89,9 @@ async def run_tool_call(
     """
     name, arguments = call.tool_name, call.tool_input
     if events is not None:
+        # The event classes load with the first run that has a handler.
+        from agentkit._events import ToolCallStart, emit
+
         await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
     outcome = await _execute(call, name, arguments, tools, ctx)
@@ -82,7 +100,9 @@ async def run_tool_call(
         if limited is not outcome.message.content:
             message = ToolMessage(tool_call_id=call.id, content=limited)
             error = limited if outcome.error is not None else None
-            outcome = dataclasses.replace(outcome, message=message, error=error)
+            outcome = ToolOutcome(
+                message, outcome.tool_name, error, outcome.exception, outcome.fatal
+            )
     duration = time.perf_counter() - started
     logger.debug(
         "tool %s (%s) %s in %.1f ms",
@@ -92,6 +112,8 @@ async def run_tool_call(
         duration * 1000,
     )
     if events is not None:
+        from agentkit._events import ToolCallEnd, emit
+
         content = outcome.message.content
         result = content if isinstance(content, str) else "".join(p.text for p in content)
         await emit(
@@ -161,56 +183,23 @@ async def dispatch(
                 outcomes[i] = await step(calls[i])
 
     if _on_asyncio():
-        await _all_asyncio([one(i) for i in pending])
+        from agentkit._aio import all_asyncio
+
+        await all_asyncio([one(i) for i in pending])
     else:
         await _all_anyio([functools.partial(one, i) for i in pending])
 
 
 def _on_asyncio() -> bool:
+    # Not imported at all means not running: asyncio is loaded only when it is used.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return False
     return True
-
-
-async def _all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    """Run the coroutines as asyncio tasks, started in their order; wait for all of them.
-
-    An anyio task group does the same on any backend, but costs about five times as
-    much per turn on asyncio; this is that task group's contract, by hand: the first
-    exception cancels the others, and nothing is left running when this returns.
-    """
-    # asyncio starts tasks in the order they were created: call order, as promised.
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
-        if failed is None:
-            return
-    except BaseException:
-        # Cancelled (a run's timeout, say): the calls are cancelled too, and waited for.
-        await _cancel_all(tasks)
-        raise
-    await _cancel_all(tasks)
-    error = failed.exception()
-    assert error is not None
-    raise error
-
-
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    while not all(task.done() for task in tasks):
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:
-            # Cancelled again while waiting (anyio repeats a scope's cancellation
-            # until the scope is left): the calls still get to finish first.
-            continue
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 async def _all_anyio(functions: list[Callable[[], Awaitable[None]]]) -> None:

@@ -8,7 +8,6 @@ httpx2 is imported only when a client asks for it.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
@@ -21,12 +20,18 @@ __all__ = ["HTTPStackName", "Stack", "stack_named", "stack_of"]
 HTTPStackName = Literal["httpx", "httpx2"]
 
 
-@dataclass(frozen=True)
 class Stack:
     """One HTTP library, and the classes agentkit uses from it."""
 
-    name: str
-    module: ModuleType
+    # A plain class, not a dataclass: a frozen dataclass costs ~0.7 ms to define at import.
+    __slots__ = ("module", "name")
+
+    def __init__(self, name: str, module: ModuleType) -> None:
+        self.name = name
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"Stack({self.name!r})"
 
     @property
     def transport_error(self) -> type[Exception]:

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -28,7 +27,6 @@ from agentkit._dispatch import (
     run_tool_call,
     unanswered,
 )
-from agentkit._events import EventHandler, ModelRequestEnd, ModelRequestStart, emit
 from agentkit._exceptions import (
     ContentFilterError,
     IncompleteOutputError,
@@ -49,10 +47,10 @@ from agentkit._messages import (
     UserMessage,
 )
 from agentkit._responses import ChatCompletion, ChatCompletionChunk, Usage
-from agentkit._streamstep import streamed_response
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
+    from agentkit._events import EventHandler
 
 __all__ = ["ChatModel", "ModelResponse", "Run", "RunState"]
 
@@ -99,13 +97,17 @@ class RunState(BaseModel):
     """A forced `tool_choice` has been used and, by default, no longer applies."""
 
 
-@dataclass(frozen=True)
 class ModelResponse:
     """What the model step gives back."""
 
-    message: AssistantMessage
-    finish_reason: str | None
-    usage: Usage
+    # A plain class, not a dataclass: one is made per turn, and a frozen dataclass
+    # costs ~0.7 ms to define at import.
+    __slots__ = ("finish_reason", "message", "usage")
+
+    def __init__(self, message: AssistantMessage, finish_reason: str | None, usage: Usage) -> None:
+        self.message = message
+        self.finish_reason = finish_reason
+        self.usage = usage
 
 
 class Run(Generic[OutputT]):
@@ -162,9 +164,14 @@ class Run(Generic[OutputT]):
             if agent.parallel_tool_calls is not None:
                 params["parallel_tool_calls"] = agent.parallel_tool_calls
         if self.events is not None:
+            # The event classes load with the first run that has a handler.
+            from agentkit._events import ModelRequestStart, emit
+
             await emit(self.events, ModelRequestStart(turn, len(state.messages)))
         started = time.perf_counter()
         if self.stream:
+            from agentkit._streamstep import streamed_response  # loads with the first stream
+
             response = ModelResponse(
                 *await streamed_response(
                     self.client,
@@ -198,6 +205,8 @@ class Run(Generic[OutputT]):
             latency * 1000,
         )
         if self.events is not None:
+            from agentkit._events import ModelRequestEnd, emit
+
             await emit(
                 self.events,
                 ModelRequestEnd(

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
 
 import anyio
-import anyio.to_thread
 import pydantic_core
 from pydantic import ValidationError
 from typing_extensions import ParamSpec, TypeVar
@@ -237,6 +236,8 @@ class Tool(Generic[P, R]):
         # A worker thread keeps a slow sync tool from blocking other runs. On
         # cancellation or timeout the thread is abandoned (it cannot be
         # interrupted) so the caller is not held up until it finishes.
+        import anyio.to_thread  # here: only sync tools need it, and it loads on first use
+
         result = await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
         )
