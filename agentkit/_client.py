@@ -22,7 +22,7 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._http import HTTPStackName, stack_named, stack_of
-from agentkit._messages import Message, as_message
+from agentkit._messages import Message, as_message, wire_messages
 from agentkit._params import PARAM_NAMES, CompletionParams
 from agentkit._responses import ChatCompletion, Model, ModelList
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
@@ -500,8 +500,8 @@ def _dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]
         raise UserError(f"messages must be a list of messages, got {type(messages).__name__}")
     if not messages:
         raise UserError("messages must hold at least one message")
-    out: list[Any] = []
-    for i, item in enumerate(messages):
-        message = as_message(item, f"messages[{i}]")
-        out.append(message.model_dump(mode="json", exclude_none=True, by_alias=True))
-    return out
+    models = [
+        item if isinstance(item, BaseModel) else as_message(item, f"messages[{i}]")
+        for i, item in enumerate(messages)
+    ]
+    return wire_messages(models)

@@ -16,7 +16,8 @@ Two dumps matter:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -293,6 +294,29 @@ def as_message(item: Message | Mapping[str, Any], where: str) -> Message:
             f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()
         )
         raise UserError(f"{where} is not a valid message: {problems}") from None
+
+
+_MESSAGE_TYPES = frozenset(
+    {SystemMessage, DeveloperMessage, UserMessage, AssistantMessage, ToolMessage}
+)
+
+
+@functools.cache
+def _message_list() -> TypeAdapter[Any]:
+    # Built on first use: a program that never sends a request does not pay for it.
+    return TypeAdapter(list[Message])
+
+
+def wire_messages(messages: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    """Message models in wire form: fields that are None are left out."""
+    if all(type(message) in _MESSAGE_TYPES for message in messages):
+        # One call for the whole list: cheaper than one dump per message.
+        dumped: list[dict[str, Any]] = _message_list().dump_python(
+            messages, mode="json", exclude_none=True, by_alias=True
+        )
+        return dumped
+    # A subclass, or a model of the caller's own, is dumped by its own serializer.
+    return [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in messages]
 
 
 # --- tools, tool choice and response format ---------------------------------------

@@ -136,3 +136,27 @@ def test_a_subclass_with_its_own_build_request_is_used(module: Any) -> None:
 def test_a_sync_client_is_refused_by_name(module: Any) -> None:
     with pytest.raises(UserError, match=r"http_client must be an httpx\.AsyncClient .* got Client"):
         ChatClient("https://llm.test/v1", http_client=module.Client())
+
+
+def test_messages_are_sent_in_wire_form_whatever_their_model() -> None:
+    import json
+
+    from agentkit import AssistantMessage
+
+    class Tagged(UserMessage):
+        tag: str
+
+    client = ChatClient("https://llm.test/v1", api_key="sk-test", http_client=httpx.AsyncClient())
+    plain = [UserMessage(content="hi"), AssistantMessage(content="yes", refusal=None)]
+    body = json.loads(client._chat_request("m", plain, {}, stream=False).content)
+    assert body["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yes"},
+    ]
+    # A subclass keeps its own fields; a dict is validated and sent the same way.
+    mixed = [Tagged(content="hi", tag="t1"), {"role": "user", "content": "more", "name": None}]
+    body = json.loads(client._chat_request("m", mixed, {}, stream=False).content)
+    assert body["messages"] == [
+        {"role": "user", "content": "hi", "tag": "t1"},
+        {"role": "user", "content": "more"},
+    ]
