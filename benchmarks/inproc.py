@@ -1,14 +1,18 @@
 """In-process overhead: CPU time of one full run over `MockTransport`, no network.
 
 Every contender gets its own `FakeModel` behind an in-process transport
-(`httpx.MockTransport`, or `httpx2`'s for the peers) and is warmed up. Then,
-for each round, each contender in turn (the order rotates every round) does
-`runs` runs one after the other, and the CPU time of the batch
-(`time.process_time`, so worker threads count too) divided by `runs` is one
-sample. The figure is the median over rounds; the ratio is that median over
-the floor's, measured in the same process and rounds. The fake model's own
-work (parsing each request, building each response) is inside every figure,
-the floor's included, so "µs over the floor" is the framework's own cost.
+(`httpx.MockTransport`, or `httpx2`'s for the peers) and is warmed up. A batch
+is `runs` runs one after the other; its CPU time (`time.process_time`, so
+worker threads count too) divided by `runs` is one sample.
+
+This machine is shared, and its speed drifts by as much as 2x within seconds,
+so samples taken apart cannot be compared. Each round therefore pairs every
+contender's batch with a batch of the floor taken right beside it (before it in
+one round, after it in the next), and the ratio to the floor is the median over
+rounds of those paired ratios. The CPU figures are medians of the samples. The
+fake model's own work (parsing each request, building each response) is inside
+every figure, the floor's included, so "µs over the floor" is the framework's
+own cost.
 """
 
 from __future__ import annotations
@@ -66,11 +70,25 @@ async def _measure(
 ) -> dict[str, Any]:
     prepared = await _prepare(names, stream, warmup)
     ready = [name for name in names if "run" in prepared[name]]
+    floor = prepared.get("floor") if "floor" in ready else None
+    others = [name for name in ready if name != "floor"]
     for r in range(rounds):
-        shift = r % max(len(ready), 1)
-        for name in ready[shift:] + ready[:shift]:
+        shift = r % max(len(others), 1)
+        for name in others[shift:] + others[:shift] if floor is not None else ready:
             entry = prepared[name]
-            cpu, wall, failures = await _batch(entry["run"], runs)
+            if floor is None:
+                cpu, wall, failures = await _batch(entry["run"], runs)
+            else:
+                # The floor's batch beside this one: before it in even rounds, after in odd.
+                pair = [floor, entry] if r % 2 == 0 else [entry, floor]
+                samples = [await _batch(item["run"], runs) for item in pair]
+                if r % 2:
+                    samples.reverse()
+                (f_cpu, f_wall, f_failures), (cpu, wall, failures) = samples
+                floor["cpu_us"].append(f_cpu)
+                floor["wall_us"].append(f_wall)
+                floor["failures"] += f_failures
+                entry.setdefault("paired", []).append(cpu / f_cpu)
             entry["cpu_us"].append(cpu)
             entry["wall_us"].append(wall)
             entry["failures"] += failures
@@ -87,19 +105,17 @@ async def _measure(
             "failures": entry["failures"] + entry["model"].failures,
             "requests": entry["model"].requests,
         }
-    floor = results.get("floor", {}).get("cpu_us")
-    for result in results.values():
-        if floor and "cpu_us" in result:
-            result["ratio"] = result["cpu_us"] / floor
-            result["over_floor_us"] = result["cpu_us"] - floor
-            # The same ratio round by round, to show how much the noise moves it.
-            per_round = [
-                a / b
-                for a, b in zip(
-                    result["cpu_us_samples"], results["floor"]["cpu_us_samples"], strict=True
-                )
-            ]
-            result["ratio_range"] = [min(per_round), max(per_round)]
+        if "paired" in entry:
+            paired = entry["paired"]
+            results[name]["ratio"] = statistics.median(paired)
+            results[name]["ratio_samples"] = paired
+            results[name]["ratio_range"] = [min(paired), max(paired)]
+    if "floor" in results and "cpu_us" in results["floor"]:
+        floor_cpu = results["floor"]["cpu_us"]
+        results["floor"]["ratio"] = 1.0
+        for result in results.values():
+            if "ratio" in result:
+                result["over_floor_us"] = (result["ratio"] - 1) * floor_cpu
     return results
 
 
