@@ -77,7 +77,7 @@ def limit_content(content: str, max_chars: int | None) -> str:
 async def run_tool_call(
     call: AnyCall,
     tools: Mapping[str, Tool[..., Any]],
-    ctx: RunContext[Any],
+    ctx: RunContext[Any] | None,
     *,
     turn: int,
     events: EventHandler | None,
@@ -127,7 +127,7 @@ async def _execute(
     name: str,
     arguments: str,
     tools: Mapping[str, Tool[..., Any]],
-    ctx: RunContext[Any],
+    ctx: RunContext[Any] | None,
 ) -> ToolOutcome:
     def failed(text: str, exception: BaseException | None = None) -> ToolOutcome:
         content = f"Error: {text}"

@@ -47,6 +47,7 @@ from agentkit._messages import (
     UserMessage,
 )
 from agentkit._responses import ChatCompletion, ChatCompletionChunk, Usage
+from agentkit._tools import Tool
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
@@ -217,12 +218,16 @@ class Run(Generic[OutputT]):
 
     async def tool_step(self, call: AnyCall) -> ToolOutcome:
         """Run one tool call and answer it."""
-        ctx: RunContext[Any] = RunContext(
-            deps=self.deps,
-            messages=tuple(self.state.messages),
-            usage=self.state.usage,
-            tool_call_id=call.id,
-        )
+        tool = self.agent.tools.get(call.tool_name)
+        ctx: RunContext[Any] | None = None
+        if tool is None or type(tool) is not Tool or tool.takes_context:
+            # Built only for a tool that may use it: it copies the history.
+            ctx = RunContext(
+                deps=self.deps,
+                messages=tuple(self.state.messages),
+                usage=self.state.usage,
+                tool_call_id=call.id,
+            )
         return await run_tool_call(
             call,
             self.agent.tools,
@@ -246,7 +251,7 @@ class Run(Generic[OutputT]):
         state.turns += 1
         state.usage = state.usage + response.usage
         state.messages.append(response.message)
-        if response.message.tool_calls:
+        if response.message.tool_calls and not state.forced_done:
             state.forced_done = True
 
     async def _answer_tool_calls(self, calls: Sequence[AnyCall]) -> None:

@@ -66,6 +66,15 @@ class Usage(WireModel):
     completion_tokens_details: CompletionTokensDetails | None = None
 
     def __add__(self, other: Usage) -> Usage:
+        if not (
+            self.prompt_tokens
+            or self.completion_tokens
+            or self.total_tokens
+            or self.prompt_tokens_details
+            or self.completion_tokens_details
+            or self.model_extra
+        ):
+            return other  # nothing plus x is x: a run's first turn
         # One validation of one dict: summed every turn, this is several times
         # cheaper than building each details model on its own.
         return Usage.model_validate(
