@@ -44,9 +44,9 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100
 """At most 100 connections, all kept alive (5 s idle expiry), on both stacks. Measured
 (`python -m benchmarks --parts load --concurrency 1000 --pool 100,1000,1000/100 --no-gate`,
 1,000 runs at once against a 50 ms loopback model, two requests each, 2 cores): on httpx2
-a pool of 100 takes 4-6 s, 1,000 connections keeping 100 alive 13-16 s, 1,000 connections
+a pool of 100 takes 3-6 s, 1,000 connections keeping 100 alive 13-16 s, 1,000 connections
 19-31 s, since httpcore2's pool scans its connections on every request; on httpx every
-size takes 19-28 s (httpcore's queue is quadratic), so one default serves both. Requests
+size takes 15-28 s (httpcore's queue is quadratic), so one default serves both. Requests
 beyond the pool wait for a free connection: with a model that takes seconds to answer, and
 a provider that allows more requests at once, pass an `http_client` with larger limits."""
 
@@ -76,13 +76,13 @@ class ChatClient:
             never closed by this client.
         http: The HTTP stack of a client built here: `"httpx"` (the default) or
             `"httpx2"` (`pip install 'agentkit[httpx2]'`), the one to pick for a
-            service running hundreds of requests at once: its pool is 3-5x
+            service running hundreds of requests at once: its pool is 4-6x
             faster under that load (see the README's Performance section).
             Either gets `DEFAULT_LIMITS`: at
             most 100 connections, all kept alive; requests beyond them wait for a
             free one. With 1,000 runs at once against a 50 ms model (2 cores), 100
-            connections beat 1,000 on both stacks (httpx2: 4-6 s against 19-31 s;
-            httpx: 19-28 s at either size). For more requests in flight, such as a
+            connections beat 1,000 on both stacks (httpx2: 3-6 s against 19-31 s;
+            httpx: 15-28 s at either size). For more requests in flight, such as a
             slow model on a provider that allows them, pass an `http_client`.
         timeout: Seconds, or an `httpx.Timeout`. Defaults to 600 s (5 s to
             connect) for a client built here, and to the settings of a given

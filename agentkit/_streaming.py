@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from agentkit._exceptions import UserError
 from agentkit._loop import RunState
@@ -79,6 +80,9 @@ class _Channel:
     async def receive(self) -> StreamEvent | _Failed:
         while not self._items:
             if self._closed:
+                # The run's task ended without a last event only when it was cancelled,
+                # by a scope that covers the reader too: let that cancellation reach it.
+                await anyio.lowlevel.checkpoint()
                 raise anyio.EndOfStream
             self._readable = anyio.Event()
             await self._readable.wait()

@@ -319,6 +319,20 @@ async def test_a_slow_reader_gets_every_event_in_order_while_the_run_waits_for_i
     assert stream.result.output == "".join(words)
 
 
+async def test_the_end_of_a_cancelled_run_s_events_reaches_the_reader_as_cancellation() -> None:
+    # The run's task ends without a last event only when a scope covering the reader
+    # too was cancelled; the reader must see that cancellation, not a quiet end.
+    from agentkit._streaming import _Channel
+
+    channel = _Channel(4)
+    channel.close()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await channel.receive()
+        pytest.fail("receive() returned")
+    assert scope.cancelled_caught
+
+
 def test_run_stream_sync_yields_events_and_result() -> None:
     agent = Agent("m", client=ScriptedModel(script()), tools=[get_capital])
     events = list(agent.run_stream_sync("Capitals?"))
