@@ -274,10 +274,7 @@ class ChatClient:
             fast = self._fast_chat_request(content, stream)
             if fast is not None:
                 return fast
-        headers = dict(self._headers)
-        headers["content-type"] = "application/json"
-        if stream:
-            headers["accept"] = "text/event-stream"
+        headers = self._chat_headers(stream)
         headers.update(_check_headers(extra_headers, "extra_headers"))
         return self._http.build_request(
             "POST",
@@ -286,6 +283,14 @@ class ChatClient:
             headers=headers,
             **self._timeout_kw(timeout),
         )
+
+    def _chat_headers(self, stream: bool) -> dict[str, str]:
+        """Our headers for a chat request, before any `extra_headers`."""
+        headers = dict(self._headers)
+        headers["content-type"] = "application/json"
+        if stream:
+            headers["accept"] = "text/event-stream"
+        return headers
 
     def _fast_chat_request(self, content: bytes, stream: bool) -> httpx.Request | None:
         """The chat request `build_request` would build, in a third of the time; or None
@@ -307,12 +312,8 @@ class ChatClient:
         client_headers = http.headers.raw
         cached = self._merged_headers.get(stream)
         if cached is None or cached[0] != client_headers:
-            ours = dict(self._headers)
-            ours["content-type"] = "application/json"
-            if stream:
-                ours["accept"] = "text/event-stream"
             merged = self._stack.module.Headers(http.headers)
-            merged.update(ours)
+            merged.update(self._chat_headers(stream))
             cached = self._merged_headers[stream] = (client_headers, merged)
         timeout = self._timeout if self._timeout is not None else http.timeout
         request: httpx.Request = self._stack.module.Request(

@@ -199,13 +199,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     answering = False
     for event in agent.run_stream_sync(args.question):
-        if isinstance(event, TextDelta):
-            if not answering:
-                print("answer: ", end="")
-                answering = True
-            print(event.text, end="", flush=True)
+        answering = show(event, answering)
     print()
     return 0
+
+
+def show(event: object, answering: bool) -> bool:
+    """Print a streamed answer's text as it arrives; whether the answer has begun."""
+    if isinstance(event, TextDelta):
+        if not answering:
+            print("answer: ", end="")
+        print(event.text, end="", flush=True)
+        return True
+    return answering
 
 
 async def run_with_mcp(question: str, stream: bool) -> None:
@@ -221,11 +227,7 @@ async def run_with_mcp(question: str, stream: bool) -> None:
         answering = False
         async with agent.run_stream(question) as events:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    if not answering:
-                        print("answer: ", end="")
-                        answering = True
-                    print(event.text, end="", flush=True)
+                answering = show(event, answering)
         print()
 
 
