@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal
 
@@ -242,10 +242,10 @@ class Agent(Generic[OutputT]):
 
         streamed: StreamedRun[OutputT]
 
-        async def execute(send: Callable[[Any], Awaitable[None]]) -> RunResult[OutputT]:
+        async def execute(send: EventHandler) -> RunResult[OutputT]:
             async def forward(event: Any) -> None:
                 await emit(handler, event)
-                await send(event)
+                await emit(send, event)
 
             return await self._execute(
                 prompt,

@@ -1,24 +1,24 @@
-"""A turn's tool calls on asyncio: plain tasks, with an anyio task group's contract.
+"""asyncio's own primitives for the hot paths, each keeping the contract of the anyio one it replaces.
 
-Loaded only by a run on asyncio (see `_dispatch.dispatch`), so that importing
-agentkit does not import asyncio for a program on trio or none at all.
+Loaded only by a run on asyncio (see `_backend.on_asyncio`), so that importing
+agentkit does not import asyncio for a program on trio or none at all. An anyio
+task group or event costs several times as much on asyncio as these do.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
-__all__ = ["all_asyncio"]
+__all__ = ["Waiter", "all_asyncio", "stop_task"]
 
 
 async def all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     """Run the coroutines as asyncio tasks, started in their order; wait for all of them.
 
-    An anyio task group does the same on any backend, but costs about five times as
-    much per turn on asyncio; this is that task group's contract, by hand: the first
-    exception cancels the others, and nothing is left running when this returns.
+    An anyio task group's contract, by hand: the first exception cancels the
+    others, and nothing is left running when this returns.
     """
     # asyncio starts tasks in the order they were created: call order, as promised.
     tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
@@ -31,22 +31,59 @@ async def all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
         # Cancelled (a run's timeout, say): the calls are cancelled too, and waited for.
         await _cancel_all(tasks)
         raise
-    await _cancel_all(tasks)
+    cancelled = await _cancel_all(tasks)
+    if cancelled:
+        raise asyncio.CancelledError
     error = failed.exception()
     assert error is not None
     raise error
 
 
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel `task` unless it has ended, wait for its end, and raise what it raised.
+
+    A cancellation that reaches the caller meanwhile is raised once the task has ended.
+    """
+    if await _cancel_all((task,)):
+        raise asyncio.CancelledError
+    if not task.cancelled():
+        error = task.exception()
+        if error is not None:
+            raise error
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> bool:
+    """Cancel the tasks and wait until all have ended; True if the caller was cancelled meanwhile."""
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
         task.cancel()
-    while not all(task.done() for task in tasks):
+    cancelled = False
+    while not all(task.done() for task in pending):
         try:
-            await asyncio.wait(tasks)
+            await asyncio.wait(pending)
         except asyncio.CancelledError:
-            # Cancelled again while waiting (anyio repeats a scope's cancellation
-            # until the scope is left): the calls still get to finish first.
-            continue
+            # The tasks still get to finish first; anyio repeats a scope's cancellation
+            # until the scope is left, and a single one is raised once they have.
+            cancelled = True
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    return cancelled
+
+
+class Waiter:
+    """The part of `anyio.Event` a stream's channel uses, as a bare asyncio future."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        """Wake the task waiting, if any; setting twice is harmless."""
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def wait(self) -> asyncio.Future[None]:
+        """An awaitable that completes once `set` is called."""
+        return self._future

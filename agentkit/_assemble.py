@@ -21,57 +21,10 @@ from agentkit._messages import AssistantMessage, FunctionCall, ToolCall
 from agentkit._responses import ChatCompletionChunk, ToolCallDelta, Usage
 from agentkit._stream_events import RefusalDelta, TextDelta, ToolCallArgumentsDelta, ToolCallOpened
 
-__all__ = [
-    "Assembler",
-    "RefusalPiece",
-    "TextPiece",
-    "ToolCallArgumentsPiece",
-    "ToolCallOpen",
-]
+__all__ = ["Assembler", "Piece"]
 
-
-@dataclass(frozen=True, slots=True)
-class TextPiece:
-    text: str
-
-    def event(self, turn: int) -> TextDelta:
-        """The event that announces this piece."""
-        return TextDelta(turn, self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalPiece:
-    text: str
-
-    def event(self, turn: int) -> RefusalDelta:
-        """The event that announces this piece."""
-        return RefusalDelta(turn, self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallOpen:
-    """Both the id and the name of a call are known."""
-
-    index: int
-    tool_call_id: str
-    tool_name: str
-
-    def event(self, turn: int) -> ToolCallOpened:
-        """The event that announces this piece."""
-        return ToolCallOpened(turn, self.index, self.tool_call_id, self.tool_name)
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallArgumentsPiece:
-    index: int
-    delta: str
-
-    def event(self, turn: int) -> ToolCallArgumentsDelta:
-        """The event that announces this piece."""
-        return ToolCallArgumentsDelta(turn, self.index, self.delta)
-
-
-Piece = TextPiece | RefusalPiece | ToolCallOpen | ToolCallArgumentsPiece
+Piece = TextDelta | RefusalDelta | ToolCallOpened | ToolCallArgumentsDelta
+"""The events a chunk adds: pieces of text, of a refusal, or of a tool call."""
 
 
 @dataclass
@@ -83,9 +36,10 @@ class _Call:
 
 
 class Assembler:
-    """Accumulates the chunks of one streamed response (choice 0)."""
+    """Accumulates the chunks of one streamed response (choice 0) of turn `turn`."""
 
-    def __init__(self) -> None:
+    def __init__(self, turn: int) -> None:
+        self._turn = turn
         self._text: list[str] = []
         self._refusal: list[str] = []
         self._calls: list[_Call] = []
@@ -95,7 +49,7 @@ class Assembler:
         self.usage: Usage | None = None
 
     def feed(self, chunk: ChatCompletionChunk) -> list[Piece]:
-        """Take one chunk; return what it added, in order."""
+        """Take one chunk; return the events for what it added, in order."""
         if chunk.usage is not None:
             self.usage = chunk.usage
         pieces: list[Piece] = []
@@ -108,11 +62,11 @@ class Assembler:
             if delta.content is not None:
                 self._text.append(delta.content)
                 if delta.content:
-                    pieces.append(TextPiece(delta.content))
+                    pieces.append(TextDelta(self._turn, delta.content))
             if delta.refusal is not None:
                 self._refusal.append(delta.refusal)
                 if delta.refusal:
-                    pieces.append(RefusalPiece(delta.refusal))
+                    pieces.append(RefusalDelta(self._turn, delta.refusal))
             for call_delta in delta.tool_calls or ():
                 pieces.extend(self._tool_delta(call_delta))
             if choice.finish_reason is not None:
@@ -131,10 +85,10 @@ class Assembler:
         pieces: list[Piece] = []
         if not call.opened and call.id and call.name:
             call.opened = True
-            pieces.append(ToolCallOpen(position, call.id, call.name))
+            pieces.append(ToolCallOpened(self._turn, position, call.id, call.name))
         if function is not None and function.arguments:
             call.arguments.append(function.arguments)
-            pieces.append(ToolCallArgumentsPiece(position, function.arguments))
+            pieces.append(ToolCallArgumentsDelta(self._turn, position, function.arguments))
         return pieces
 
     def _position(self, delta: ToolCallDelta) -> int:

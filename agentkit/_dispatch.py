@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from agentkit._backend import on_asyncio
 from agentkit._context import RunContext
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
 from agentkit._messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
@@ -182,24 +182,12 @@ async def dispatch(
             async with limiter:
                 outcomes[i] = await step(calls[i])
 
-    if _on_asyncio():
+    if on_asyncio():
         from agentkit._aio import all_asyncio
 
         await all_asyncio([one(i) for i in pending])
     else:
         await _all_anyio([functools.partial(one, i) for i in pending])
-
-
-def _on_asyncio() -> bool:
-    # Not imported at all means not running: asyncio is loaded only when it is used.
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 async def _all_anyio(functions: list[Callable[[], Awaitable[None]]]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 __all__ = ["SSEDecoder", "ServerSentEvent", "aiter_events"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ServerSentEvent:
     """One dispatched event."""
 
@@ -40,6 +40,23 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Events completed by `chunk`; an incomplete line waits for the next one."""
+        if (
+            not self._buffer
+            and not self._data
+            and self._event is None
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # One whole `data:` event and nothing else, as a server sends each chunk
+            # of a completion: the general path below would come to the same event.
+            self._first_line = False
+            return [
+                ServerSentEvent(
+                    chunk[6:-2].decode("utf-8", errors="replace"), None, self._id, self._retry
+                )
+            ]
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             lines = buffer.splitlines(keepends=True)

@@ -121,7 +121,14 @@ class ChatStream:
         caller is retried like a failed request.
         """
         self.response = await self._open_response()
-        self._bytes = self.response.aiter_bytes()
+        # The raw bytes are the body itself unless the server compressed it; reading
+        # them spares httpx's decoding layer a call for every chunk. A body read
+        # already (by a transport or an event hook) is only there decoded.
+        response = self.response
+        raw = not response.is_stream_consumed and (
+            response.headers.get("content-encoding", "identity") in ("identity", "")
+        )
+        self._bytes = response.aiter_raw() if raw else response.aiter_bytes()
         self._decoder = SSEDecoder()
         self._events.clear()
         self._done = False

@@ -7,19 +7,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
 
+from agentkit._backend import on_asyncio
 from agentkit._exceptions import UserError
 from agentkit._loop import RunState
 from agentkit._messages import Message
 
 if TYPE_CHECKING:
+    import asyncio
+
     # Only annotations use these; at run time anyio loads them with the first stream.
     from anyio.abc import TaskGroup
 
+    from agentkit._events import EventHandler
     from agentkit._stream_events import StreamEvent
 
 __all__ = ["StreamedRun", "iterate_sync"]
@@ -35,6 +39,11 @@ class _Failed:
     error: Exception
 
 
+class _Event(Protocol):
+    def set(self) -> None: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
 class _Channel:
     """The events, from the run's task to its reader, at most `size` of them waiting.
 
@@ -44,16 +53,30 @@ class _Channel:
     nothing to read, or a run `size` events ahead, waits.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, new_event: Callable[[], _Event] = anyio.Event) -> None:
         self._items: deque[StreamEvent | _Failed] = deque()
         self._size = size
+        self._new_event = new_event
         self._closed = False
-        self._readable: anyio.Event | None = None
-        self._writable: anyio.Event | None = None
+        self._readable: _Event | None = None
+        self._writable: _Event | None = None
 
-    async def send(self, item: StreamEvent | _Failed) -> None:
+    def send(self, item: StreamEvent | _Failed) -> Awaitable[None] | None:
+        """Queue `item`; only when `size` events wait already, return an awaitable to await.
+
+        An event handler as `emit` calls it: nothing to await on the common path.
+        """
+        if len(self._items) >= self._size:
+            return self._send_when_read(item)
+        self._items.append(item)
+        if self._readable is not None:
+            self._readable.set()
+            self._readable = None
+        return None
+
+    async def _send_when_read(self, item: StreamEvent | _Failed) -> None:
         while len(self._items) >= self._size:
-            self._writable = anyio.Event()
+            self._writable = self._new_event()
             await self._writable.wait()
         self._items.append(item)
         if self._readable is not None:
@@ -84,7 +107,7 @@ class _Channel:
                 # by a scope that covers the reader too: let that cancellation reach it.
                 await anyio.lowlevel.checkpoint()
                 raise anyio.EndOfStream
-            self._readable = anyio.Event()
+            self._readable = self._new_event()
             await self._readable.wait()
         item = self.receive_nowait()
         assert item is not None
@@ -108,22 +131,32 @@ class StreamedRun(Generic[OutputT]):
 
     def __init__(
         self,
-        execute: Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]],
+        execute: Callable[[EventHandler], Awaitable[Any]],
         state: RunState,
     ) -> None:
         self._execute = execute
         self.state = state
         self.result: Any = None
-        self._task_group: TaskGroup | None = None
         self._channel: _Channel | None = None
+        # The run's task: a plain asyncio task on asyncio, else in a task group.
+        self._task: asyncio.Task[None] | None = None
+        self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> StreamedRun[OutputT]:
-        if self._task_group is not None:
+        if self._channel is not None:
             raise UserError("a streamed run can be entered only once")
-        self._channel = _Channel(_BUFFER)
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._produce, self._channel)
+        if on_asyncio():
+            import asyncio
+
+            from agentkit._aio import Waiter
+
+            self._channel = _Channel(_BUFFER, Waiter)
+            self._task = asyncio.ensure_future(self._produce(self._channel))
+        else:
+            self._channel = _Channel(_BUFFER)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(self._produce, self._channel)
         return self
 
     async def __aexit__(
@@ -132,12 +165,18 @@ class StreamedRun(Generic[OutputT]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._task_group is not None and self._channel is not None
+        assert self._channel is not None
         # Whatever ended the block (the end of the events, a break, an error or a
         # cancellation), the run stops here; its own errors reached the reader as events.
-        self._task_group.cancel_scope.cancel()
         try:
-            await self._task_group.__aexit__(None, None, None)
+            if self._task is not None:
+                from agentkit._aio import stop_task
+
+                await stop_task(self._task)
+            else:
+                assert self._task_group is not None
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(None, None, None)
         finally:
             self._channel.close()
         return None
@@ -173,10 +212,13 @@ class StreamedRun(Generic[OutputT]):
                 result = await self._execute(channel.send)
             except Exception as exc:
                 # Raised to the reader in its own task, not as a task-group exception group.
-                await channel.send(_Failed(exc))
-                return
-            self.result = result
-            await channel.send(RunComplete(result))
+                last: StreamEvent | _Failed = _Failed(exc)
+            else:
+                self.result = result
+                last = RunComplete(result)
+            waiting = channel.send(last)
+            if waiting is not None:
+                await waiting
         finally:
             # Also when cancelled: a reader still iterating sees the end, not a hang.
             channel.close()

@@ -39,10 +39,10 @@ async def streamed_response(
     """
     # Loaded with the first streamed request rather than with the loop, so that a
     # program that never streams does not build the stream's pieces and events.
-    from agentkit._assemble import Assembler, TextPiece
-    from agentkit._stream_events import OutputDelta, ToolCallComplete
+    from agentkit._assemble import Assembler
+    from agentkit._stream_events import OutputDelta, TextDelta, ToolCallComplete
 
-    assembler = Assembler()
+    assembler = Assembler(turn)
     partial: Any = _NO_VALUE
     params = {**params, "stream_options": {"include_usage": True}}
     async with client.stream(model=model, messages=messages, **params) as chunks:
@@ -50,11 +50,12 @@ async def streamed_response(
             pieces = assembler.feed(chunk)
             if events is not None:
                 for piece in pieces:
-                    # `emit`, inlined: this runs for every piece of every answer.
-                    result = events(piece.event(turn))
-                    if inspect.isawaitable(result):
+                    # `emit`, inlined: this runs for every piece of every answer, and a
+                    # handler that returns None (the run's own channel, mostly) is done.
+                    result = events(piece)
+                    if result is not None and inspect.isawaitable(result):
                         await result
-            if not output.is_text and any(isinstance(p, TextPiece) for p in pieces):
+            if not output.is_text and any(isinstance(p, TextDelta) for p in pieces):
                 value = _partial(assembler.text, output)
                 if value is not _NO_VALUE and value != partial:
                     partial = value

@@ -333,6 +333,78 @@ async def test_the_end_of_a_cancelled_run_s_events_reaches_the_reader_as_cancell
     assert scope.cancelled_caught
 
 
+async def test_the_run_stops_when_the_reader_is_cancelled_and_the_history_answers_every_call(
+    anyio_backend: str,
+) -> None:
+    started = anyio.Event()
+    cleaned_up: list[bool] = []
+
+    async def slow(city: str) -> str:
+        """Waits forever."""
+        started.set()
+        try:
+            await anyio.sleep(60)
+        finally:
+            cleaned_up.append(True)
+        return city
+
+    agent = Agent("m", client=ScriptedModel([call("slow", city="Oslo")]), tools=[slow])
+    with anyio.move_on_after(10) as outer:
+        with anyio.CancelScope() as reader:
+            async with agent.run_stream("hi") as stream:
+                async for _ in stream:
+                    if started.is_set():
+                        reader.cancel()
+                        await anyio.sleep(60)
+    assert not outer.cancel_called, "the run did not stop"
+    assert reader.cancelled_caught
+    assert cleaned_up == [True]
+    messages = stream.messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]
+    assert messages[2].content == "Error: not run: the run was cancelled"
+
+
+def test_on_asyncio_a_cancellation_that_arrives_while_the_run_stops_is_raised() -> None:
+    # Leaving the block cancels the run's task and waits for it. A task.cancel() that
+    # reaches the reader meanwhile (asyncio delivers it once) must not be swallowed.
+    import asyncio
+
+    async def main() -> None:
+        started = asyncio.Event()
+        finished_cleanup: list[bool] = []
+
+        async def slow(city: str) -> str:
+            """Cleans up slowly when cancelled."""
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.1)
+                finished_cleanup.append(True)
+                raise
+            return city
+
+        agent = Agent("m", client=ScriptedModel([call("slow", city="Oslo")]), tools=[slow])
+
+        async def read() -> None:
+            async with agent.run_stream("hi") as stream:
+                async for event in stream:
+                    if isinstance(event, ToolCallStart):
+                        await started.wait()
+                        break  # leaving normally: the run is cancelled and waited for
+            pytest.fail("the cancellation was swallowed")
+
+        reader = asyncio.create_task(read())
+        await started.wait()
+        await asyncio.sleep(0.02)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert finished_cleanup == [True]
+
+    asyncio.run(main())
+
+
 def test_run_stream_sync_yields_events_and_result() -> None:
     agent = Agent("m", client=ScriptedModel(script()), tools=[get_capital])
     events = list(agent.run_stream_sync("Capitals?"))

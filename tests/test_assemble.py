@@ -9,20 +9,24 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from agentkit import AssistantMessage, ChatCompletionChunk, FunctionCall, ToolCall
-from agentkit._assemble import (
-    Assembler,
-    RefusalPiece,
-    TextPiece,
-    ToolCallArgumentsPiece,
-    ToolCallOpen,
+from agentkit import (
+    AssistantMessage,
+    ChatCompletionChunk,
+    FunctionCall,
+    RefusalDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallArgumentsDelta,
+    ToolCallOpened,
 )
+from agentkit._assemble import Assembler
 from agentkit._sse import SSEDecoder
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")
 )
 STREAMS = [ex for ex in RECORDINGS if ex["chunk_texts"]]
+TURN = 3
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> ChatCompletionChunk:
@@ -43,7 +47,7 @@ def calls_delta(*calls: dict[str, Any]) -> dict[str, Any]:
 
 
 def assemble(chunks: list[ChatCompletionChunk]) -> tuple[Assembler, list[Any]]:
-    assembler = Assembler()
+    assembler = Assembler(TURN)
     pieces = [piece for c in chunks for piece in assembler.feed(c)]
     return assembler, pieces
 
@@ -107,7 +111,7 @@ def test_recorded_parallel_calls_stream() -> None:
         ("get_current_weather", {"location": "Seattle, WA"}),
         ("get_current_weather", {"location": "San Francisco, CA"}),
     ]
-    opened = [p for p in pieces if isinstance(p, ToolCallOpen)]
+    opened = [p for p in pieces if isinstance(p, ToolCallOpened)]
     assert [p.index for p in opened] == [0, 1]
     assert [p.tool_call_id for p in opened] == [c.id for c in calls]
     assert assembler.finish_reason == "tool_calls"
@@ -121,7 +125,7 @@ def test_recorded_refusal_stream() -> None:
     message = assembler.message()
     assert message.content is None
     assert message.refusal == "I'm very sorry, but I can't assist with that request."
-    assert "".join(p.text for p in pieces if isinstance(p, RefusalPiece)) == message.refusal
+    assert "".join(p.text for p in pieces if isinstance(p, RefusalDelta)) == message.refusal
 
 
 def test_interleaved_parallel_calls() -> None:
@@ -141,8 +145,8 @@ def test_interleaved_parallel_calls() -> None:
             ToolCall(id="b", function=FunctionCall(name="g", arguments='{"y": 2}')),
         ]
     )
-    assert pieces[:2] == [ToolCallOpen(0, "a", "f"), ToolCallOpen(1, "b", "g")]
-    assert ToolCallArgumentsPiece(1, '{"y') in pieces
+    assert pieces[:2] == [ToolCallOpened(TURN, 0, "a", "f"), ToolCallOpened(TURN, 1, "b", "g")]
+    assert ToolCallArgumentsDelta(TURN, 1, '{"y') in pieces
 
 
 def test_same_index_twice_in_one_chunk_is_merged() -> None:
@@ -191,7 +195,9 @@ def test_id_and_name_after_the_first_arguments() -> None:
         ToolCall(id="late", function=FunctionCall(name="f", arguments='{"x": 1}'))
     ]
     # Opened once, when both id and name were known.
-    assert [p for p in pieces if isinstance(p, ToolCallOpen)] == [ToolCallOpen(0, "late", "f")]
+    assert [p for p in pieces if isinstance(p, ToolCallOpened)] == [
+        ToolCallOpened(TURN, 0, "late", "f")
+    ]
 
 
 def test_index_reused_with_a_new_id_is_a_new_call() -> None:
@@ -231,7 +237,7 @@ def test_text_pieces_and_usage_chunk() -> None:
         ),
     ]
     assembler, pieces = assemble(chunks)
-    assert pieces == [TextPiece("Hel"), TextPiece("lo")]
+    assert pieces == [TextDelta(TURN, "Hel"), TextDelta(TURN, "lo")]
     assert assembler.message() == AssistantMessage(content="Hello")
     assert assembler.finish_reason == "stop"
     assert assembler.usage is not None and assembler.usage.total_tokens == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -171,6 +172,26 @@ async def test_line_endings_through_the_client(api: respx.MockRouter, eol: str) 
     body = sse(chunk("a"), chunk("b"), eol=eol)
     assert await collect([body], api) == ["a", "b"]
     assert await collect(single_bytes(body), api) == ["a", "b"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("encoding", ["gzip", "identity", None])
+async def test_a_compressed_or_plain_body_is_decoded(
+    api: respx.MockRouter, encoding: str | None
+) -> None:
+    # The raw bytes are read directly only when they are the body itself.
+    body = sse(chunk("a"), chunk("b"))
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    pieces = [body[:7], body[7:30], body[30:]]
+    headers = {"content-type": "text/event-stream"}
+    if encoding is not None:
+        headers["content-encoding"] = encoding
+    api.post("/chat/completions").mock(
+        side_effect=lambda _: httpx.Response(200, headers=headers, stream=Body(pieces))
+    )
+    async with make() as client, client.stream(model="m", messages=USER) as stream:
+        assert [c.choices[0].delta.content async for c in stream] == ["a", "b"]
 
 
 @pytest.mark.anyio

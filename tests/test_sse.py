@@ -88,6 +88,34 @@ def test_event_id_and_retry_fields() -> None:
     assert second == ServerSentEvent(data="next", event=None, id="7", retry=1500)
 
 
+def test_one_event_per_chunk_keeps_the_fields_of_earlier_chunks() -> None:
+    # A chunk holding exactly one `data:` event takes a shorter path; the event type,
+    # id and retry set by earlier chunks must still reach it.
+    chunks = [
+        b"data: a\n\n",
+        b"event: error\n",
+        b"data: b\n\n",
+        b"id: 3\nretry: 20\n\n",
+        b"data: c\n\n",
+        b"data:  d\n\n",
+        b"data: e\n",
+        b"\n",
+        b"data: f\n\ndata: g\n\n",
+    ]
+    events = decode(*chunks)
+    assert events == [
+        ServerSentEvent(data="a"),
+        ServerSentEvent(data="b", event="error"),
+        ServerSentEvent(data="c", id="3", retry=20),
+        ServerSentEvent(data=" d", id="3", retry=20),
+        ServerSentEvent(data="e", id="3", retry=20),
+        ServerSentEvent(data="f", id="3", retry=20),
+        ServerSentEvent(data="g", id="3", retry=20),
+    ]
+    body = b"".join(chunks)
+    assert decode(*(body[i : i + 1] for i in range(len(body)))) == events
+
+
 def test_event_type_is_reset_by_an_empty_event() -> None:
     assert decode(b"event: x\n\ndata: y\n\n") == [ServerSentEvent(data="y")]
 
