@@ -425,7 +425,15 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
         for call in message.tool_calls:
             # Fields a server adds to a call (`index`, say) are not part of a request.
             if isinstance(call, ToolCall):
-                function = {"name": call.function.name, "arguments": call.function.arguments}
+                function_call = call.function
+                if (
+                    type(call) is ToolCall
+                    and not call.model_extra
+                    and not function_call.model_extra
+                ):
+                    calls.append(call)  # nothing to drop: taken as it is, not rebuilt
+                    continue
+                function = {"name": function_call.name, "arguments": function_call.arguments}
                 calls.append({"id": call.id, "type": "function", "function": function})
             elif isinstance(call, CustomToolCall):
                 custom = {"name": call.custom.name, "input": call.custom.input}

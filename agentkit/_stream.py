@@ -142,7 +142,26 @@ class ChatStream:
         """The next chunk, or None after `data: [DONE]`."""
         if self._done:
             return None
-        event = await self._next_event()
+        # The events of the bytes read so far, reading more until there is one; inline
+        # rather than a method of its own, as this runs for every chunk of every answer.
+        events = self._events
+        while not events:
+            if self._bytes is None or self.response is None:
+                raise UserError("the stream is closed")
+            try:
+                data = await self._bytes.__anext__()
+            except StopAsyncIteration:
+                events.extend(self._decoder.flush())
+                if not events:
+                    raise APIConnectionError(
+                        f"the stream from {self._request.url} ended before data: [DONE]",
+                        request=self._request,
+                    ) from None
+                break
+            except self._stack.transport_error as exc:
+                raise transport_error(exc, self._request, self._stack) from exc
+            events.extend(self._decoder.feed(data))
+        event = events.popleft()
         if event.data == "[DONE]":
             # Anything after [DONE] is ignored; the connection goes back to the pool now.
             self._done = True
@@ -168,25 +187,6 @@ class ChatStream:
                         break
             except self._stack.http_error:
                 pass  # nothing after [DONE] matters
-
-    async def _next_event(self) -> ServerSentEvent:
-        while not self._events:
-            if self._bytes is None or self.response is None:
-                raise UserError("the stream is closed")
-            try:
-                data = await self._bytes.__anext__()
-            except StopAsyncIteration:
-                self._events.extend(self._decoder.flush())
-                if not self._events:
-                    raise APIConnectionError(
-                        f"the stream from {self._request.url} ended before data: [DONE]",
-                        request=self._request,
-                    ) from None
-                break
-            except self._stack.transport_error as exc:
-                raise transport_error(exc, self._request, self._stack) from exc
-            self._events.extend(self._decoder.feed(data))
-        return self._events.popleft()
 
     def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
         assert self.response is not None
