@@ -15,6 +15,13 @@ if _typing.TYPE_CHECKING:
         Agent as Agent,
         RunResult as RunResult,
     )
+    from agentkit._chunks import (
+        ChatCompletionChunk as ChatCompletionChunk,
+        ChoiceDelta as ChoiceDelta,
+        ChunkChoice as ChunkChoice,
+        FunctionCallDelta as FunctionCallDelta,
+        ToolCallDelta as ToolCallDelta,
+    )
     from agentkit._client import (
         ChatClient as ChatClient,
     )
@@ -97,23 +104,20 @@ if _typing.TYPE_CHECKING:
         ToolMessage as ToolMessage,
         UserMessage as UserMessage,
     )
+    from agentkit._other_bodies import (
+        ErrorObject as ErrorObject,
+        ErrorResponse as ErrorResponse,
+        Model as Model,
+    )
     from agentkit._params import (
         CompletionParams as CompletionParams,
     )
     from agentkit._responses import (
         ChatCompletion as ChatCompletion,
-        ChatCompletionChunk as ChatCompletionChunk,
         Choice as Choice,
-        ChoiceDelta as ChoiceDelta,
-        ChunkChoice as ChunkChoice,
         CompletionTokensDetails as CompletionTokensDetails,
-        ErrorObject as ErrorObject,
-        ErrorResponse as ErrorResponse,
         FinishReason as FinishReason,
-        FunctionCallDelta as FunctionCallDelta,
-        Model as Model,
         PromptTokensDetails as PromptTokensDetails,
-        ToolCallDelta as ToolCallDelta,
         Usage as Usage,
     )
     from agentkit._settings import (
@@ -159,12 +163,12 @@ _LAZY: dict[str, str] = {
     "BadRequestError": "agentkit._exceptions",
     "ChatClient": "agentkit._client",
     "ChatCompletion": "agentkit._responses",
-    "ChatCompletionChunk": "agentkit._responses",
+    "ChatCompletionChunk": "agentkit._chunks",
     "ChatModel": "agentkit._loop",
     "ChatStream": "agentkit._stream",
     "Choice": "agentkit._responses",
-    "ChoiceDelta": "agentkit._responses",
-    "ChunkChoice": "agentkit._responses",
+    "ChoiceDelta": "agentkit._chunks",
+    "ChunkChoice": "agentkit._chunks",
     "CompletionParams": "agentkit._params",
     "CompletionTokensDetails": "agentkit._responses",
     "ConflictError": "agentkit._exceptions",
@@ -173,12 +177,12 @@ _LAZY: dict[str, str] = {
     "CustomCall": "agentkit._messages",
     "CustomToolCall": "agentkit._messages",
     "DeveloperMessage": "agentkit._messages",
-    "ErrorObject": "agentkit._responses",
-    "ErrorResponse": "agentkit._responses",
+    "ErrorObject": "agentkit._other_bodies",
+    "ErrorResponse": "agentkit._other_bodies",
     "EventHandler": "agentkit._events",
     "FinishReason": "agentkit._responses",
     "FunctionCall": "agentkit._messages",
-    "FunctionCallDelta": "agentkit._responses",
+    "FunctionCallDelta": "agentkit._chunks",
     "FunctionDefinition": "agentkit._messages",
     "ImagePart": "agentkit._messages",
     "ImageURL": "agentkit._messages",
@@ -188,7 +192,7 @@ _LAZY: dict[str, str] = {
     "MCPServerError": "agentkit._exceptions",
     "MaxTurnsExceeded": "agentkit._exceptions",
     "Message": "agentkit._messages",
-    "Model": "agentkit._responses",
+    "Model": "agentkit._other_bodies",
     "ModelBehaviorError": "agentkit._exceptions",
     "ModelRequestEnd": "agentkit._events",
     "ModelRequestStart": "agentkit._events",
@@ -227,7 +231,7 @@ _LAZY: dict[str, str] = {
     "ToolCall": "agentkit._messages",
     "ToolCallArgumentsDelta": "agentkit._stream_events",
     "ToolCallComplete": "agentkit._stream_events",
-    "ToolCallDelta": "agentkit._responses",
+    "ToolCallDelta": "agentkit._chunks",
     "ToolCallEnd": "agentkit._events",
     "ToolCallError": "agentkit._exceptions",
     "ToolCallOpened": "agentkit._stream_events",

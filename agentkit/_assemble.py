@@ -17,8 +17,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from agentkit._chunks import ChatCompletionChunk, ToolCallDelta
 from agentkit._messages import AssistantMessage, FunctionCall, ToolCall
-from agentkit._responses import ChatCompletionChunk, ToolCallDelta, Usage
+from agentkit._responses import Usage
 from agentkit._stream_events import RefusalDelta, TextDelta, ToolCallArgumentsDelta, ToolCallOpened
 
 __all__ = ["Assembler", "Piece"]

@@ -24,13 +24,14 @@ from agentkit._exceptions import (
 from agentkit._http import HTTPStackName, stack_named, stack_of
 from agentkit._messages import Message, as_message, wire_messages
 from agentkit._params import PARAM_NAMES, CompletionParams
-from agentkit._responses import ChatCompletion, Model, ModelList
+from agentkit._responses import ChatCompletion
 from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._version import __version__
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from agentkit._other_bodies import Model
     from agentkit._stream import ChatStream
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "ChatClient"]
@@ -233,6 +234,8 @@ class ChatClient:
 
     async def list_models(self) -> list[Model]:
         """`GET /models`: the models the server offers."""
+        from agentkit._other_bodies import ModelList  # loads with the first listing
+
         request = self._http.build_request(
             "GET", self._models_url, headers=self._headers, **self._timeout_kw(None)
         )

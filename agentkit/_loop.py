@@ -46,11 +46,12 @@ from agentkit._messages import (
     ToolCall,
     UserMessage,
 )
-from agentkit._responses import ChatCompletion, ChatCompletionChunk, Usage
+from agentkit._responses import ChatCompletion, Usage
 from agentkit._tools import Tool
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
+    from agentkit._chunks import ChatCompletionChunk
     from agentkit._events import EventHandler
 
 __all__ = ["ChatModel", "ModelResponse", "Run", "RunState"]

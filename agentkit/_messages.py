@@ -14,8 +14,6 @@ Two dumps matter:
   back exactly the JSON it was parsed from, explicit `null`s included.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -349,7 +347,7 @@ class NamedToolChoice(WireModel):
     function: _ToolChoiceFunction
 
     @classmethod
-    def of(cls, name: str) -> NamedToolChoice:
+    def of(cls, name: str) -> "NamedToolChoice":
         """The tool choice that forces a call of the function `name`."""
         return cls(function=_ToolChoiceFunction(name=name))
 

@@ -1,29 +1,19 @@
-"""Pydantic models of what a Chat Completions server sends back: completions, stream
-chunks, usage, errors and the model list. Unknown fields are kept, as in `_messages`."""
+"""Pydantic models of a completion as a Chat Completions server sends it back, and its
+usage. Unknown fields are kept, as in `_messages`.
 
-from __future__ import annotations
+Stream chunks are in `_chunks`, the model list and error bodies in `_other_bodies`:
+each loads when first used, so that a program pays for the models it uses."""
 
 from typing import Any, Literal
-
-from pydantic import Field
 
 from agentkit._messages import AssistantMessage, WireModel
 
 __all__ = [
     "ChatCompletion",
-    "ChatCompletionChunk",
     "Choice",
-    "ChoiceDelta",
-    "ChunkChoice",
     "CompletionTokensDetails",
-    "ErrorObject",
-    "ErrorResponse",
     "FinishReason",
-    "FunctionCallDelta",
-    "Model",
-    "ModelList",
     "PromptTokensDetails",
-    "ToolCallDelta",
     "Usage",
 ]
 
@@ -65,7 +55,7 @@ class Usage(WireModel):
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
-    def __add__(self, other: Usage) -> Usage:
+    def __add__(self, other: "Usage") -> "Usage":
         if not (
             self.prompt_tokens
             or self.completion_tokens
@@ -125,91 +115,3 @@ class ChatCompletion(WireModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
-
-
-# --- stream chunks -----------------------------------------------------------------
-
-
-class FunctionCallDelta(WireModel):
-    """A piece of a streamed function call."""
-
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ToolCallDelta(WireModel):
-    """A piece of a streamed tool call; `index` says which call it belongs to."""
-
-    index: int | None = None
-    id: str | None = None
-    type: str | None = None
-    function: FunctionCallDelta | None = None
-
-
-class ChoiceDelta(WireModel):
-    """What one chunk adds to a choice."""
-
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
-
-
-class ChunkChoice(WireModel):
-    """One choice of a stream chunk."""
-
-    index: int = 0
-    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
-    finish_reason: str | None = None
-    logprobs: dict[str, Any] | None = None
-
-
-class ChatCompletionChunk(WireModel):
-    """One `data:` event of a streamed response.
-
-    The last chunk of a stream with `stream_options.include_usage` has empty
-    `choices` and the `usage` of the whole request.
-    """
-
-    id: str
-    object: str = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice] = Field(default_factory=list)
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-    service_tier: str | None = None
-
-
-# --- errors and models -------------------------------------------------------------
-
-
-class ErrorObject(WireModel):
-    """The `error` of an error body."""
-
-    message: str
-    type: str | None = None
-    param: str | None = None
-    code: str | int | None = None
-
-
-class ErrorResponse(WireModel):
-    """An error body: `{"error": {"message", "type", "param", "code"}}`."""
-
-    error: ErrorObject
-
-
-class Model(WireModel):
-    """A model the server offers (`GET /models`)."""
-
-    id: str
-    object: str = "model"
-    created: int | None = None
-    owned_by: str | None = None
-
-
-class ModelList(WireModel):
-    """The body of `GET /models`."""
-
-    object: str = "list"
-    data: list[Model]

@@ -12,6 +12,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from agentkit._chunks import ChatCompletionChunk
 from agentkit._errors import redact_key, stream_error, transport_error
 from agentkit._exceptions import (
     APIConnectionError,
@@ -20,7 +21,6 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._http import Stack
-from agentkit._responses import ChatCompletionChunk
 from agentkit._sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["ChatStream"]

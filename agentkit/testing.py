@@ -34,10 +34,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Union
 
+from agentkit._chunks import ChatCompletionChunk
 from agentkit._client import dump_wire
 from agentkit._exceptions import UserError
 from agentkit._messages import AssistantMessage, FunctionCall, Message, ToolCall
-from agentkit._responses import ChatCompletion, ChatCompletionChunk, Choice, Usage
+from agentkit._responses import ChatCompletion, Choice, Usage
 
 __all__ = ["FunctionModel", "ModelRequest", "Reply", "ScriptedModel", "call", "tool_calls"]
 

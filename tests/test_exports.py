@@ -15,7 +15,9 @@ from agentkit import _exceptions
 # that are shared between modules but are not part of the public API.
 INTERNAL: dict[str, set[str]] = {
     "agentkit._messages": {"MESSAGE_ADAPTER"},
-    "agentkit._responses": {"ModelList"},
+    "agentkit._responses": set(),
+    "agentkit._chunks": set(),
+    "agentkit._other_bodies": {"ModelList"},
     "agentkit._exceptions": set(),
     "agentkit._client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
     "agentkit._stream": set(),

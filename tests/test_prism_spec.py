@@ -41,8 +41,10 @@ from agentkit import (
     ToolRetryError,
     tool,
 )
+from agentkit._chunks import ChatCompletionChunk
 from agentkit._history import check_history
-from agentkit._responses import ChatCompletion, ChatCompletionChunk, ModelList
+from agentkit._other_bodies import ModelList
+from agentkit._responses import ChatCompletion
 from tests.openai_spec.validate import (
     ValidationError,
     validate_models_list,

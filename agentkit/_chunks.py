@@ -1,0 +1,70 @@
+"""Pydantic models of the chunks of a streamed completion (`stream=True`).
+
+Apart from `_responses` so that a program that never streams does not build them.
+"""
+
+from typing import Any
+
+from pydantic import Field
+
+from agentkit._messages import WireModel
+from agentkit._responses import Usage
+
+__all__ = [
+    "ChatCompletionChunk",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "FunctionCallDelta",
+    "ToolCallDelta",
+]
+
+
+class FunctionCallDelta(WireModel):
+    """A piece of a streamed function call."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(WireModel):
+    """A piece of a streamed tool call; `index` says which call it belongs to."""
+
+    index: int | None = None
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
+
+
+class ChoiceDelta(WireModel):
+    """What one chunk adds to a choice."""
+
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(WireModel):
+    """One choice of a stream chunk."""
+
+    index: int = 0
+    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletionChunk(WireModel):
+    """One `data:` event of a streamed response.
+
+    The last chunk of a stream with `stream_options.include_usage` has empty
+    `choices` and the `usage` of the whole request.
+    """
+
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
