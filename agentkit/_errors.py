@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
@@ -134,6 +133,8 @@ def _describe(body: Any) -> str:
 def _readable(text: str) -> str:
     """A short, one-line version of a body that is not JSON, such as a proxy's HTML page."""
     if "<" in text and ">" in text:
+        import html  # only for a body like this one: its entity table is large to load
+
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
         if title and title.group(1).strip():
             text = title.group(1)

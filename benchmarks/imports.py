@@ -1,15 +1,24 @@
-"""Import time: what agentkit costs on top of `import httpx, pydantic`.
+"""Import time: what agentkit costs on top of its dependencies.
 
-`import agentkit` alone loads almost nothing (names load on first use), so the
-figure that counts is `from agentkit import Agent, ChatClient, tool`, what a
-program using the agent loop pays.
+Three figures, each what `-X importtime` reports for the modules one statement
+loads after another statement ran in the same interpreter (so both share the
+machine's speed of the moment, which drifts by as much as 2x within seconds on
+a shared machine):
 
-Each statement runs in fresh interpreters (`python -X importtime -c ...`),
-interleaved, several times; the figure is the median of the summed self
-times that `-X importtime` reports (the time spent importing, without the
-interpreter's own start-up), with the median wall time of the whole process
-beside it. The offenders are the modules that `from agentkit import Agent,
-ChatClient, tool` loads after `import httpx, pydantic`, by self time.
+- `import agentkit` after `import httpx, pydantic`: the issue's own measure.
+  `import agentkit` loads almost nothing (names load on first use).
+- `from agentkit import Agent, ChatClient, tool` after `import httpx, pydantic`:
+  what a program using the agent loop pays. It includes pydantic's own model
+  machinery, which bare `import pydantic` defers until a program's first
+  model class or `TypeAdapter`, whoever makes it.
+- The same after the dependencies in use (`httpx`, `anyio`, `docstring_parser`,
+  and pydantic with `BaseModel`, `Field` and `TypeAdapter` loaded, as any
+  program that declares a pydantic model with fields has them): agentkit's own cost.
+
+Each is the median over fresh interpreters of the summed self times of those
+modules (the time spent importing them). Each statement on its own is timed
+too, in fresh interpreters, with the median wall time of the whole process
+beside it. The offenders are the modules of the second figure, by self time.
 """
 
 from __future__ import annotations
@@ -23,21 +32,38 @@ from typing import Any
 __all__ = ["STATEMENTS", "run_imports"]
 
 BASELINE = "import httpx, pydantic"
+DEPENDENCIES = (
+    "import httpx, anyio, docstring_parser, pydantic; "
+    "from pydantic import BaseModel, Field, TypeAdapter"
+)
 AGENTKIT = "from agentkit import Agent, ChatClient, tool"
 STATEMENTS = {
     "python (nothing)": "pass",
     "httpx, pydantic (baseline)": BASELINE,
     "agentkit (module only)": "import agentkit",
     "agentkit": AGENTKIT,
+    "dependencies in use": DEPENDENCIES,
     "openai": "import openai",
     "pydantic_ai": "import pydantic_ai",
     "agents (OpenAI Agents SDK)": "import agents",
 }
+ADDS = {
+    "`import agentkit` after `import httpx, pydantic`": (BASELINE, "import agentkit"),
+    f"`{AGENTKIT}` after `import httpx, pydantic`": (BASELINE, AGENTKIT),
+    f"`{AGENTKIT}` after its dependencies in use": (DEPENDENCIES, AGENTKIT),
+}
+"""Each figure of what agentkit adds: (what runs first, the statement measured)."""
+
+_MARK = "-- the measured statement starts here --"
+"""Written to stderr between the two statements: the report's lines after it are the
+measured statement's modules."""
 
 
 def _parse(stderr: str) -> list[tuple[str, int, int]]:
     """(module with its nesting as leading spaces, self µs, cumulative µs) per line."""
     rows = []
+    if _MARK in stderr:
+        stderr = stderr.split(_MARK, 1)[1]
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
@@ -94,34 +120,36 @@ def run_imports(repeats: int, log: Any = print) -> dict[str, Any]:
             "wall_ms": statistics.median(entry["wall_ms"]),
             "samples": entry,
         }
-    base = results.get("httpx, pydantic (baseline)", {})
-    ours = results.get("agentkit", {})
-    if "importtime_ms" in base and "importtime_ms" in ours:
-        # Per repeat, the two statements ran one after the other: their difference is
-        # taken pair by pair, since the machine's speed drifts between repeats.
-        results["agentkit adds"] = {
-            key: statistics.median(
-                a - b for a, b in zip(ours["samples"][key], base["samples"][key], strict=True)
-            )
-            for key in ("importtime_ms", "wall_ms")
-        }
-    results["offenders"] = _offenders(repeats)
-    log(
-        "  import: agentkit adds "
-        f"{results.get('agentkit adds', {}).get('importtime_ms', float('nan')):.1f} ms"
-    )
+    adds: dict[str, Any] = {}
+    rows_after_baseline: list[list[tuple[str, int]]] = []
+    for figure, (before, statement) in ADDS.items():
+        totals = []
+        for _ in range(repeats):
+            rows = _added(before, statement)
+            totals.append(sum(self_us for _, self_us in rows) / 1000)
+            if statement == AGENTKIT and before == BASELINE:
+                rows_after_baseline.append(rows)
+        adds[figure] = {"importtime_ms": statistics.median(totals), "samples": totals}
+    results["agentkit adds"] = adds
+    results["offenders"] = _offenders(rows_after_baseline)
+    for figure, entry in adds.items():
+        log(f"  import: {figure}: +{entry['importtime_ms']:.1f} ms")
     return results
 
 
-def _offenders(repeats: int, top: int = 12) -> dict[str, Any]:
-    """What `AGENTKIT` loads after the baseline: modules and packages by self time."""
+def _added(before: str, statement: str) -> list[tuple[str, int]]:
+    """The modules `statement` loads after `before`, in one fresh interpreter: (name, self µs)."""
+    mark = f"import sys; sys.stderr.write({_MARK!r} + '\\n'); sys.stderr.flush()"
+    _, _, rows = _importtime(f"{before}; {mark}; {statement}")
+    return [(name.strip(), self_us) for name, self_us, _ in rows]
+
+
+def _offenders(samples: list[list[tuple[str, int]]], top: int = 12) -> dict[str, Any]:
+    """Modules and packages by median self time, over samples of the same statement."""
     per_module: dict[str, list[int]] = {}
-    for _ in range(max(repeats, 3)):
-        _, _, rows = _importtime(BASELINE + "; " + AGENTKIT)
-        # The baseline's own modules come first; its last top-level line is "pydantic".
-        start = max(i for i, row in enumerate(rows) if row[0] == "pydantic") + 1
-        for name, self_us, _ in rows[start:]:
-            per_module.setdefault(name.strip(), []).append(self_us)
+    for rows in samples:
+        for name, self_us in rows:
+            per_module.setdefault(name, []).append(self_us)
     medians = {name: statistics.median(v) / 1000 for name, v in per_module.items()}
     packages: dict[str, float] = {}
     for name, ms in medians.items():
