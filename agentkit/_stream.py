@@ -104,6 +104,8 @@ class ChatStream:
         # Chunks decoded but not yet taken go too: a closed stream yields nothing more.
         self._first = None
         self._events.clear()
+        if response is None and chunks is None:
+            return  # closed already (after data: [DONE], say): nothing to shield
         with anyio.CancelScope(shield=True):
             # Finish httpx's byte iterator as well as the response, so it is not left
             # to the garbage collector (trio warns about such async generators).

@@ -50,7 +50,8 @@ class _Channel:
     anyio's memory object streams would do, but they yield to the event loop on
     every send and every receive: two trips through the loop per event, and a
     streamed run has dozens of events per answer. Here only a reader with
-    nothing to read, or a run `size` events ahead, waits.
+    nothing to read, or a run `size` events ahead, waits, on an event made by
+    `new_event`: anyio's, or on asyncio a bare future (`_aio.Waiter`).
     """
 
     def __init__(self, size: int, new_event: Callable[[], _Event] = anyio.Event) -> None:
