@@ -3,6 +3,8 @@
 Apart from `_responses` so that a program that never streams does not build them.
 """
 
+# Annotations stay objects (no `from __future__ import annotations`): as strings,
+# pydantic would have to compile each one when the model classes are built at import.
 from typing import Any
 
 from pydantic import Field

@@ -14,6 +14,8 @@ Two dumps matter:
   back exactly the JSON it was parsed from, explicit `null`s included.
 """
 
+# Annotations stay objects (no `from __future__ import annotations`): as strings,
+# pydantic would have to compile each one when the model classes are built at import.
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal

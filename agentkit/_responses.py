@@ -4,6 +4,8 @@ usage. Unknown fields are kept, as in `_messages`.
 Stream chunks are in `_chunks`, the model list and error bodies in `_other_bodies`:
 each loads when first used, so that a program pays for the models it uses."""
 
+# Annotations stay objects (no `from __future__ import annotations`): as strings,
+# pydantic would have to compile each one when the model classes are built at import.
 from typing import Any, Literal
 
 from agentkit._messages import AssistantMessage, WireModel
