@@ -504,6 +504,7 @@ def _dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]
         raise UserError(f"messages must be a list of messages, got {type(messages).__name__}")
     if not messages:
         raise UserError("messages must hold at least one message")
+    # A model is taken as it is (as `as_message` would) without formatting its place.
     models = [
         item if isinstance(item, BaseModel) else as_message(item, f"messages[{i}]")
         for i, item in enumerate(messages)

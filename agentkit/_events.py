@@ -94,5 +94,5 @@ async def emit(handler: EventHandler | None, event: StreamEvent) -> None:
     if handler is None:
         return
     result = handler(event)
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):
         await result

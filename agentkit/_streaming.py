@@ -79,10 +79,7 @@ class _Channel:
         while len(self._items) >= self._size:
             self._writable = self._new_event()
             await self._writable.wait()
-        self._items.append(item)
-        if self._readable is not None:
-            self._readable.set()
-            self._readable = None
+        self.send(item)  # there is room now: queued at once
 
     def close(self) -> None:
         """No more events: the reader gets `anyio.EndOfStream` once it has read them."""
@@ -217,7 +214,7 @@ class StreamedRun(Generic[OutputT]):
             else:
                 self.result = result
                 last = RunComplete(result)
-            waiting = channel.send(last)
+            waiting = channel.send(last)  # the last item is not an event: emit() does not take it
             if waiting is not None:
                 await waiting
         finally:
