@@ -20,17 +20,44 @@ async def all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     An anyio task group's contract, by hand: the first exception cancels the
     others, and nothing is left running when this returns.
     """
+    if not coroutines:
+        return
+    loop = asyncio.get_running_loop()
+    settled = loop.create_future()
+    left = len(coroutines)
+
+    def settle() -> None:
+        if not settled.done():
+            settled.set_result(None)
+
+    async def tracked(coroutine: Coroutine[Any, Any, None]) -> None:
+        # Each task says itself when the caller must wake: the first failure, or the
+        # last end. That costs no done callbacks and no extra turn of the event loop,
+        # as `asyncio.wait` would.
+        nonlocal left
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise  # not a failure: counted as ended, below
+        except BaseException:
+            settle()
+            raise
+        finally:
+            left -= 1
+            if not left:
+                settle()
+
     # asyncio starts tasks in the order they were created: call order, as promised.
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    tasks = [loop.create_task(tracked(coroutine)) for coroutine in coroutines]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
-        if failed is None:
-            return
+        await settled
     except BaseException:
         # Cancelled (a run's timeout, say): the calls are cancelled too, and waited for.
         await _cancel_all(tasks)
         raise
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+    if failed is None:
+        return
     cancelled = await _cancel_all(tasks)
     if cancelled:
         raise asyncio.CancelledError

@@ -293,6 +293,40 @@ async def test_an_error_in_one_call_cancels_the_others_and_waits_for_them() -> N
     assert_history_valid(run.state.messages)
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_call_whose_task_is_cancelled_does_not_end_the_turn_early(
+    anyio_backend: str,
+) -> None:
+    # A cancelled call counts as ended, not as failed: the turn still waits for the others.
+    import asyncio
+
+    @tool
+    async def quits() -> str:
+        """Cancels its own task."""
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+        return "unreachable"
+
+    @tool
+    async def slow() -> str:
+        """Answers after a while."""
+        await asyncio.sleep(0.05)
+        return "slow done"
+
+    model = ScriptedModel([tool_calls(("quits", {}), ("slow", {})), "done"])
+    before = _tasks()
+    with anyio.fail_after(5):
+        result = await Agent("m", client=model, tools=[quits, slow]).run("?")
+    assert _tasks() == before
+    answers = tool_answers(result.messages)
+    assert answers[0][1] == "Error: not run: the run was cancelled"
+    assert answers[1][1] == "slow done"
+    assert result.output == "done"
+    assert_history_valid(result.messages)
+
+
 def _tasks() -> set[Any]:
     """The asyncio tasks alive now (trio's nurseries make leaks impossible)."""
     try:
