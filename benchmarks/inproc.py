@@ -7,9 +7,11 @@ worker threads count too) divided by `runs` is one sample.
 
 This machine is shared, and its speed drifts by as much as 2x within seconds,
 so samples taken apart cannot be compared. Each round therefore pairs every
-contender's batch with a batch of the floor taken right beside it (before it in
-one round, after it in the next), and the ratio to the floor is the median over
-rounds of those paired ratios. The CPU figures are medians of the samples. The
+contender's batch with a batch of the floor on the same HTTP stack taken right
+beside it (before it in one round, after it in the next); the ratio to that
+floor is the median over rounds of those paired ratios. The httpx2 floor is
+paired with the httpx floor, and an httpx2 contender's ratio to the httpx floor
+is the product of the two. The CPU figures are medians of the samples. The
 fake model's own work (parsing each request, building each response) is inside
 every figure, the floor's included, so "µs over the floor" is the framework's
 own cost.
@@ -79,16 +81,21 @@ async def _measure(
             if floor is None:
                 cpu, wall, failures = await _batch(entry["run"], runs)
             else:
-                # The floor's batch beside this one: before it in even rounds, after in odd.
-                pair = [floor, entry] if r % 2 == 0 else [entry, floor]
+                # The floor on the same HTTP stack runs beside each batch: before it in
+                # even rounds, after it in odd ones. The httpx2 floor itself, and anything
+                # whose stack has no floor here, is paired with the httpx floor.
+                own = _stack_floor(name, ready)
+                beside = prepared[own]
+                pair = [beside, entry] if r % 2 == 0 else [entry, beside]
                 samples = [await _batch(item["run"], runs) for item in pair]
                 if r % 2:
                     samples.reverse()
                 (f_cpu, f_wall, f_failures), (cpu, wall, failures) = samples
-                floor["cpu_us"].append(f_cpu)
-                floor["wall_us"].append(f_wall)
-                floor["failures"] += f_failures
+                beside["cpu_us"].append(f_cpu)
+                beside["wall_us"].append(f_wall)
+                beside["failures"] += f_failures
                 entry.setdefault("paired", []).append(cpu / f_cpu)
+                entry["paired_with"] = own
             entry["cpu_us"].append(cpu)
             entry["wall_us"].append(wall)
             entry["failures"] += failures
@@ -107,16 +114,29 @@ async def _measure(
         }
         if "paired" in entry:
             paired = entry["paired"]
-            results[name]["ratio"] = statistics.median(paired)
+            results[name]["paired_with"] = entry["paired_with"]
+            results[name]["same_stack_ratio"] = statistics.median(paired)
             results[name]["ratio_samples"] = paired
             results[name]["ratio_range"] = [min(paired), max(paired)]
     if "floor" in results and "cpu_us" in results["floor"]:
         floor_cpu = results["floor"]["cpu_us"]
         results["floor"]["ratio"] = 1.0
+        results["floor"]["same_stack_ratio"] = 1.0
         for result in results.values():
-            if "ratio" in result:
-                result["over_floor_us"] = (result["ratio"] - 1) * floor_cpu
+            if "same_stack_ratio" not in result or "ratio" in result:
+                continue
+            # The ratio to the httpx floor: direct, or through the httpx2 floor's own.
+            via = results.get(result["paired_with"], {}).get("same_stack_ratio", 1.0)
+            result["ratio"] = result["same_stack_ratio"] * via
+            result["over_floor_us"] = (result["ratio"] - 1) * floor_cpu
     return results
+
+
+def _stack_floor(name: str, ready: list[str]) -> str:
+    """The floor a contender's batches are paired with: the one on its own HTTP stack."""
+    if name != "floor-httpx2" and CONTENDERS[name].http == "httpx2" and "floor-httpx2" in ready:
+        return "floor-httpx2"
+    return "floor"
 
 
 def run_inproc(
@@ -137,6 +157,8 @@ def run_inproc(
         else:
             log(
                 f"  in-process {form} {name}: {result['cpu_us']:.0f} µs/run, "
-                f"{result.get('ratio', float('nan')):.2f}x floor, {result['failures']} failures"
+                f"{result.get('ratio', float('nan')):.2f}x floor, "
+                f"{result.get('same_stack_ratio', float('nan')):.2f}x beside "
+                f"{result.get('paired_with', 'itself')}, {result['failures']} failures"
             )
     return {"runs": runs, "rounds": rounds, "stream": stream, "results": results}

@@ -48,10 +48,12 @@ def _inproc(plain: dict[str, Any] | None, streamed: dict[str, Any] | None) -> li
             row += [f"{result['cpu_us']:.0f}", _ratio(result.get("ratio"))]
             if part is plain:
                 row.append(f"{result.get('over_floor_us', 0):+.0f}")
-            # Through the paired ratios: both are measured beside the httpx floor.
-            same = results.get(_stack_floor(name), {}).get("ratio")
-            ratio = result.get("ratio")
-            row.append(_ratio(ratio / same if ratio and same else None))
+            if result.get("paired_with") == _stack_floor(name):
+                row.append(_ratio(result.get("same_stack_ratio")))  # measured beside it
+            else:  # through the two ratios to the httpx floor
+                same = results.get(_stack_floor(name), {}).get("ratio")
+                ratio = result.get("ratio")
+                row.append(_ratio(ratio / same if ratio and same else None))
             failures += result["failures"]
         row.append(str(failures))
         lines.append("| " + " | ".join(row) + " |")
@@ -175,9 +177,11 @@ def markdown(data: dict[str, Any]) -> str:
             "## In-process overhead (MockTransport, no network)",
             "",
             f"CPU time per full run (2 requests, 2 tool calls); median of {some['rounds']} "
-            f"rounds of {some['runs']} runs. Each batch is paired with a batch of the floor "
-            "taken beside it; `x floor` is the median of those paired ratios (the machine's "
-            "speed drifts too much for separate medians to compare).",
+            f"rounds of {some['runs']} runs. Each batch is paired with a batch of the floor on "
+            "its own HTTP stack taken beside it (the httpx2 floor's with the httpx floor), "
+            "and `x same-stack floor` is the median of those paired ratios; `x floor` goes "
+            "through the httpx2 floor's ratio for an httpx2 contender (the machine's speed "
+            "drifts too much for separate medians to compare).",
             "",
             *_inproc(plain, streamed),
         ]
