@@ -8,35 +8,44 @@ task group or event costs several times as much on asyncio as these do.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 __all__ = ["Waiter", "all_asyncio", "stop_task"]
 
+A = TypeVar("A")
+R = TypeVar("R")
 
-async def all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    """Run the coroutines as asyncio tasks, started in their order; wait for all of them.
+
+async def all_asyncio(
+    function: Callable[[A], Awaitable[R]],
+    arguments: Sequence[tuple[int, A]],
+    results: list[R | None],
+) -> None:
+    """Run `function(argument)` for each `(index, argument)` as an asyncio task, started
+    in their order, and wait for all of them; each result is stored at its index in
+    `results` as it comes.
 
     An anyio task group's contract, by hand: the first exception cancels the
     others, and nothing is left running when this returns.
     """
-    if not coroutines:
+    if not arguments:
         return
     loop = asyncio.get_running_loop()
     settled = loop.create_future()
-    left = len(coroutines)
+    left = len(arguments)
 
     def settle() -> None:
         if not settled.done():
             settled.set_result(None)
 
-    async def tracked(coroutine: Coroutine[Any, Any, None]) -> None:
+    async def tracked(index: int, argument: A) -> None:
         # Each task says itself when the caller must wake: the first failure, or the
         # last end. That costs no done callbacks and no extra turn of the event loop,
         # as `asyncio.wait` would.
         nonlocal left
         try:
-            await coroutine
+            results[index] = await function(argument)
         except asyncio.CancelledError:
             raise  # not a failure: counted as ended, below
         except BaseException:
@@ -48,7 +57,7 @@ async def all_asyncio(coroutines: list[Coroutine[Any, Any, None]]) -> None:
                 settle()
 
     # asyncio starts tasks in the order they were created: call order, as promised.
-    tasks = [loop.create_task(tracked(coroutine)) for coroutine in coroutines]
+    tasks = [loop.create_task(tracked(index, argument)) for index, argument in arguments]
     try:
         await settled
     except BaseException:

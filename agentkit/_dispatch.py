@@ -94,62 +94,48 @@ async def run_tool_call(
 
         await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
-    outcome = await _execute(call, name, arguments, tools, ctx)
-    if isinstance(outcome.message.content, str) and max_chars is not None:
-        limited = limit_content(outcome.message.content, max_chars)
-        if limited is not outcome.message.content:
-            message = ToolMessage(tool_call_id=call.id, content=limited)
-            error = limited if outcome.error is not None else None
-            outcome = ToolOutcome(
-                message, outcome.tool_name, error, outcome.exception, outcome.fatal
-            )
+    error: str | None = None
+    exception: BaseException | None = None
+    fatal: BaseException | None = None
+    # One coroutine for the whole call, the tool's own aside: this runs for every call.
+    tool = tools.get(name) if isinstance(call, ToolCall) else None
+    if tool is None:
+        available = ", ".join(tools) or "none"
+        kind = "function tool" if isinstance(call, ToolCall) else f"{call.type} tool"
+        error = f"there is no {kind} named {name!r}; available tools: {available}"
+    else:
+        try:
+            content = await tool.call(arguments, ctx)
+        except (ToolCallError, ModelRetry) as exc:
+            error = str(exc)
+        except UserError as exc:
+            error, fatal = "the tool could not produce a result", exc
+        except Exception as exc:
+            error, exception = f"{type(exc).__name__}: {exc}", exc
+    if error is not None:
+        content = error = limit_content(f"Error: {error}", max_chars)
+    else:
+        content = limit_content(content, max_chars)
+    outcome = ToolOutcome(_tool_message(call.id, content), name, error, exception, fatal)
     duration = time.perf_counter() - started
     logger.debug(
         "tool %s (%s) %s in %.1f ms",
         name,
         call.id,
-        "failed" if outcome.error else "ok",
+        "failed" if error else "ok",
         duration * 1000,
     )
     if events is not None:
         from agentkit._events import ToolCallEnd, emit
 
-        content = outcome.message.content
-        result = content if isinstance(content, str) else "".join(p.text for p in content)
-        await emit(
-            events, ToolCallEnd(turn, call.id, name, arguments, result, outcome.error, duration)
-        )
+        await emit(events, ToolCallEnd(turn, call.id, name, arguments, content, error, duration))
     return outcome
 
 
-async def _execute(
-    call: AnyCall,
-    name: str,
-    arguments: str,
-    tools: Mapping[str, Tool[..., Any]],
-    ctx: RunContext[Any] | None,
-) -> ToolOutcome:
-    def failed(text: str, exception: BaseException | None = None) -> ToolOutcome:
-        content = f"Error: {text}"
-        return ToolOutcome(
-            ToolMessage(tool_call_id=call.id, content=content), name, content, exception
-        )
-
-    tool = tools.get(name) if isinstance(call, ToolCall) else None
-    if tool is None:
-        available = ", ".join(tools) or "none"
-        kind = "function tool" if isinstance(call, ToolCall) else f"{call.type} tool"
-        return failed(f"there is no {kind} named {name!r}; available tools: {available}")
-    try:
-        content = await tool.call(arguments, ctx)
-    except (ToolCallError, ModelRetry) as exc:
-        return failed(str(exc))
-    except UserError as exc:
-        answer = failed("the tool could not produce a result")
-        return ToolOutcome(answer.message, name, answer.error, fatal=exc)
-    except Exception as exc:
-        return failed(f"{type(exc).__name__}: {exc}", exc)
-    return ToolOutcome(ToolMessage(tool_call_id=call.id, content=content), name)
+def _tool_message(tool_call_id: str, content: str) -> ToolMessage:
+    # The validator itself, without the model's Python `__init__` around it.
+    fields = {"tool_call_id": tool_call_id, "content": content}
+    return ToolMessage.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
 
 
 async def dispatch(
@@ -175,6 +161,19 @@ async def dispatch(
     if not pending:
         return
 
+    if on_asyncio():
+        from agentkit._aio import all_asyncio
+
+        async def limited(call: AnyCall) -> ToolOutcome:
+            assert limiter is not None
+            async with limiter:
+                return await step(call)
+
+        # Each call runs `step` itself in its own task: no coroutine between the two.
+        arguments = [(i, calls[i]) for i in pending]
+        await all_asyncio(step if limiter is None else limited, arguments, outcomes)
+        return
+
     async def one(i: int) -> None:
         if limiter is None:
             outcomes[i] = await step(calls[i])
@@ -182,12 +181,7 @@ async def dispatch(
             async with limiter:
                 outcomes[i] = await step(calls[i])
 
-    if on_asyncio():
-        from agentkit._aio import all_asyncio
-
-        await all_asyncio([one(i) for i in pending])
-    else:
-        await _all_anyio([functools.partial(one, i) for i in pending])
+    await _all_anyio([functools.partial(one, i) for i in pending])
 
 
 async def _all_anyio(functions: list[Callable[[], Awaitable[None]]]) -> None:

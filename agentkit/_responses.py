@@ -58,42 +58,39 @@ class Usage(WireModel):
     completion_tokens_details: CompletionTokensDetails | None = None
 
     def __add__(self, other: "Usage") -> "Usage":
-        if not (
-            self.prompt_tokens
-            or self.completion_tokens
-            or self.total_tokens
-            or self.prompt_tokens_details
-            or self.completion_tokens_details
-            or self.model_extra
-        ):
+        # Fields are read from `__dict__`, and the validator is called without
+        # `model_validate`'s Python layer: a run adds its usage every turn.
+        mine, theirs = self.__dict__, other.__dict__
+        if not (any(mine.values()) or self.__pydantic_extra__):
             return other  # nothing plus x is x: a run's first turn
-        # One validation of one dict: summed every turn, this is several times
-        # cheaper than building each details model on its own.
-        return Usage.model_validate(
+        # One validation of one dict: several times cheaper than building each
+        # details model on its own.
+        summed: Usage = Usage.__pydantic_validator__.validate_python(
             {
-                "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
-                "completion_tokens": self.completion_tokens + other.completion_tokens,
-                "total_tokens": self.total_tokens + other.total_tokens,
+                "prompt_tokens": mine["prompt_tokens"] + theirs["prompt_tokens"],
+                "completion_tokens": mine["completion_tokens"] + theirs["completion_tokens"],
+                "total_tokens": mine["total_tokens"] + theirs["total_tokens"],
                 "prompt_tokens_details": _add_details(
-                    self.prompt_tokens_details, other.prompt_tokens_details
+                    mine["prompt_tokens_details"], theirs["prompt_tokens_details"]
                 ),
                 "completion_tokens_details": _add_details(
-                    self.completion_tokens_details, other.completion_tokens_details
+                    mine["completion_tokens_details"], theirs["completion_tokens_details"]
                 ),
             }
         )
+        return summed
 
 
 def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
     """The sum of two token breakdowns of one kind, field by field; None + x is x."""
     if a is None or b is None:
         return a if b is None else b
-    summed: dict[str, int] = {}
-    for field, x in a.__dict__.items():  # the declared fields, not the extra ones
-        y = getattr(b, field)
-        if x is not None or y is not None:
-            summed[field] = (x or 0) + (y or 0)
-    return summed
+    theirs = b.__dict__
+    return {
+        field: (x or 0) + (theirs.get(field) or 0)
+        for field, x in a.__dict__.items()  # the declared fields, not the extra ones
+        if x is not None or theirs.get(field) is not None
+    }
 
 
 class Choice(WireModel):
