@@ -198,14 +198,15 @@ class Run(Generic[OutputT]):
                 _request_form(choice.message), choice.finish_reason, completion.usage or Usage()
             )
         latency = time.perf_counter() - started
-        logger.debug(
-            "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
-            turn,
-            response.finish_reason,
-            len(response.message.tool_calls or ()),
-            response.usage.total_tokens,
-            latency * 1000,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+            logger.debug(
+                "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
+                turn,
+                response.finish_reason,
+                len(response.message.tool_calls or ()),
+                response.usage.total_tokens,
+                latency * 1000,
+            )
         if self.events is not None:
             from agentkit._events import ModelRequestEnd, emit
 

@@ -85,10 +85,16 @@ def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
     """The sum of two token breakdowns of one kind, field by field; None + x is x."""
     if a is None or b is None:
         return a if b is None else b
-    theirs = b.__dict__
+    mine, theirs = a.__dict__, b.__dict__
+    if not any(theirs.values()) and all(
+        x is not None for field, x in mine.items() if theirs.get(field) is not None
+    ):
+        # x + zeros is x (the usual case: most breakdowns are all zeros), and the
+        # model is taken as it is rather than validated again.
+        return a
     return {
         field: (x or 0) + (theirs.get(field) or 0)
-        for field, x in a.__dict__.items()  # the declared fields, not the extra ones
+        for field, x in mine.items()  # the declared fields, not the extra ones
         if x is not None or theirs.get(field) is not None
     }
 

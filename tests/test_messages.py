@@ -351,6 +351,22 @@ def test_usage_sum() -> None:
     assert (Usage() + Usage()) == Usage()
 
 
+def test_usage_sum_with_a_breakdown_of_zeros() -> None:
+    # Adding zeros keeps the breakdown as it is, except that a field one side lacks
+    # and the other has as 0 becomes 0, as in any other sum.
+    zeros = PromptTokensDetails(cached_tokens=0, audio_tokens=0)
+    a = Usage(total_tokens=1, prompt_tokens_details=PromptTokensDetails(cached_tokens=3))
+    b = Usage(total_tokens=2, prompt_tokens_details=zeros)
+    assert (a + b).prompt_tokens_details == PromptTokensDetails(cached_tokens=3, audio_tokens=0)
+    c = Usage(
+        total_tokens=1, prompt_tokens_details=PromptTokensDetails(cached_tokens=3, audio_tokens=1)
+    )
+    assert (c + b).prompt_tokens_details == PromptTokensDetails(cached_tokens=3, audio_tokens=1)
+    assert (b + b).prompt_tokens_details == zeros
+    only_none = Usage(total_tokens=1, prompt_tokens_details=PromptTokensDetails())
+    assert (c + only_none).prompt_tokens_details == c.prompt_tokens_details
+
+
 def test_error_response() -> None:
     raw = {"error": {"message": "m", "type": "t", "param": None, "code": "c"}}
     parsed = ErrorResponse.model_validate(raw)
