@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
 
 __all__ = ["Waiter", "all_asyncio", "stop_task"]
 
@@ -75,12 +78,17 @@ async def all_asyncio(
     raise error
 
 
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel `task` unless it has ended, wait for its end, and raise what it raised.
+async def stop_task(task: asyncio.Task[None], scope: CancelScope) -> None:
+    """Cancel `task` through `scope`, the cancel scope around its whole body, unless it
+    has ended; wait for its end, and raise what it raised.
 
-    A cancellation that reaches the caller meanwhile is raised once the task has ended.
+    The cancellation goes through the task's anyio scope, not `task.cancel()`: a
+    native cancellation breaks through the shielded scopes in which the task closes
+    its connections, and would leave them open. A cancellation that reaches the
+    caller meanwhile is raised once the task has ended.
     """
-    if await _cancel_all((task,)):
+    scope.cancel()
+    if await _cancel_all((task,), native=False):
         raise asyncio.CancelledError
     if not task.cancelled():
         error = task.exception()
@@ -88,10 +96,11 @@ async def stop_task(task: asyncio.Task[None]) -> None:
             raise error
 
 
-async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> bool:
-    """Cancel the tasks and wait until all have ended; True if the caller was cancelled meanwhile."""
+async def _cancel_all(tasks: Iterable[asyncio.Task[None]], *, native: bool = True) -> bool:
+    """Cancel the tasks (unless `native` is false: cancelled already by other means) and
+    wait until all have ended; True if the caller was cancelled meanwhile."""
     pending = [task for task in tasks if not task.done()]
-    for task in pending:
+    for task in pending if native else ():
         task.cancel()
     cancelled = False
     while not all(task.done() for task in pending):

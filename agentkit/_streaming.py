@@ -138,6 +138,7 @@ class StreamedRun(Generic[OutputT]):
         self._channel: _Channel | None = None
         # The run's task: a plain asyncio task on asyncio, else in a task group.
         self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None  # around the asyncio task's body
         self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> StreamedRun[OutputT]:
@@ -149,7 +150,8 @@ class StreamedRun(Generic[OutputT]):
             from agentkit._aio import Waiter
 
             self._channel = _Channel(_BUFFER, Waiter)
-            self._task = asyncio.ensure_future(self._produce(self._channel))
+            self._scope = anyio.CancelScope()
+            self._task = asyncio.ensure_future(self._produce_in_scope(self._scope, self._channel))
         else:
             self._channel = _Channel(_BUFFER)
             self._task_group = anyio.create_task_group()
@@ -170,7 +172,8 @@ class StreamedRun(Generic[OutputT]):
             if self._task is not None:
                 from agentkit._aio import stop_task
 
-                await stop_task(self._task)
+                assert self._scope is not None
+                await stop_task(self._task, self._scope)
             else:
                 assert self._task_group is not None
                 self._task_group.cancel_scope.cancel()
@@ -200,6 +203,12 @@ class StreamedRun(Generic[OutputT]):
         if isinstance(item, _Failed):
             raise item.error
         return item
+
+    async def _produce_in_scope(self, scope: anyio.CancelScope, channel: _Channel) -> None:
+        # The asyncio task is stopped through this scope, so that the shielded scopes
+        # closing the run's connections hold (see `_aio.stop_task`).
+        with scope:
+            await self._produce(channel)
 
     async def _produce(self, channel: _Channel) -> None:
         # The stream's events load with the first streamed run, not with `Agent`.

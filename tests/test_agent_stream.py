@@ -364,6 +364,30 @@ async def test_the_run_stops_when_the_reader_is_cancelled_and_the_history_answer
     assert messages[2].content == "Error: not run: the run was cancelled"
 
 
+async def test_leaving_early_does_not_break_a_shielded_section_of_the_run() -> None:
+    # The run is stopped through its cancel scope: a shielded section (such as the
+    # close of a response, which returns its connection to the pool) runs to its end.
+    # A native task.cancel() on asyncio would break through the shield.
+    started = anyio.Event()
+    finished: list[bool] = []
+
+    async def careful(city: str) -> str:
+        """Does its work in a shielded section."""
+        with anyio.CancelScope(shield=True):
+            started.set()
+            await anyio.sleep(0.05)
+            finished.append(True)
+        return city
+
+    agent = Agent("m", client=ScriptedModel([call("careful", city="Oslo"), "ok"]), tools=[careful])
+    async with agent.run_stream("hi") as stream:
+        async for event in stream:
+            if isinstance(event, ToolCallStart):
+                await started.wait()
+                break  # leaving while the tool is inside its shielded section
+    assert finished == [True]
+
+
 def test_on_asyncio_a_cancellation_that_arrives_while_the_run_stops_is_raised() -> None:
     # Leaving the block cancels the run's task and waits for it. A task.cancel() that
     # reaches the reader meanwhile (asyncio delivers it once) must not be swallowed.
@@ -379,7 +403,10 @@ def test_on_asyncio_a_cancellation_that_arrives_while_the_run_stops_is_raised() 
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
-                await asyncio.sleep(0.1)
+                # The run is stopped through its cancel scope, so cleanup that must
+                # finish is shielded, as in any anyio task.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.sleep(0.1)
                 finished_cleanup.append(True)
                 raise
             return city
