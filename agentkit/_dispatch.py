@@ -161,25 +161,21 @@ async def dispatch(
     if not pending:
         return
 
+    async def limited(call: AnyCall) -> ToolOutcome:
+        assert limiter is not None
+        async with limiter:
+            return await step(call)
+
+    run = step if limiter is None else limited
     if on_asyncio():
         from agentkit._aio import all_asyncio
 
-        async def limited(call: AnyCall) -> ToolOutcome:
-            assert limiter is not None
-            async with limiter:
-                return await step(call)
-
-        # Each call runs `step` itself in its own task: no coroutine between the two.
-        arguments = [(i, calls[i]) for i in pending]
-        await all_asyncio(step if limiter is None else limited, arguments, outcomes)
+        # Each call runs `run` itself in its own task: no coroutine between the two.
+        await all_asyncio(run, [(i, calls[i]) for i in pending], outcomes)
         return
 
     async def one(i: int) -> None:
-        if limiter is None:
-            outcomes[i] = await step(calls[i])
-        else:
-            async with limiter:
-                outcomes[i] = await step(calls[i])
+        outcomes[i] = await run(calls[i])
 
     await _all_anyio([functools.partial(one, i) for i in pending])
 
