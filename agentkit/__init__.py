@@ -13,28 +13,15 @@ from agentkit._version import __version__ as __version__
 if _typing.TYPE_CHECKING:
     from agentkit._agent import (
         Agent as Agent,
-        RunResult as RunResult,
     )
-    from agentkit._chunks import (
-        ChatCompletionChunk as ChatCompletionChunk,
-        ChoiceDelta as ChoiceDelta,
-        ChunkChoice as ChunkChoice,
-        FunctionCallDelta as FunctionCallDelta,
-        ToolCallDelta as ToolCallDelta,
+    from agentkit._client.chunk_stream import (
+        ChatStream as ChatStream,
     )
-    from agentkit._client import (
+    from agentkit._client.client import (
         ChatClient as ChatClient,
     )
-    from agentkit._context import (
-        RunContext as RunContext,
-    )
-    from agentkit._events import (
-        EventHandler as EventHandler,
-        ModelRequestEnd as ModelRequestEnd,
-        ModelRequestStart as ModelRequestStart,
-        RunEvent as RunEvent,
-        ToolCallEnd as ToolCallEnd,
-        ToolCallStart as ToolCallStart,
+    from agentkit._client.model import (
+        ChatModel as ChatModel,
     )
     from agentkit._exceptions import (
         AgentKitError as AgentKitError,
@@ -71,11 +58,51 @@ if _typing.TYPE_CHECKING:
         UnprocessableEntityError as UnprocessableEntityError,
         UserError as UserError,
     )
-    from agentkit._loop import (
-        ChatModel as ChatModel,
+    from agentkit._run.events import (
+        EventHandler as EventHandler,
+        ModelRequestEnd as ModelRequestEnd,
+        ModelRequestStart as ModelRequestStart,
+        OutputDelta as OutputDelta,
+        RefusalDelta as RefusalDelta,
+        RunComplete as RunComplete,
+        RunEvent as RunEvent,
+        StreamEvent as StreamEvent,
+        TextDelta as TextDelta,
+        ToolCallArgumentsDelta as ToolCallArgumentsDelta,
+        ToolCallComplete as ToolCallComplete,
+        ToolCallEnd as ToolCallEnd,
+        ToolCallOpened as ToolCallOpened,
+        ToolCallStart as ToolCallStart,
+    )
+    from agentkit._run.result import (
+        RunResult as RunResult,
+    )
+    from agentkit._run.state import (
         RunState as RunState,
     )
-    from agentkit._messages import (
+    from agentkit._run.streamed_run import (
+        StreamedRun as StreamedRun,
+    )
+    from agentkit._tools.context import (
+        RunContext as RunContext,
+    )
+    from agentkit._tools.tool import (
+        Tool as Tool,
+        tool as tool,
+    )
+    from agentkit._wire.bodies import (
+        ErrorObject as ErrorObject,
+        ErrorResponse as ErrorResponse,
+        Model as Model,
+    )
+    from agentkit._wire.chunks import (
+        ChatCompletionChunk as ChatCompletionChunk,
+        ChoiceDelta as ChoiceDelta,
+        ChunkChoice as ChunkChoice,
+        FunctionCallDelta as FunctionCallDelta,
+        ToolCallDelta as ToolCallDelta,
+    )
+    from agentkit._wire.messages import (
         AnyToolCall as AnyToolCall,
         AssistantMessage as AssistantMessage,
         ContentPart as ContentPart,
@@ -104,15 +131,10 @@ if _typing.TYPE_CHECKING:
         ToolMessage as ToolMessage,
         UserMessage as UserMessage,
     )
-    from agentkit._other_bodies import (
-        ErrorObject as ErrorObject,
-        ErrorResponse as ErrorResponse,
-        Model as Model,
-    )
-    from agentkit._params import (
+    from agentkit._wire.params import (
         CompletionParams as CompletionParams,
     )
-    from agentkit._responses import (
+    from agentkit._wire.responses import (
         ChatCompletion as ChatCompletion,
         Choice as Choice,
         CompletionTokensDetails as CompletionTokensDetails,
@@ -120,31 +142,8 @@ if _typing.TYPE_CHECKING:
         PromptTokensDetails as PromptTokensDetails,
         Usage as Usage,
     )
-    from agentkit._settings import (
+    from agentkit._wire.settings import (
         ModelSettings as ModelSettings,
-    )
-    from agentkit._stream import (
-        ChatStream as ChatStream,
-    )
-    from agentkit._stream_events import (
-        OutputDelta as OutputDelta,
-        RefusalDelta as RefusalDelta,
-        RunComplete as RunComplete,
-        StreamEvent as StreamEvent,
-        TextDelta as TextDelta,
-        ToolCallArgumentsDelta as ToolCallArgumentsDelta,
-        ToolCallComplete as ToolCallComplete,
-        ToolCallOpened as ToolCallOpened,
-    )
-    from agentkit._streaming import (
-        StreamedRun as StreamedRun,
-    )
-    from agentkit._tools import (
-        Tool as Tool,
-        tool as tool,
-    )
-    from agentkit._version import (
-        __version__ as __version__,
     )
 
 # Where each public name lives.
@@ -157,98 +156,98 @@ _LAZY: dict[str, str] = {
     "Agent": "agentkit._agent",
     "AgentKitError": "agentkit._exceptions",
     "AgentRunError": "agentkit._exceptions",
-    "AnyToolCall": "agentkit._messages",
-    "AssistantMessage": "agentkit._messages",
+    "AnyToolCall": "agentkit._wire.messages",
+    "AssistantMessage": "agentkit._wire.messages",
     "AuthenticationError": "agentkit._exceptions",
     "BadRequestError": "agentkit._exceptions",
-    "ChatClient": "agentkit._client",
-    "ChatCompletion": "agentkit._responses",
-    "ChatCompletionChunk": "agentkit._chunks",
-    "ChatModel": "agentkit._loop",
-    "ChatStream": "agentkit._stream",
-    "Choice": "agentkit._responses",
-    "ChoiceDelta": "agentkit._chunks",
-    "ChunkChoice": "agentkit._chunks",
-    "CompletionParams": "agentkit._params",
-    "CompletionTokensDetails": "agentkit._responses",
+    "ChatClient": "agentkit._client.client",
+    "ChatCompletion": "agentkit._wire.responses",
+    "ChatCompletionChunk": "agentkit._wire.chunks",
+    "ChatModel": "agentkit._client.model",
+    "ChatStream": "agentkit._client.chunk_stream",
+    "Choice": "agentkit._wire.responses",
+    "ChoiceDelta": "agentkit._wire.chunks",
+    "ChunkChoice": "agentkit._wire.chunks",
+    "CompletionParams": "agentkit._wire.params",
+    "CompletionTokensDetails": "agentkit._wire.responses",
     "ConflictError": "agentkit._exceptions",
     "ContentFilterError": "agentkit._exceptions",
-    "ContentPart": "agentkit._messages",
-    "CustomCall": "agentkit._messages",
-    "CustomToolCall": "agentkit._messages",
-    "DeveloperMessage": "agentkit._messages",
-    "ErrorObject": "agentkit._other_bodies",
-    "ErrorResponse": "agentkit._other_bodies",
-    "EventHandler": "agentkit._events",
-    "FinishReason": "agentkit._responses",
-    "FunctionCall": "agentkit._messages",
-    "FunctionCallDelta": "agentkit._chunks",
-    "FunctionDefinition": "agentkit._messages",
-    "ImagePart": "agentkit._messages",
-    "ImageURL": "agentkit._messages",
+    "ContentPart": "agentkit._wire.messages",
+    "CustomCall": "agentkit._wire.messages",
+    "CustomToolCall": "agentkit._wire.messages",
+    "DeveloperMessage": "agentkit._wire.messages",
+    "ErrorObject": "agentkit._wire.bodies",
+    "ErrorResponse": "agentkit._wire.bodies",
+    "EventHandler": "agentkit._run.events",
+    "FinishReason": "agentkit._wire.responses",
+    "FunctionCall": "agentkit._wire.messages",
+    "FunctionCallDelta": "agentkit._wire.chunks",
+    "FunctionDefinition": "agentkit._wire.messages",
+    "ImagePart": "agentkit._wire.messages",
+    "ImageURL": "agentkit._wire.messages",
     "IncompleteOutputError": "agentkit._exceptions",
     "InternalServerError": "agentkit._exceptions",
-    "JSONSchemaFormat": "agentkit._messages",
+    "JSONSchemaFormat": "agentkit._wire.messages",
     "MCPServerError": "agentkit._exceptions",
     "MaxTurnsExceeded": "agentkit._exceptions",
-    "Message": "agentkit._messages",
-    "Model": "agentkit._other_bodies",
+    "Message": "agentkit._wire.messages",
+    "Model": "agentkit._wire.bodies",
     "ModelBehaviorError": "agentkit._exceptions",
-    "ModelRequestEnd": "agentkit._events",
-    "ModelRequestStart": "agentkit._events",
+    "ModelRequestEnd": "agentkit._run.events",
+    "ModelRequestStart": "agentkit._run.events",
     "ModelRetry": "agentkit._exceptions",
-    "ModelSettings": "agentkit._settings",
-    "NamedToolChoice": "agentkit._messages",
+    "ModelSettings": "agentkit._wire.settings",
+    "NamedToolChoice": "agentkit._wire.messages",
     "NotFoundError": "agentkit._exceptions",
-    "OtherPart": "agentkit._messages",
-    "OtherToolCall": "agentkit._messages",
-    "OutputDelta": "agentkit._stream_events",
+    "OtherPart": "agentkit._wire.messages",
+    "OtherToolCall": "agentkit._wire.messages",
+    "OutputDelta": "agentkit._run.events",
     "OutputValidationError": "agentkit._exceptions",
     "PermissionDeniedError": "agentkit._exceptions",
-    "PromptTokensDetails": "agentkit._responses",
+    "PromptTokensDetails": "agentkit._wire.responses",
     "RateLimitError": "agentkit._exceptions",
-    "RefusalDelta": "agentkit._stream_events",
+    "RefusalDelta": "agentkit._run.events",
     "RefusalError": "agentkit._exceptions",
-    "RefusalPart": "agentkit._messages",
+    "RefusalPart": "agentkit._wire.messages",
     "RepeatedToolCallError": "agentkit._exceptions",
-    "ResponseFormat": "agentkit._messages",
-    "ResponseFormatJSONObject": "agentkit._messages",
-    "ResponseFormatJSONSchema": "agentkit._messages",
-    "ResponseFormatText": "agentkit._messages",
-    "RunComplete": "agentkit._stream_events",
-    "RunContext": "agentkit._context",
-    "RunEvent": "agentkit._events",
-    "RunResult": "agentkit._agent",
-    "RunState": "agentkit._loop",
+    "ResponseFormat": "agentkit._wire.messages",
+    "ResponseFormatJSONObject": "agentkit._wire.messages",
+    "ResponseFormatJSONSchema": "agentkit._wire.messages",
+    "ResponseFormatText": "agentkit._wire.messages",
+    "RunComplete": "agentkit._run.events",
+    "RunContext": "agentkit._tools.context",
+    "RunEvent": "agentkit._run.events",
+    "RunResult": "agentkit._run.result",
+    "RunState": "agentkit._run.state",
     "RunTimeoutError": "agentkit._exceptions",
-    "StreamEvent": "agentkit._stream_events",
-    "StreamedRun": "agentkit._streaming",
-    "SystemMessage": "agentkit._messages",
-    "TextDelta": "agentkit._stream_events",
-    "TextPart": "agentkit._messages",
-    "Tool": "agentkit._tools",
+    "StreamEvent": "agentkit._run.events",
+    "StreamedRun": "agentkit._run.streamed_run",
+    "SystemMessage": "agentkit._wire.messages",
+    "TextDelta": "agentkit._run.events",
+    "TextPart": "agentkit._wire.messages",
+    "Tool": "agentkit._tools.tool",
     "ToolArgumentsError": "agentkit._exceptions",
-    "ToolCall": "agentkit._messages",
-    "ToolCallArgumentsDelta": "agentkit._stream_events",
-    "ToolCallComplete": "agentkit._stream_events",
-    "ToolCallDelta": "agentkit._chunks",
-    "ToolCallEnd": "agentkit._events",
+    "ToolCall": "agentkit._wire.messages",
+    "ToolCallArgumentsDelta": "agentkit._run.events",
+    "ToolCallComplete": "agentkit._run.events",
+    "ToolCallDelta": "agentkit._wire.chunks",
+    "ToolCallEnd": "agentkit._run.events",
     "ToolCallError": "agentkit._exceptions",
-    "ToolCallOpened": "agentkit._stream_events",
-    "ToolCallStart": "agentkit._events",
-    "ToolChoice": "agentkit._messages",
-    "ToolDefinition": "agentkit._messages",
+    "ToolCallOpened": "agentkit._run.events",
+    "ToolCallStart": "agentkit._run.events",
+    "ToolChoice": "agentkit._wire.messages",
+    "ToolDefinition": "agentkit._wire.messages",
     "ToolDefinitionError": "agentkit._exceptions",
     "ToolExecutionError": "agentkit._exceptions",
-    "ToolMessage": "agentkit._messages",
+    "ToolMessage": "agentkit._wire.messages",
     "ToolResultError": "agentkit._exceptions",
     "ToolRetryError": "agentkit._exceptions",
     "ToolTimeoutError": "agentkit._exceptions",
     "UnprocessableEntityError": "agentkit._exceptions",
-    "Usage": "agentkit._responses",
+    "Usage": "agentkit._wire.responses",
     "UserError": "agentkit._exceptions",
-    "UserMessage": "agentkit._messages",
-    "tool": "agentkit._tools",
+    "UserMessage": "agentkit._wire.messages",
+    "tool": "agentkit._tools.tool",
 }
 
 

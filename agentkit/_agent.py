@@ -5,28 +5,35 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal
 
 import anyio
 from typing_extensions import TypeVar
 
-from agentkit._client import ChatClient, WireList, dump_wire
+from agentkit._client.client import ChatClient
+from agentkit._client.encode import WireList, dump_wire
+from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
-from agentkit._history import check_history, to_messages
-from agentkit._loop import ChatModel, Run, RunState
-from agentkit._messages import ContentPart, Message, NamedToolChoice, SystemMessage, UserMessage
-from agentkit._output import OutputSpec
-from agentkit._responses import Usage
-from agentkit._tools import Tool, tools_by_name
+from agentkit._run.history import check_history, to_messages
+from agentkit._run.loop import Run
+from agentkit._run.result import RunResult
+from agentkit._run.state import RunState
+from agentkit._tools.output import OutputSpec
+from agentkit._tools.tool import Tool, tools_by_name
+from agentkit._wire.messages import (
+    ContentPart,
+    Message,
+    NamedToolChoice,
+    SystemMessage,
+    UserMessage,
+)
 
 if TYPE_CHECKING:
-    from agentkit._events import EventHandler
-    from agentkit._settings import ModelSettings
-    from agentkit._stream_events import StreamEvent
-    from agentkit._streaming import StreamedRun
+    from agentkit._run.events import EventHandler, StreamEvent
+    from agentkit._run.streamed_run import StreamedRun
+    from agentkit._wire.settings import ModelSettings
 
-__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "RunResult"]
+__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent"]
 
 DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
@@ -34,25 +41,6 @@ DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 OutputT = TypeVar("OutputT", default=str)
 
 Prompt = str | Sequence[ContentPart]
-
-
-@dataclass(frozen=True)
-class RunResult(Generic[OutputT]):
-    """The outcome of a run.
-
-    Attributes:
-        output: The final answer: text, or a validated `output_type` value.
-        messages: The whole conversation, as message models. Each one's
-            `model_dump(mode="json", exclude_none=True)` is its wire form;
-            pass the list as `message_history` to continue the conversation.
-        usage: Tokens summed over every request of the run.
-        turns: Model requests made.
-    """
-
-    output: OutputT
-    messages: list[Message]
-    usage: Usage
-    turns: int
 
 
 class Agent(Generic[OutputT]):
@@ -160,7 +148,7 @@ class Agent(Generic[OutputT]):
         self.max_turns = max_turns
         self.output: OutputSpec[OutputT] = OutputSpec(output_type)
         if settings is None:
-            from agentkit._settings import ModelSettings  # loads with the first agent
+            from agentkit._wire.settings import ModelSettings  # loads with the first agent
 
             settings = ModelSettings()
         self.settings = settings
@@ -235,8 +223,8 @@ class Agent(Generic[OutputT]):
             >>> stream.result.output
         """
         # Streaming loads with the first streamed run, not with `Agent`.
-        from agentkit._events import emit
-        from agentkit._streaming import StreamedRun
+        from agentkit._run.events import emit
+        from agentkit._run.streamed_run import StreamedRun
 
         handler = event_handler or self.event_handler
 
@@ -284,7 +272,7 @@ class Agent(Generic[OutputT]):
                 "run_stream_sync() was called inside a running event loop; "
                 "use `async with agent.run_stream(...)`"
             )
-        from agentkit._streaming import iterate_sync
+        from agentkit._run.streamed_run import iterate_sync
 
         return iterate_sync(
             self.run_stream(

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from agentkit._messages import AssistantMessage, Message
+    from agentkit._wire.messages import AssistantMessage, Message
 
 __all__ = [
     "AgentRunError",

@@ -34,11 +34,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Union
 
-from agentkit._chunks import ChatCompletionChunk
-from agentkit._client import dump_wire
+from agentkit._client.encode import dump_wire
 from agentkit._exceptions import UserError
-from agentkit._messages import AssistantMessage, FunctionCall, Message, ToolCall
-from agentkit._responses import ChatCompletion, Choice, Usage
+from agentkit._wire.chunks import ChatCompletionChunk
+from agentkit._wire.messages import AssistantMessage, FunctionCall, Message, ToolCall
+from agentkit._wire.responses import ChatCompletion, Choice, Usage
 
 __all__ = ["FunctionModel", "ModelRequest", "Reply", "ScriptedModel", "call", "tool_calls"]
 

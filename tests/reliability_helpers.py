@@ -10,13 +10,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-import agentkit._client
+import agentkit._client.client
 from agentkit import ChatClient
-from agentkit._messages import AssistantMessage, Message, ToolMessage
+from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 
 
 class Sleeps:
-    """Stands in for `agentkit._client._sleep`: records each retry delay, waits none."""
+    """Stands in for `agentkit._client.client._sleep`: records each retry delay, waits none."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
@@ -28,7 +28,7 @@ class Sleeps:
 
 def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
     sleeps = Sleeps()
-    monkeypatch.setattr(agentkit._client, "_sleep", sleeps)
+    monkeypatch.setattr(agentkit._client.client, "_sleep", sleeps)
     return sleeps
 
 

@@ -30,7 +30,7 @@ from agentkit import (
     UserMessage,
     tool,
 )
-from agentkit._tools import Tool
+from agentkit._tools.tool import Tool
 from tests.chat_server import (
     BASE,
     ChatServer,

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from agentkit import Agent, RunEvent, RunState, ToolCallEnd, ToolMessage, UserMessage, tool
-from agentkit._loop import Run
+from agentkit._run.loop import Run
 from agentkit.testing import ScriptedModel, tool_calls
 from tests.chat_server import assert_history_valid, calls, completion, serve, tool_call
 

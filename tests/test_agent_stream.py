@@ -39,8 +39,9 @@ from agentkit import (
     UserError,
     tool,
 )
-from agentkit._loop import Run, RunState
-from agentkit._messages import UserMessage
+from agentkit._run.loop import Run
+from agentkit._run.state import RunState
+from agentkit._wire.messages import UserMessage
 from agentkit.testing import ScriptedModel, call, tool_calls
 from tests.sse_server import sse_server
 
@@ -296,7 +297,7 @@ async def test_a_failed_run_raises_from_the_iterator() -> None:
 
 
 async def test_a_slow_reader_gets_every_event_in_order_while_the_run_waits_for_it() -> None:
-    from agentkit._streaming import _BUFFER
+    from agentkit._run.streamed_run import _BUFFER
 
     words = [f"w{i} " for i in range(_BUFFER * 3)]
     seen_by_handler: list[str] = []
@@ -322,7 +323,7 @@ async def test_a_slow_reader_gets_every_event_in_order_while_the_run_waits_for_i
 async def test_the_end_of_a_cancelled_run_s_events_reaches_the_reader_as_cancellation() -> None:
     # The run's task ends without a last event only when a scope covering the reader
     # too was cancelled; the reader must see that cancellation, not a quiet end.
-    from agentkit._streaming import _Channel
+    from agentkit._run.streamed_run import _Channel
 
     channel = _Channel(4)
     channel.close()

@@ -19,8 +19,8 @@ from agentkit import (
     ToolCallArgumentsDelta,
     ToolCallOpened,
 )
-from agentkit._assemble import Assembler
-from agentkit._sse import SSEDecoder
+from agentkit._client.sse import SSEDecoder
+from agentkit._run.assemble import Assembler
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")

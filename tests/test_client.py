@@ -18,7 +18,7 @@ import respx
 from anyio.abc import SocketStream
 from jsonschema import ValidationError
 
-import agentkit._client
+import agentkit._client.client
 from agentkit import (
     APIConnectionError,
     APIResponseValidationError,
@@ -186,7 +186,7 @@ async def test_http_picks_the_stack_it_builds() -> None:
         assert isinstance(client._http, httpx2.AsyncClient)
         assert client._http.timeout == httpx2.Timeout(600.0, connect=5.0)
         limits = client._http._transport._pool  # the pool the defaults configured
-        assert limits._max_connections == agentkit._client.DEFAULT_LIMITS.max_connections
+        assert limits._max_connections == agentkit._client.client.DEFAULT_LIMITS.max_connections
     async with ChatClient(BASE) as client:
         assert isinstance(client._http, httpx.AsyncClient)
     assert client._http.is_closed
@@ -434,7 +434,7 @@ async def test_every_field_at_once(api: respx.MockRouter) -> None:
 @pytest.mark.anyio
 async def test_none_and_unset_fields_are_not_sent(api: respx.MockRouter) -> None:
     route = api.post("/chat/completions").respond(json=completion())
-    nones = {name: None for name in agentkit._client.PARAM_NAMES}
+    nones = {name: None for name in agentkit._client.client.PARAM_NAMES}
     async with make() as client:
         await client.create(model="m", messages=USER, **nones)
         await client.create(model="m", messages=USER)

@@ -14,8 +14,8 @@ import pytest
 import respx
 from anyio.abc import SocketStream
 
-import agentkit._client
-import agentkit._stream
+import agentkit._client.chunk_stream
+import agentkit._client.client
 from agentkit import (
     APIConnectionError,
     APIResponseValidationError,
@@ -238,7 +238,7 @@ async def test_done_reads_the_body_to_its_end_then_closes(api: respx.MockRouter)
 async def test_a_server_stalling_or_flooding_after_done_is_cut_off(
     api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, flood: bool
 ) -> None:
-    monkeypatch.setattr(agentkit._stream, "_DRAIN_TIMEOUT", 0.05)
+    monkeypatch.setattr(agentkit._client.chunk_stream, "_DRAIN_TIMEOUT", 0.05)
     after = [b": " + b"x" * 1000 + b"\n"] * (10_000 if flood else 0)
     body = Body([sse(chunk("a")), *after], hang=True)
     api.post("/chat/completions").mock(side_effect=lambda _: streaming(body))

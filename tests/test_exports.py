@@ -14,17 +14,17 @@ from agentkit import _exceptions
 # The private modules of the foundation layer, and the names in their `__all__`
 # that are shared between modules but are not part of the public API.
 INTERNAL: dict[str, set[str]] = {
-    "agentkit._messages": {"MESSAGE_ADAPTER"},
-    "agentkit._responses": set(),
-    "agentkit._chunks": set(),
-    "agentkit._other_bodies": {"ModelList"},
+    "agentkit._wire.messages": {"MESSAGE_ADAPTER"},
+    "agentkit._wire.responses": set(),
+    "agentkit._wire.chunks": set(),
+    "agentkit._wire.bodies": {"ModelList"},
     "agentkit._exceptions": set(),
-    "agentkit._client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
-    "agentkit._stream": set(),
-    "agentkit._params": {"PARAM_NAMES"},
-    "agentkit._sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
-    "agentkit._retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
-    "agentkit._errors": {
+    "agentkit._client.client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
+    "agentkit._client.chunk_stream": set(),
+    "agentkit._wire.params": {"PARAM_NAMES"},
+    "agentkit._client.sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
+    "agentkit._client.retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
+    "agentkit._client.errors": {
         "parse_body",
         "redact_key",
         "status_error",

@@ -14,8 +14,8 @@ from typing import Any
 
 import mcp.types as mcp_types
 
-from agentkit._argcheck import check_arguments
 from agentkit.mcp import result_text
+from agentkit.mcp._argcheck import check_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,7 +36,7 @@ from agentkit import (
     Usage,
     UserMessage,
 )
-from agentkit._messages import MESSAGE_ADAPTER
+from agentkit._wire.messages import MESSAGE_ADAPTER
 from tests.openai_spec.validate import validate_message
 
 

@@ -41,10 +41,10 @@ from agentkit import (
     ToolRetryError,
     tool,
 )
-from agentkit._chunks import ChatCompletionChunk
-from agentkit._history import check_history
-from agentkit._other_bodies import ModelList
-from agentkit._responses import ChatCompletion
+from agentkit._run.history import check_history
+from agentkit._wire.bodies import ModelList
+from agentkit._wire.chunks import ChatCompletionChunk
+from agentkit._wire.responses import ChatCompletion
 from tests.openai_spec.validate import (
     ValidationError,
     validate_models_list,

@@ -11,9 +11,9 @@ import pytest
 import respx
 
 from agentkit import APIStatusError, ChatCompletion, ChatCompletionChunk, ErrorResponse
-from agentkit._errors import status_error
-from agentkit._messages import MESSAGE_ADAPTER
-from agentkit._params import PARAM_NAMES
+from agentkit._client.errors import status_error
+from agentkit._wire.messages import MESSAGE_ADAPTER
+from agentkit._wire.params import PARAM_NAMES
 from tests.openai_spec.validate import validate_request
 from tests.test_client import BASE, RECORDINGS_PATH, make
 

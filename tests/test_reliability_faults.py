@@ -138,7 +138,9 @@ async def test_a_200_that_is_not_a_completion_is_not_retried(
 async def test_a_retry_after_beyond_the_limit_is_not_waited(
     server: FaultServer, client: ChatClient, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agentkit._client.MAX_RETRY_AFTER", 0.5)  # Retry-After: 1 is too long
+    monkeypatch.setattr(
+        "agentkit._client.client.MAX_RETRY_AFTER", 0.5
+    )  # Retry-After: 1 is too long
     server.script.extend(["429"])
     with pytest.raises(RateLimitError):
         await client.create(model="m", messages=MESSAGES)

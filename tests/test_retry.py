@@ -21,7 +21,7 @@ from agentkit import (
     InternalServerError,
     RateLimitError,
 )
-from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
+from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from tests.http_stacks import http_stack, real_async_client  # noqa: F401
 from tests.test_client import (
     BASE,

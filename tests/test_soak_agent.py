@@ -26,8 +26,8 @@ from agentkit import (
     ChatClient,
     tool,
 )
-from agentkit._history import check_history
-from agentkit._messages import Message
+from agentkit._run.history import check_history
+from agentkit._wire.messages import Message
 from tests.fault_server import Request, fault_server
 from tests.openai_spec.validate import validate_request
 from tests.reliability_helpers import answered_once, connections_in_use, eventually, record_sleeps

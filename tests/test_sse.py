@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from agentkit._sse import ServerSentEvent, SSEDecoder, aiter_events
+from agentkit._client.sse import ServerSentEvent, SSEDecoder, aiter_events
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")

@@ -16,7 +16,6 @@ import anyio.lowlevel
 import pytest
 from pydantic import BaseModel, Field
 
-from agentkit._context import RunContext
 from agentkit._exceptions import (
     ToolArgumentsError,
     ToolCallError,
@@ -24,9 +23,10 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._messages import UserMessage
-from agentkit._responses import Usage
-from agentkit._tools import Tool, tool
+from agentkit._tools.context import RunContext
+from agentkit._tools.tool import Tool, tool
+from agentkit._wire.messages import UserMessage
+from agentkit._wire.responses import Usage
 from tests import tools_corpus as corpus
 
 # --- running sync and async functions ---------------------------------------------------

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from agentkit._context import RunContext
 from agentkit._exceptions import ToolDefinitionError, UserError
-from agentkit._tools import Tool, tool, tools_by_name
+from agentkit._tools.context import RunContext
+from agentkit._tools.tool import Tool, tool, tools_by_name
 
 
 class Opaque:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agentkit._strict import schema_children
-from agentkit._tools import Tool, tool
+from agentkit._tools.strict import schema_children
+from agentkit._tools.tool import Tool, tool
 from tests import tools_corpus as corpus
 from tests.openai_spec.validate import validate_request
 

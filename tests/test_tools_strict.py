@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from agentkit._exceptions import ToolDefinitionError
-from agentkit._strict import make_strict, schema_children
-from agentkit._tools import Tool
+from agentkit._tools.strict import make_strict, schema_children
+from agentkit._tools.tool import Tool
 from tests import tools_corpus as corpus
 from tests.openai_spec.validate import validate_request
 

@@ -17,7 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 from typing_extensions import NotRequired, TypedDict
 
-from agentkit._context import RunContext
+from agentkit._tools.context import RunContext
 
 
 class Color(enum.Enum):

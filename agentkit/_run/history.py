@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentkit._client.encode import as_message
 from agentkit._exceptions import UserError
-from agentkit._messages import AssistantMessage, Message, ToolMessage, as_message
+from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 
 __all__ = ["check_history", "to_messages"]
 

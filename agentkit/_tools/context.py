@@ -8,8 +8,8 @@ from typing import Generic
 
 from typing_extensions import TypeVar
 
-from agentkit._messages import Message
-from agentkit._responses import Usage
+from agentkit._wire.messages import Message
+from agentkit._wire.responses import Usage
 
 __all__ = ["RunContext"]
 

@@ -14,25 +14,26 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from agentkit._errors import parse_body, redact_key, status_error, transport_error
+from agentkit._client.encode import dump_messages, dump_wire
+from agentkit._client.errors import parse_body, redact_key, status_error, transport_error
+from agentkit._client.http import HTTPStackName, stack_named, stack_of
+from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
     UserError,
 )
-from agentkit._http import HTTPStackName, stack_named, stack_of
-from agentkit._messages import Message, as_message, wire_messages
-from agentkit._params import PARAM_NAMES, CompletionParams
-from agentkit._responses import ChatCompletion
-from agentkit._retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._version import __version__
+from agentkit._wire.messages import Message
+from agentkit._wire.params import PARAM_NAMES, CompletionParams
+from agentkit._wire.responses import ChatCompletion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from agentkit._other_bodies import Model
-    from agentkit._stream import ChatStream
+    from agentkit._client.chunk_stream import ChatStream
+    from agentkit._wire.bodies import Model
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "ChatClient"]
 
@@ -222,7 +223,9 @@ class ChatClient:
             ...     async for chunk in chunks:
             ...         print(chunk.choices[0].delta.content or "", end="")
         """
-        from agentkit._stream import ChatStream  # with the SSE decoder: loads on first use
+        from agentkit._client.chunk_stream import (
+            ChatStream,  # with the SSE decoder: loads on first use
+        )
 
         request = self._chat_request(model, messages, dict(params), stream=True)
         return ChatStream(
@@ -234,7 +237,7 @@ class ChatClient:
 
     async def list_models(self) -> list[Model]:
         """`GET /models`: the models the server offers."""
-        from agentkit._other_bodies import ModelList  # loads with the first listing
+        from agentkit._wire.bodies import ModelList  # loads with the first listing
 
         request = self._http.build_request(
             "GET", self._models_url, headers=self._headers, **self._timeout_kw(None)
@@ -265,7 +268,7 @@ class ChatClient:
                 f"unknown request parameter(s) {', '.join(unknown)}; "
                 "send provider-specific fields with extra_body={...}"
             )
-        body: dict[str, Any] = {"model": model, "messages": _dump_messages(messages)}
+        body: dict[str, Any] = {"model": model, "messages": dump_messages(messages)}
         for name, value in params.items():
             if value is not None:
                 body[name] = dump_wire(value)
@@ -464,49 +467,3 @@ def _parse(model: type[M], response: httpx.Response) -> M:
             request=response.request,
             body=body,
         ) from None
-
-
-_PLAIN = (str, int, float, bool, type(None))
-
-
-class WireList(list[Any]):
-    """A list known to be in wire form already (plain JSON): `dump_wire` returns it as it
-    is. An agent sends its tool definitions so, with every request, without a walk."""
-
-
-def dump_wire(value: Any) -> Any:
-    """A request value in wire form: models dumped without unset fields, tools by definition."""
-    # Plain JSON (such as the tools' definitions, sent with every request) is the common
-    # case: exact types first, before the isinstance checks against ABCs below.
-    kind = type(value)
-    if kind in _PLAIN or kind is WireList:
-        return value
-    if kind is dict:
-        return {key: dump_wire(item) for key, item in value.items()}
-    if kind is list:
-        return [dump_wire(item) for item in value]
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True, by_alias=True)
-    definition = getattr(value, "definition", None)
-    if definition is not None:
-        return dump_wire(definition)
-    if isinstance(value, (list, tuple)):
-        return [dump_wire(item) for item in value]
-    if isinstance(value, Mapping):
-        # A dict may hold models too, such as a JSONSchemaFormat inside a response_format dict;
-        # left to the JSON encoder they would be sent with their unset fields as nulls.
-        return {key: dump_wire(item) for key, item in value.items()}
-    return value
-
-
-def _dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]:
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise UserError(f"messages must be a list of messages, got {type(messages).__name__}")
-    if not messages:
-        raise UserError("messages must hold at least one message")
-    # A model is taken as it is (as `as_message` would) without formatting its place.
-    models = [
-        item if isinstance(item, BaseModel) else as_message(item, f"messages[{i}]")
-        for i, item in enumerate(messages)
-    ]
-    return wire_messages(models)

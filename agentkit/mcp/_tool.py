@@ -16,7 +16,6 @@ import anyio
 import mcp.types as mcp_types
 import pydantic_core
 
-from agentkit._argcheck import check_arguments
 from agentkit._exceptions import (
     ToolArgumentsError,
     ToolCallError,
@@ -24,11 +23,12 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._strict import make_strict
-from agentkit._tools import Tool
+from agentkit._tools.strict import make_strict
+from agentkit._tools.tool import Tool
+from agentkit.mcp._argcheck import check_arguments
 
 if TYPE_CHECKING:
-    from agentkit._context import RunContext
+    from agentkit._tools.context import RunContext
     from agentkit.mcp import MCPServer
 
 __all__ = ["MCPTool", "result_text"]
@@ -135,7 +135,7 @@ class MCPTool(Tool[..., Any]):
         """Parse a model's JSON arguments and check them against the `inputSchema`.
 
         The check covers types, required and unknown arguments and enums (see
-        `agentkit._argcheck`); the server validates in full when called.
+        `agentkit.mcp._argcheck`); the server validates in full when called.
 
         Raises:
             ToolArgumentsError: The arguments are not a JSON object or do not

@@ -95,8 +95,8 @@ from pydantic_core import to_json
 
 from agentkit._agent import Agent
 from agentkit._exceptions import UserError
-from agentkit._serve_protocol import ChatCall, Problem, parse_chat, run_problem
-from agentkit._serve_run import complete, stream
+from agentkit.serve._protocol import ChatCall, Problem, parse_chat, run_problem
+from agentkit.serve._run import complete, stream
 
 __all__ = ["AgentApp", "create_app"]
 

@@ -9,9 +9,9 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from agentkit._exceptions import UserError
-from agentkit._messages import JSONSchemaFormat, ResponseFormatJSONSchema
-from agentkit._schema import clean_schema
-from agentkit._strict import make_strict
+from agentkit._tools.schema import clean_schema
+from agentkit._tools.strict import make_strict
+from agentkit._wire.messages import JSONSchemaFormat, ResponseFormatJSONSchema
 
 __all__ = ["OutputSpec"]
 

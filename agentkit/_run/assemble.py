@@ -1,5 +1,9 @@
 """Stream chunks → one assistant message, with events for each piece as it arrives.
 
+`streamed_response` is the model step of a streamed run; `Assembler` puts the
+chunks of one response together. The module loads with the first streamed
+request, so a program that never streams does not build it.
+
 Tool-call deltas are put together by `index`. OpenAI sends each call's id and
 name in its first delta and the arguments in many pieces after it; other
 OpenAI-compatible servers bend that, and the assembler accepts:
@@ -14,15 +18,34 @@ OpenAI-compatible servers bend that, and the assembler accepts:
 
 from __future__ import annotations
 
+import inspect
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from agentkit._chunks import ChatCompletionChunk, ToolCallDelta
-from agentkit._messages import AssistantMessage, FunctionCall, ToolCall
-from agentkit._responses import Usage
-from agentkit._stream_events import RefusalDelta, TextDelta, ToolCallArgumentsDelta, ToolCallOpened
+from pydantic_core import from_json
 
-__all__ = ["Assembler", "Piece"]
+from agentkit._client.model import ChatModel
+from agentkit._run.events import (
+    EventHandler,
+    OutputDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallComplete,
+    ToolCallOpened,
+    emit,
+)
+from agentkit._run.state import ModelResponse
+from agentkit._tools.output import OutputSpec
+from agentkit._wire.chunks import ChatCompletionChunk, ToolCallDelta
+from agentkit._wire.messages import AssistantMessage, FunctionCall, Message, ToolCall
+from agentkit._wire.responses import Usage
+
+__all__ = ["Assembler", "Piece", "streamed_response"]
+
+_NO_VALUE = object()
 
 Piece = TextDelta | RefusalDelta | ToolCallOpened | ToolCallArgumentsDelta
 """The events a chunk adds: pieces of text, of a refusal, or of a tool call."""
@@ -139,3 +162,56 @@ def _starts_new(call: _Call, new_id: str | None, new_name: str | None) -> bool:
     if new_id and call.id and new_id != call.id:
         return True
     return bool(new_name and call.name and new_name != call.name and call.arguments)
+
+
+async def streamed_response(
+    client: ChatModel,
+    *,
+    model: str,
+    messages: Sequence[Message],
+    params: dict[str, Any],
+    turn: int,
+    events: EventHandler | None,
+    output: OutputSpec[Any],
+) -> ModelResponse:
+    """Stream one answer, emitting each piece; return the message, finish reason and usage.
+
+    The message is the one a non-streaming request would have returned. If the
+    stream breaks, the error propagates and nothing is returned: no half
+    message reaches the history.
+    """
+    assembler = Assembler(turn)
+    partial: Any = _NO_VALUE
+    params = {**params, "stream_options": {"include_usage": True}}
+    async with client.stream(model=model, messages=messages, **params) as chunks:
+        async for chunk in chunks:
+            pieces = assembler.feed(chunk)
+            if events is not None:
+                for piece in pieces:
+                    # `emit`, inlined: this runs for every piece of every answer, and a
+                    # handler that returns None (the run's own channel, mostly) is done.
+                    result = events(piece)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            if not output.is_text and any(isinstance(p, TextDelta) for p in pieces):
+                value = _partial(assembler.text, output)
+                if value is not _NO_VALUE and value != partial:
+                    partial = value
+                    await emit(events, OutputDelta(turn, value))
+    message = assembler.message()
+    for index, call in enumerate(message.tool_calls or ()):
+        assert isinstance(call, ToolCall)
+        await emit(
+            events,
+            ToolCallComplete(turn, index, call.id, call.function.name, call.function.arguments),
+        )
+    return ModelResponse(message, assembler.finish_reason, assembler.usage or Usage())
+
+
+def _partial(text: str, output: OutputSpec[Any]) -> Any:
+    """The JSON value in `text` so far, or _NO_VALUE while there is none."""
+    try:
+        value = from_json(text, allow_partial=True)
+    except ValueError:
+        return _NO_VALUE
+    return output.unwrap(value)

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypedDict
 
 import httpx
 
-from agentkit._messages import ResponseFormat, ToolChoice, ToolDefinition
+from agentkit._wire.messages import ResponseFormat, ToolChoice, ToolDefinition
 
 __all__ = ["PARAM_NAMES", "CompletionParams"]
 

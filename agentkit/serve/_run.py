@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agentkit._agent import Agent
-from agentkit._events import ModelRequestEnd, emit
 from agentkit._exceptions import AgentRunError
-from agentkit._messages import AssistantMessage, Message
-from agentkit._responses import Usage
-from agentkit._serve_protocol import (
+from agentkit._run.events import ModelRequestEnd, RefusalDelta, TextDelta, emit
+from agentkit._wire.messages import AssistantMessage, Message
+from agentkit._wire.responses import Usage
+from agentkit.serve._protocol import (
     ChatCall,
     Ending,
     Reply,
@@ -21,7 +21,6 @@ from agentkit._serve_protocol import (
     run_text,
     wire_usage,
 )
-from agentkit._stream_events import RefusalDelta, TextDelta
 
 __all__ = ["complete", "stream"]
 

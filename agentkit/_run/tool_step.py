@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from agentkit._backend import on_asyncio
-from agentkit._context import RunContext
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
-from agentkit._messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
-from agentkit._tools import Tool
+from agentkit._run.backend import on_asyncio
+from agentkit._tools.context import RunContext
+from agentkit._tools.tool import Tool
+from agentkit._wire.messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
-    from agentkit._events import EventHandler
+    from agentkit._run.events import EventHandler
 
 __all__ = ["ToolOutcome", "dispatch", "limit_content", "run_tool_call", "unanswered"]
 
@@ -90,7 +90,7 @@ async def run_tool_call(
     name, arguments = call.tool_name, call.tool_input
     if events is not None:
         # The event classes load with the first run that has a handler.
-        from agentkit._events import ToolCallStart, emit
+        from agentkit._run.events import ToolCallStart, emit
 
         await emit(events, ToolCallStart(turn, call.id, name, arguments))
     started = time.perf_counter()
@@ -126,7 +126,7 @@ async def run_tool_call(
         duration * 1000,
     )
     if events is not None:
-        from agentkit._events import ToolCallEnd, emit
+        from agentkit._run.events import ToolCallEnd, emit
 
         await emit(events, ToolCallEnd(turn, call.id, name, arguments, content, error, duration))
     return outcome
@@ -168,7 +168,7 @@ async def dispatch(
 
     run = step if limiter is None else limited
     if on_asyncio():
-        from agentkit._aio import all_asyncio
+        from agentkit._run.aio import all_asyncio
 
         # Each call runs `run` itself in its own task: no coroutine between the two.
         await all_asyncio(run, [(i, calls[i]) for i in pending], outcomes)

@@ -12,16 +12,16 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from agentkit._chunks import ChatCompletionChunk
-from agentkit._errors import redact_key, stream_error, transport_error
+from agentkit._client.errors import redact_key, stream_error, transport_error
+from agentkit._client.http import Stack
+from agentkit._client.sse import ServerSentEvent, SSEDecoder
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
     UserError,
 )
-from agentkit._http import Stack
-from agentkit._sse import ServerSentEvent, SSEDecoder
+from agentkit._wire.chunks import ChatCompletionChunk
 
 __all__ = ["ChatStream"]
 

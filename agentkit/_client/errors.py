@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from pydantic_core import from_json
 
+from agentkit._client.http import Stack
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
@@ -22,7 +23,6 @@ from agentkit._exceptions import (
     RateLimitError,
     UnprocessableEntityError,
 )
-from agentkit._http import Stack
 
 __all__ = ["parse_body", "redact_key", "status_error", "stream_error", "transport_error"]
 

@@ -12,21 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
-from agentkit._context import RunContext
-from agentkit._dispatch import (
-    AnyCall,
-    ToolOutcome,
-    dispatch,
-    run_tool_call,
-    unanswered,
-)
+from agentkit._client.model import ChatModel
 from agentkit._exceptions import (
     ContentFilterError,
     IncompleteOutputError,
@@ -38,78 +29,34 @@ from agentkit._exceptions import (
     ToolExecutionError,
     ToolRetryError,
 )
-from agentkit._messages import (
+from agentkit._run.state import ModelResponse, RunState
+from agentkit._run.tool_step import (
+    AnyCall,
+    ToolOutcome,
+    dispatch,
+    run_tool_call,
+    unanswered,
+)
+from agentkit._tools.context import RunContext
+from agentkit._tools.tool import Tool
+from agentkit._wire.messages import (
     AssistantMessage,
     CustomToolCall,
-    Message,
     NamedToolChoice,
     ToolCall,
     UserMessage,
 )
-from agentkit._responses import ChatCompletion, Usage
-from agentkit._tools import Tool
+from agentkit._wire.responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
-    from agentkit._chunks import ChatCompletionChunk
-    from agentkit._events import EventHandler
+    from agentkit._run.events import EventHandler
 
-__all__ = ["ChatModel", "ModelResponse", "Run", "RunState"]
+__all__ = ["Run"]
 
 logger = logging.getLogger("agentkit")
 
 OutputT = TypeVar("OutputT")
-
-
-class ChatModel(Protocol):
-    """What an agent needs of its client: `ChatClient`, or a test double such as
-    `agentkit.testing.FunctionModel`: an async `create(*, model, messages, **params)`
-    returning a `ChatCompletion`, and `stream(...)` with the same arguments returning
-    an async context manager that iterates `ChatCompletionChunk`s."""
-
-    @property
-    def create(self) -> Callable[..., Awaitable[ChatCompletion]]:
-        """One complete response; see `ChatClient.create`."""
-        ...
-
-    @property
-    def stream(
-        self,
-    ) -> Callable[..., AbstractAsyncContextManager[AsyncIterator[ChatCompletionChunk]]]:
-        """A streamed response; see `ChatClient.stream`."""
-        ...
-
-
-class RunState(BaseModel):
-    """Everything a run knows, after every step: plain data, JSON-serialisable."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    messages: list[Message]
-    usage: Usage = Field(default_factory=Usage)
-    turns: int = 0
-    """Model requests made so far."""
-    tool_failures: dict[str, int] = Field(default_factory=dict)
-    """Consecutive failed calls, per tool name."""
-    output_failures: int = 0
-    """Final answers that did not validate against the output type."""
-    call_streaks: dict[str, int] = Field(default_factory=dict)
-    """For each call (tool name and arguments) made last turn: turns in a row it was made."""
-    forced_done: bool = False
-    """A forced `tool_choice` has been used and, by default, no longer applies."""
-
-
-class ModelResponse:
-    """What the model step gives back."""
-
-    # A plain class, not a dataclass: one is made per turn, and a frozen dataclass
-    # costs ~0.7 ms to define at import.
-    __slots__ = ("finish_reason", "message", "usage")
-
-    def __init__(self, message: AssistantMessage, finish_reason: str | None, usage: Usage) -> None:
-        self.message = message
-        self.finish_reason = finish_reason
-        self.usage = usage
 
 
 class Run(Generic[OutputT]):
@@ -167,23 +114,21 @@ class Run(Generic[OutputT]):
                 params["parallel_tool_calls"] = agent.parallel_tool_calls
         if self.events is not None:
             # The event classes load with the first run that has a handler.
-            from agentkit._events import ModelRequestStart, emit
+            from agentkit._run.events import ModelRequestStart, emit
 
             await emit(self.events, ModelRequestStart(turn, len(state.messages)))
         started = time.perf_counter()
         if self.stream:
-            from agentkit._streamstep import streamed_response  # loads with the first stream
+            from agentkit._run.assemble import streamed_response  # loads with the first stream
 
-            response = ModelResponse(
-                *await streamed_response(
-                    self.client,
-                    model=agent.model,
-                    messages=state.messages,
-                    params=params,
-                    turn=turn,
-                    events=self.events,
-                    output=agent.output,
-                )
+            response = await streamed_response(
+                self.client,
+                model=agent.model,
+                messages=state.messages,
+                params=params,
+                turn=turn,
+                events=self.events,
+                output=agent.output,
             )
         else:
             completion = await self.client.create(
@@ -208,7 +153,7 @@ class Run(Generic[OutputT]):
                 latency * 1000,
             )
         if self.events is not None:
-            from agentkit._events import ModelRequestEnd, emit
+            from agentkit._run.events import ModelRequestEnd, emit
 
             await emit(
                 self.events,

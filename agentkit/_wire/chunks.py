@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import Field
 
-from agentkit._messages import WireModel
-from agentkit._responses import Usage
+from agentkit._wire.messages import WireModel
+from agentkit._wire.responses import Usage
 
 __all__ = [
     "ChatCompletionChunk",

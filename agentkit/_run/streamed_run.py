@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import anyio
 import anyio.lowlevel
 
-from agentkit._backend import on_asyncio
 from agentkit._exceptions import UserError
-from agentkit._loop import RunState
-from agentkit._messages import Message
+from agentkit._run.backend import on_asyncio
+from agentkit._run.state import RunState
+from agentkit._wire.messages import Message
 
 if TYPE_CHECKING:
     import asyncio
@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     # Only annotations use these; at run time anyio loads them with the first stream.
     from anyio.abc import TaskGroup
 
-    from agentkit._events import EventHandler
-    from agentkit._stream_events import StreamEvent
+    from agentkit._run.events import EventHandler, StreamEvent
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -147,7 +146,7 @@ class StreamedRun(Generic[OutputT]):
         if on_asyncio():
             import asyncio
 
-            from agentkit._aio import Waiter
+            from agentkit._run.aio import Waiter
 
             self._channel = _Channel(_BUFFER, Waiter)
             self._scope = anyio.CancelScope()
@@ -170,7 +169,7 @@ class StreamedRun(Generic[OutputT]):
         # cancellation), the run stops here; its own errors reached the reader as events.
         try:
             if self._task is not None:
-                from agentkit._aio import stop_task
+                from agentkit._run.aio import stop_task
 
                 assert self._scope is not None
                 await stop_task(self._task, self._scope)
@@ -212,7 +211,7 @@ class StreamedRun(Generic[OutputT]):
 
     async def _produce(self, channel: _Channel) -> None:
         # The stream's events load with the first streamed run, not with `Agent`.
-        from agentkit._stream_events import RunComplete
+        from agentkit._run.events import RunComplete
 
         try:
             try:

@@ -26,10 +26,10 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._schema import function_schema
+from agentkit._tools.schema import function_schema
 
 if TYPE_CHECKING:
-    from agentkit._context import RunContext
+    from agentkit._tools.context import RunContext
 
 __all__ = ["Tool", "tool", "tools_by_name"]
 

@@ -23,9 +23,9 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema, to_jsonable_python
 from typing_extensions import NotRequired, Required, TypedDict
 
-from agentkit._context import RunContext
 from agentkit._exceptions import ToolDefinitionError
-from agentkit._strict import make_strict, schema_children
+from agentkit._tools.context import RunContext
+from agentkit._tools.strict import make_strict, schema_children
 
 __all__ = ["FunctionSchema", "clean_schema", "function_schema"]
 

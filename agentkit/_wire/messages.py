@@ -17,7 +17,7 @@ Two dumps matter:
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,11 +27,8 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
-    ValidationError,
 )
 from pydantic_core import to_json
-
-from agentkit._exceptions import UserError
 
 __all__ = [
     "AnyToolCall",
@@ -276,24 +273,6 @@ Message = Annotated[
 
 MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message, config=ConfigDict(defer_build=True))
 """Validates one message from a dict (`MESSAGE_ADAPTER.validate_python(...)`)."""
-
-
-def as_message(item: Message | Mapping[str, Any], where: str) -> Message:
-    """A message model from a model (returned as it is) or a wire-form dict.
-
-    Raises:
-        UserError: The dict is not a valid message; the message names `where`
-            (such as `messages[3]`) and every failing field.
-    """
-    if isinstance(item, BaseModel):
-        return item
-    try:
-        return MESSAGE_ADAPTER.validate_python(item)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise UserError(f"{where} is not a valid message: {problems}") from None
 
 
 _MESSAGE_TYPES = frozenset(

@@ -30,8 +30,8 @@ from agentkit._exceptions import (
     ToolRetryError,
     UserError,
 )
-from agentkit._history import check_history
-from agentkit._messages import (
+from agentkit._run.history import check_history
+from agentkit._wire.messages import (
     AssistantMessage,
     ContentPart,
     Message,
@@ -40,7 +40,7 @@ from agentkit._messages import (
     ToolDefinition,
     UserMessage,
 )
-from agentkit._responses import Usage
+from agentkit._wire.responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent

@@ -8,7 +8,7 @@ each loads when first used, so that a program pays for the models it uses."""
 # pydantic would have to compile each one when the model classes are built at import.
 from typing import Any, Literal
 
-from agentkit._messages import AssistantMessage, WireModel
+from agentkit._wire.messages import AssistantMessage, WireModel
 
 __all__ = [
     "ChatCompletion",

@@ -55,8 +55,8 @@ except ImportError as _error:  # pragma: no cover - exercised without the extra 
     ) from _error
 
 from agentkit._exceptions import MCPServerError, ToolCallError, UserError
-from agentkit._mcp_tool import MCPTool, result_text
 from agentkit._version import __version__
+from agentkit.mcp._tool import MCPTool, result_text
 
 __all__ = [
     "MCPServer",

@@ -5,7 +5,7 @@ Apart from `_responses` so that they load only when first needed.
 
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
-from agentkit._messages import WireModel
+from agentkit._wire.messages import WireModel
 
 __all__ = ["ErrorObject", "ErrorResponse", "Model", "ModelList"]
 

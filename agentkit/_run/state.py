@@ -1,0 +1,42 @@
+"""What a run knows between its steps: plain data, JSON after every step."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit._wire.messages import AssistantMessage, Message
+from agentkit._wire.responses import Usage
+
+__all__ = ["ModelResponse", "RunState"]
+
+
+class RunState(BaseModel):
+    """Everything a run knows, after every step: plain data, JSON-serialisable."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    messages: list[Message]
+    usage: Usage = Field(default_factory=Usage)
+    turns: int = 0
+    """Model requests made so far."""
+    tool_failures: dict[str, int] = Field(default_factory=dict)
+    """Consecutive failed calls, per tool name."""
+    output_failures: int = 0
+    """Final answers that did not validate against the output type."""
+    call_streaks: dict[str, int] = Field(default_factory=dict)
+    """For each call (tool name and arguments) made last turn: turns in a row it was made."""
+    forced_done: bool = False
+    """A forced `tool_choice` has been used and, by default, no longer applies."""
+
+
+class ModelResponse:
+    """What the model step gives back."""
+
+    # A plain class, not a dataclass: one is made per turn, and a frozen dataclass
+    # costs ~0.7 ms to define at import.
+    __slots__ = ("finish_reason", "message", "usage")
+
+    def __init__(self, message: AssistantMessage, finish_reason: str | None, usage: Usage) -> None:
+        self.message = message
+        self.finish_reason = finish_reason
+        self.usage = usage
