@@ -5,21 +5,21 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 import anyio
-from typing_extensions import TypeVar
+from typing_extensions import Self, TypeVar
 
 from agentkit._client.client import ChatClient
-from agentkit._client.encode import WireList, dump_wire
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
+from agentkit._run.config import DEFAULT_MAX_TOOL_RESULT_CHARS, RunConfig
 from agentkit._run.history import check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
 from agentkit._run.state import RunState
 from agentkit._tools.output import OutputSpec
-from agentkit._tools.tool import Tool, tools_by_name
+from agentkit._tools.tool import Tool
 from agentkit._wire.messages import (
     ContentPart,
     Message,
@@ -35,12 +35,31 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent"]
 
-DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
-"""Characters of one tool message sent to the model unless an agent says otherwise."""
-
 OutputT = TypeVar("OutputT", default=str)
+T = TypeVar("T")
 
 Prompt = str | Sequence[ContentPart]
+History = Sequence[Message | Mapping[str, Any]]
+
+
+class _Setting(Generic[T]):
+    """An attribute of `Agent` kept in its `RunConfig`: read from it, and set by
+    building a new, validated configuration."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, agent: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, agent: Agent[Any], owner: type[Any]) -> T: ...
+    def __get__(self, agent: Agent[Any] | None, owner: type[Any]) -> Self | T:
+        if agent is None:
+            return self
+        return getattr(agent.config, self._name)  # type: ignore[no-any-return]
+
+    def __set__(self, agent: Agent[Any], value: Any) -> None:
+        agent.config = agent.config.replace(**{self._name: value})
 
 
 class Agent(Generic[OutputT]):
@@ -94,11 +113,34 @@ class Agent(Generic[OutputT]):
             cannot be interrupted, is left to finish in the background.
         event_handler: Called with each `RunEvent`; see `agentkit.RunEvent`.
 
+    Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
+    `agent.settings = ModelSettings(...)`) validates it as the constructor
+    does, raising `UserError` for a bad value, and applies to the runs started
+    afterwards; runs in progress keep the configuration they started with.
+
     Example:
         >>> agent = Agent("gpt-4o-mini", instructions="Be brief.", tools=[get_current_time])
         >>> result = agent.run_sync("What time is it in Tokyo?")
         >>> print(result.output)
     """
+
+    model = _Setting[str]()
+    tools = _Setting[Mapping[str, Tool[..., Any]]]()
+    tool_choice = _Setting[str | NamedToolChoice]()
+    max_turns = _Setting[int]()
+    output_type = _Setting[Any]()
+    output_spec = _Setting[OutputSpec[Any]]()
+    settings = _Setting["ModelSettings"]()
+    parallel_tool_calls = _Setting[bool | None]()
+    max_tool_retries = _Setting[int]()
+    output_retries = _Setting[int]()
+    tool_errors = _Setting[Literal["return", "raise"]]()
+    repeated_tool_calls = _Setting[Literal["raise", "tell"]]()
+    repeat_limit = _Setting[int]()
+    on_max_turns = _Setting[Literal["raise", "answer"]]()
+    reset_tool_choice = _Setting[bool]()
+    tool_concurrency = _Setting[int | None]()
+    max_tool_result_chars = _Setting[int | None]()
 
     def __init__(
         self,
@@ -124,50 +166,42 @@ class Agent(Generic[OutputT]):
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
     ) -> None:
-        if not isinstance(model, str) or not model:
-            raise UserError(f"model must be a non-empty model name, got {model!r}")
-        self.model = model
+        self.config = RunConfig.build(
+            model=model,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_turns=max_turns,
+            output_type=output_type,
+            settings=settings,
+            parallel_tool_calls=parallel_tool_calls,
+            max_tool_retries=max_tool_retries,
+            output_retries=output_retries,
+            tool_errors=tool_errors,
+            repeated_tool_calls=repeated_tool_calls,
+            repeat_limit=repeat_limit,
+            on_max_turns=on_max_turns,
+            reset_tool_choice=reset_tool_choice,
+            tool_concurrency=tool_concurrency,
+            max_tool_result_chars=max_tool_result_chars,
+        )
+        """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
         self.instructions = instructions
-        self.tools: Mapping[str, Tool[..., Any]] = tools_by_name(tools)
-        self.tool_definitions = WireList(dump_wire(t.definition) for t in self.tools.values())
-        self.tool_choice: str | NamedToolChoice = _tool_choice(tool_choice, self.tools)
-        _check_int("max_turns", max_turns, 1)
-        _check_int("max_tool_retries", max_tool_retries, 0)
-        _check_int("output_retries", output_retries, 0)
-        _check_int("repeat_limit", repeat_limit, 2)
-        if tool_concurrency is not None:
-            _check_int("tool_concurrency", tool_concurrency, 1)
-        if max_tool_result_chars is not None:
-            _check_int("max_tool_result_chars", max_tool_result_chars, 1)
-        _check_choice("tool_errors", tool_errors, ("return", "raise"))
-        _check_choice("repeated_tool_calls", repeated_tool_calls, ("raise", "tell"))
-        _check_choice("on_max_turns", on_max_turns, ("raise", "answer"))
-        if timeout is not None and not timeout > 0:
-            raise UserError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.max_turns = max_turns
-        self.output: OutputSpec[OutputT] = OutputSpec(output_type)
-        if settings is None:
-            from agentkit._wire.settings import ModelSettings  # loads with the first agent
-
-            settings = ModelSettings()
-        self.settings = settings
-        self.parallel_tool_calls = parallel_tool_calls
-        self.max_tool_retries = max_tool_retries
-        self.output_retries = output_retries
-        self.tool_errors = tool_errors
-        self.repeated_tool_calls = repeated_tool_calls
-        self.repeat_limit = repeat_limit
-        self.on_max_turns = on_max_turns
-        self.reset_tool_choice = reset_tool_choice
-        self.tool_concurrency = tool_concurrency
-        self.max_tool_result_chars = max_tool_result_chars
         self.timeout = timeout
         self.event_handler = event_handler
-        params = self.settings.to_params()
-        if self.output.response_format is not None:
-            params["response_format"] = self.output.response_format
-        self.request_params: Mapping[str, Any] = params
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a whole run may take before `RunTimeoutError` (None: no limit)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+        ):
+            raise UserError(f"timeout must be a positive number of seconds, got {value!r}")
+        self._timeout = value
 
     def __repr__(self) -> str:
         return f"Agent(model={self.model!r}, tools={list(self.tools)!r})"
@@ -176,7 +210,7 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         *,
-        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        message_history: History | None = None,
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
@@ -197,14 +231,44 @@ class Agent(Generic[OutputT]):
             APIError: A request failed after the client's retries.
             UserError: Bad arguments, history or tool results.
         """
-        handler = event_handler or self.event_handler
-        return await self._execute(prompt, message_history, deps, timeout, handler, stream=False)
+        state = RunState(messages=self._start(prompt, message_history))
+        events = event_handler or self.event_handler
+        return await self._run(state, deps=deps, timeout=timeout, events=events, streamed=False)
+
+    def run_sync(
+        self,
+        prompt: Prompt,
+        *,
+        message_history: History | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+    ) -> RunResult[OutputT]:
+        """`run`, from synchronous code: starts an event loop for the run.
+
+        Raises:
+            UserError: Called where an event loop is already running; use
+                `await agent.run(...)` there instead.
+        """
+        if _in_event_loop():
+            raise UserError(
+                "run_sync() was called inside a running event loop; use `await agent.run(...)`"
+            )
+        call = functools.partial(
+            self.run,
+            prompt,
+            message_history=message_history,
+            deps=deps,
+            timeout=timeout,
+            event_handler=event_handler,
+        )
+        return anyio.run(call)
 
     def run_stream(
         self,
         prompt: Prompt,
         *,
-        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        message_history: History | None = None,
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
@@ -226,33 +290,24 @@ class Agent(Generic[OutputT]):
         from agentkit._run.events import emit
         from agentkit._run.streamed_run import StreamedRun
 
+        state = RunState(messages=self._start(prompt, message_history))
         handler = event_handler or self.event_handler
 
-        streamed: StreamedRun[OutputT]
-
         async def execute(send: EventHandler) -> RunResult[OutputT]:
-            async def forward(event: Any) -> None:
+            async def both(event: Any) -> None:
                 await emit(handler, event)
                 await emit(send, event)
 
-            return await self._execute(
-                prompt,
-                message_history,
-                deps,
-                timeout,
-                send if handler is None else forward,
-                stream=True,
-                state=streamed.state,
-            )
+            events = send if handler is None else both
+            return await self._run(state, deps=deps, timeout=timeout, events=events, streamed=True)
 
-        streamed = StreamedRun(execute, RunState(messages=self._start(prompt, message_history)))
-        return streamed
+        return StreamedRun(execute, state)
 
     def run_stream_sync(
         self,
         prompt: Prompt,
         *,
-        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
+        message_history: History | None = None,
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
@@ -284,81 +339,28 @@ class Agent(Generic[OutputT]):
             )
         )
 
-    async def _execute(
+    async def _run(
         self,
-        prompt: Prompt,
-        message_history: Sequence[Message | Mapping[str, Any]] | None,
+        state: RunState,
+        *,
         deps: Any,
         timeout: float | None,
         events: EventHandler | None,
-        *,
-        stream: bool,
-        state: RunState | None = None,
+        streamed: bool,
     ) -> RunResult[OutputT]:
-        if state is None:
-            state = RunState(messages=self._start(prompt, message_history))
+        """Run `state` on to its end, on the agent's client or a client of its own."""
+        config = self.config  # as it is now: a setting changed during the run waits for the next
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
-            return await self._drive(self.client, state, limit, deps, events, stream)
-        async with ChatClient() as client:
-            return await self._drive(client, state, limit, deps, events, stream)
-
-    async def _drive(
-        self,
-        client: ChatModel,
-        state: RunState,
-        limit: float | None,
-        deps: Any,
-        events: EventHandler | None,
-        stream: bool,
-    ) -> RunResult[OutputT]:
-        run = Run(self, client, state, deps=deps, events=events, stream=stream)
-        output: Any = None
-        if limit is None:
-            # No cancel scope when there is no deadline: one less per run, on the hot path.
-            output = await run.run()
-        else:
-            with anyio.move_on_after(limit) as scope:
-                output = await run.run()
-            if scope.cancelled_caught:
-                raise RunTimeoutError(
-                    f"the run took longer than its timeout of {limit:g} s",
-                    messages=state.messages,
-                )
-        return RunResult(output, state.messages, state.usage, state.turns)
-
-    def run_sync(
-        self,
-        prompt: Prompt,
-        *,
-        message_history: Sequence[Message | Mapping[str, Any]] | None = None,
-        deps: Any = None,
-        timeout: float | None = None,
-        event_handler: EventHandler | None = None,
-    ) -> RunResult[OutputT]:
-        """`run`, from synchronous code: starts an event loop for the run.
-
-        Raises:
-            UserError: Called where an event loop is already running; use
-                `await agent.run(...)` there instead.
-        """
-        if _in_event_loop():
-            raise UserError(
-                "run_sync() was called inside a running event loop; use `await agent.run(...)`"
+            run = Run[OutputT](
+                config, self.client, state, deps=deps, events=events, streamed=streamed
             )
-        call = functools.partial(
-            self.run,
-            prompt,
-            message_history=message_history,
-            deps=deps,
-            timeout=timeout,
-            event_handler=event_handler,
-        )
-        return anyio.run(call)
+            return await _finish(run, limit)
+        async with ChatClient() as client:
+            run = Run[OutputT](config, client, state, deps=deps, events=events, streamed=streamed)
+            return await _finish(run, limit)
 
-    def _start(
-        self, prompt: Prompt, history: Sequence[Message | Mapping[str, Any]] | None
-    ) -> list[Message]:
+    def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())
         check_history(messages)
         if self.instructions is not None and not (
@@ -378,27 +380,20 @@ class Agent(Generic[OutputT]):
         return messages
 
 
-def _tool_choice(choice: Any, tools: Mapping[str, Tool[..., Any]]) -> str | NamedToolChoice:
-    if choice in ("auto", "none", "required"):
-        if choice == "required" and not tools:
-            raise UserError('tool_choice="required" needs at least one tool')
-        return str(choice)
-    if isinstance(choice, str):
-        if choice not in tools:
-            known = ", ".join(tools) or "none"
-            raise UserError(f"tool_choice {choice!r} is not a tool of this agent (tools: {known})")
-        return NamedToolChoice.of(choice)
-    raise UserError(f'tool_choice must be "auto", "none", "required" or a tool name: {choice!r}')
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+async def _finish(run: Run[OutputT], limit: float | None) -> RunResult[OutputT]:
+    """`run` driven to its output, within `limit` seconds if one is set."""
+    state = run.state
+    if limit is None:
+        # No cancel scope when there is no deadline: one less per run, on the hot path.
+        output = await run.run()
+    else:
+        with anyio.move_on_after(limit) as scope:
+            output = await run.run()
+        if scope.cancelled_caught:
+            raise RunTimeoutError(
+                f"the run took longer than its timeout of {limit:g} s", messages=state.messages
+            )
+    return RunResult(output, state.messages, state.usage, state.turns)
 
 
 def _in_event_loop() -> bool:

@@ -170,7 +170,9 @@ async def test_cancelling_a_run_while_tools_run() -> None:
         [tool_calls(("slow", {"n": 1}), ("quick", {}), ("slow", {"n": 2})), "never"]
     )
     agent = Agent("m", client=model, tools=[slow, quick])
-    run = Run(agent, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=None)
+    run = Run(
+        agent.config, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=None
+    )
     before = _tasks()
     async with anyio.create_task_group() as tg:
         tg.start_soon(run.run)
@@ -206,7 +208,9 @@ async def test_cancelling_a_run_abandons_a_blocked_sync_tool() -> None:
 
     model = ScriptedModel([tool_calls(("blocked", {}), ("blocked", {})), "never"])
     agent = Agent("m", client=model, tools=[blocked])
-    run = Run(agent, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=None)
+    run = Run(
+        agent.config, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=None
+    )
     try:
         with anyio.move_on_after(0.05) as scope:
             await run.run()
@@ -247,7 +251,11 @@ async def test_an_event_handler_error_in_a_parallel_turn_is_raised_as_is() -> No
     model = ScriptedModel([tool_calls(("nap", {"n": 1}), ("nap", {"n": 5})), "never"])
     agent = Agent("m", client=model, tools=[nap], event_handler=handler)
     run = Run(
-        agent, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=handler
+        agent.config,
+        model,
+        RunState(messages=[UserMessage(content="?")]),
+        deps=None,
+        events=handler,
     )
     with pytest.raises(RuntimeError, match="handler broke"):
         await run.run()
@@ -281,7 +289,11 @@ async def test_an_error_in_one_call_cancels_the_others_and_waits_for_them() -> N
     model = ScriptedModel([tool_calls(("hang", {}), ("fine", {})), "never"])
     agent = Agent("m", client=model, tools=[hang, fine])
     run = Run(
-        agent, model, RunState(messages=[UserMessage(content="?")]), deps=None, events=handler
+        agent.config,
+        model,
+        RunState(messages=[UserMessage(content="?")]),
+        deps=None,
+        events=handler,
     )
     before = _tasks()
     with anyio.fail_after(5), pytest.raises(RuntimeError, match="handler broke") as raised:

@@ -224,7 +224,7 @@ async def test_stream_cut_before_done_adds_no_half_message() -> None:
         async with ChatClient(BASE, api_key="sk-test", max_retries=0) as client:
             agent = Agent("m", client=client)
             state = RunState(messages=[UserMessage(content="hi")])
-            run = Run(agent, client, state, deps=None, events=None, stream=True)
+            run = Run(agent.config, client, state, deps=None, events=None, streamed=True)
             with pytest.raises(APIConnectionError, match=r"ended before data: \[DONE\]"):
                 await run.run()
     assert state.messages == [UserMessage(content="hi")]

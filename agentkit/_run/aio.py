@@ -1,6 +1,7 @@
-"""asyncio's own primitives for the hot paths, each keeping the contract of the anyio one it replaces.
+"""The concurrency backend on asyncio: asyncio's own primitives, each keeping the
+contract of the anyio one it replaces (see `concurrency.Backend`).
 
-Loaded only by a run on asyncio (see `_backend.on_asyncio`), so that importing
+Loaded only by a run on asyncio (see `concurrency.current`), so that importing
 agentkit does not import asyncio for a program on trio or none at all. An anyio
 task group or event costs several times as much on asyncio as these do.
 """
@@ -8,19 +9,20 @@ task group or event costs several times as much on asyncio as these do.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from anyio import CancelScope
+import anyio
 
-__all__ = ["Waiter", "all_asyncio", "stop_task"]
+from agentkit._run.concurrency import Backend, Event, Task
+
+__all__ = ["ASYNCIO"]
 
 A = TypeVar("A")
 R = TypeVar("R")
 
 
-async def all_asyncio(
+async def _run_all(
     function: Callable[[A], Awaitable[R]],
     arguments: Sequence[tuple[int, A]],
     results: list[R | None],
@@ -78,22 +80,36 @@ async def all_asyncio(
     raise error
 
 
-async def stop_task(task: asyncio.Task[None], scope: CancelScope) -> None:
-    """Cancel `task` through `scope`, the cancel scope around its whole body, unless it
-    has ended; wait for its end, and raise what it raised.
+class _ScopedTask:
+    """A plain asyncio task whose whole body runs in an anyio cancel scope."""
 
-    The cancellation goes through the task's anyio scope, not `task.cancel()`: a
-    native cancellation breaks through the shielded scopes in which the task closes
-    its connections, and would leave them open. A cancellation that reaches the
-    caller meanwhile is raised once the task has ended.
-    """
-    scope.cancel()
-    if await _cancel_all((task,), native=False):
-        raise asyncio.CancelledError
-    if not task.cancelled():
-        error = task.exception()
-        if error is not None:
-            raise error
+    __slots__ = ("_scope", "_task")
+
+    def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._scope = anyio.CancelScope()
+        self._task = asyncio.ensure_future(self._body(function))
+
+    async def _body(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        with self._scope:
+            await function()
+
+    async def stop(self) -> None:
+        """Cancel the task through its scope unless it has ended; wait for its end,
+        and raise what it raised.
+
+        The cancellation goes through the task's anyio scope, not `task.cancel()`:
+        a native cancellation breaks through the shielded scopes in which the task
+        closes its connections, and would leave them open. A cancellation that
+        reaches the caller meanwhile is raised once the task has ended.
+        """
+        task = self._task
+        self._scope.cancel()
+        if await _cancel_all((task,), native=False):
+            raise asyncio.CancelledError
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]], *, native: bool = True) -> bool:
@@ -116,8 +132,8 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[None]], *, native: bool = Tru
     return cancelled
 
 
-class Waiter:
-    """The part of `anyio.Event` a stream's channel uses, as a bare asyncio future."""
+class _Waiter:
+    """The part of `anyio.Event` a run uses, as a bare asyncio future."""
 
     __slots__ = ("_future",)
 
@@ -132,3 +148,18 @@ class Waiter:
     def wait(self) -> asyncio.Future[None]:
         """An awaitable that completes once `set` is called."""
         return self._future
+
+
+class _AsyncioBackend:
+    """The primitives on asyncio."""
+
+    run_all = staticmethod(_run_all)
+
+    def new_event(self) -> Event:
+        return _Waiter()
+
+    async def start(self, function: Callable[[], Coroutine[Any, Any, None]]) -> Task:
+        return _ScopedTask(function)
+
+
+ASYNCIO: Backend = _AsyncioBackend()

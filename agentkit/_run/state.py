@@ -24,16 +24,16 @@ class RunState(BaseModel):
     output_failures: int = 0
     """Final answers that did not validate against the output type."""
     call_streaks: dict[str, int] = Field(default_factory=dict)
-    """For each call (tool name and arguments) made last turn: turns in a row it was made."""
-    forced_done: bool = False
-    """A forced `tool_choice` has been used and, by default, no longer applies."""
+    """For each call made last turn, keyed by `rules.call_key` (the tool name and its
+    arguments as normalised JSON): turns in a row it was made."""
+    tool_called: bool = False
+    """The model has called a tool in this run (after which a forced `tool_choice`
+    turns to `"auto"`, unless the agent says otherwise)."""
 
 
 class ModelResponse:
     """What the model step gives back."""
 
-    # A plain class, not a dataclass: one is made per turn, and a frozen dataclass
-    # costs ~0.7 ms to define at import.
     __slots__ = ("finish_reason", "message", "usage")
 
     def __init__(self, message: AssistantMessage, finish_reason: str | None, usage: Usage) -> None:

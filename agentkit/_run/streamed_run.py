@@ -7,22 +7,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
 
 from agentkit._exceptions import UserError
-from agentkit._run.backend import on_asyncio
+from agentkit._run import concurrency
 from agentkit._run.state import RunState
 from agentkit._wire.messages import Message
 
 if TYPE_CHECKING:
-    import asyncio
-
-    # Only annotations use these; at run time anyio loads them with the first stream.
-    from anyio.abc import TaskGroup
-
     from agentkit._run.events import EventHandler, StreamEvent
 
 __all__ = ["StreamedRun", "iterate_sync"]
@@ -38,11 +33,6 @@ class _Failed:
     error: Exception
 
 
-class _Event(Protocol):
-    def set(self) -> None: ...
-    def wait(self) -> Awaitable[Any]: ...
-
-
 class _Channel:
     """The events, from the run's task to its reader, at most `size` of them waiting.
 
@@ -50,16 +40,16 @@ class _Channel:
     every send and every receive: two trips through the loop per event, and a
     streamed run has dozens of events per answer. Here only a reader with
     nothing to read, or a run `size` events ahead, waits, on an event made by
-    `new_event`: anyio's, or on asyncio a bare future (`_aio.Waiter`).
+    `new_event` (the concurrency backend's: a bare future on asyncio).
     """
 
-    def __init__(self, size: int, new_event: Callable[[], _Event] = anyio.Event) -> None:
+    def __init__(self, size: int, new_event: Callable[[], concurrency.Event] = anyio.Event) -> None:
         self._items: deque[StreamEvent | _Failed] = deque()
         self._size = size
         self._new_event = new_event
         self._closed = False
-        self._readable: _Event | None = None
-        self._writable: _Event | None = None
+        self._readable: concurrency.Event | None = None
+        self._writable: concurrency.Event | None = None
 
     def send(self, item: StreamEvent | _Failed) -> Awaitable[None] | None:
         """Queue `item`; only when `size` events wait already, return an awaitable to await.
@@ -135,27 +125,14 @@ class StreamedRun(Generic[OutputT]):
         self.state = state
         self.result: Any = None
         self._channel: _Channel | None = None
-        # The run's task: a plain asyncio task on asyncio, else in a task group.
-        self._task: asyncio.Task[None] | None = None
-        self._scope: anyio.CancelScope | None = None  # around the asyncio task's body
-        self._task_group: TaskGroup | None = None
+        self._task: concurrency.Task | None = None
 
     async def __aenter__(self) -> StreamedRun[OutputT]:
         if self._channel is not None:
             raise UserError("a streamed run can be entered only once")
-        if on_asyncio():
-            import asyncio
-
-            from agentkit._run.aio import Waiter
-
-            self._channel = _Channel(_BUFFER, Waiter)
-            self._scope = anyio.CancelScope()
-            self._task = asyncio.ensure_future(self._produce_in_scope(self._scope, self._channel))
-        else:
-            self._channel = _Channel(_BUFFER)
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-            self._task_group.start_soon(self._produce, self._channel)
+        backend = concurrency.current()
+        channel = self._channel = _Channel(_BUFFER, backend.new_event)
+        self._task = await backend.start(lambda: self._produce(channel))
         return self
 
     async def __aexit__(
@@ -168,15 +145,8 @@ class StreamedRun(Generic[OutputT]):
         # Whatever ended the block (the end of the events, a break, an error or a
         # cancellation), the run stops here; its own errors reached the reader as events.
         try:
-            if self._task is not None:
-                from agentkit._run.aio import stop_task
-
-                assert self._scope is not None
-                await stop_task(self._task, self._scope)
-            else:
-                assert self._task_group is not None
-                self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(None, None, None)
+            assert self._task is not None
+            await self._task.stop()
         finally:
             self._channel.close()
         return None
@@ -202,12 +172,6 @@ class StreamedRun(Generic[OutputT]):
         if isinstance(item, _Failed):
             raise item.error
         return item
-
-    async def _produce_in_scope(self, scope: anyio.CancelScope, channel: _Channel) -> None:
-        # The asyncio task is stopped through this scope, so that the shielded scopes
-        # closing the run's connections hold (see `_aio.stop_task`).
-        with scope:
-            await self._produce(channel)
 
     async def _produce(self, channel: _Channel) -> None:
         # The stream's events load with the first streamed run, not with `Agent`.

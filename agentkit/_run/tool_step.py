@@ -1,27 +1,21 @@
-"""The tool step: one tool call in, one tool message out; and a turn's calls run together."""
+"""The tool step: one tool call in, one tool message out, whatever the tool does."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
-from agentkit._run.backend import on_asyncio
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskStatus
-
     from agentkit._run.events import EventHandler
 
-__all__ = ["ToolOutcome", "dispatch", "limit_content", "run_tool_call", "unanswered"]
+__all__ = ["AnyCall", "ToolOutcome", "limit_content", "run_tool_call", "unanswered"]
 
 logger = logging.getLogger("agentkit")
 
@@ -39,7 +33,6 @@ class ToolOutcome:
         fatal: A usage mistake (such as an unserialisable result) that must end the run.
     """
 
-    # A plain class, not a dataclass: a frozen dataclass costs ~0.7 ms to define at import.
     __slots__ = ("error", "exception", "fatal", "message", "tool_name")
 
     def __init__(
@@ -116,7 +109,9 @@ async def run_tool_call(
         content = error = limit_content(f"Error: {error}", max_chars)
     else:
         content = limit_content(content, max_chars)
-    outcome = ToolOutcome(_tool_message(call.id, content), name, error, exception, fatal)
+    outcome = ToolOutcome(
+        ToolMessage(tool_call_id=call.id, content=content), name, error, exception, fatal
+    )
     duration = time.perf_counter() - started
     logger.debug(
         "tool %s (%s) %s in %.1f ms",
@@ -130,73 +125,3 @@ async def run_tool_call(
 
         await emit(events, ToolCallEnd(turn, call.id, name, arguments, content, error, duration))
     return outcome
-
-
-def _tool_message(tool_call_id: str, content: str) -> ToolMessage:
-    # The validator itself, without the model's Python `__init__` around it.
-    fields = {"tool_call_id": tool_call_id, "content": content}
-    return ToolMessage.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]
-
-
-async def dispatch(
-    calls: Sequence[AnyCall],
-    step: Callable[[AnyCall], Awaitable[ToolOutcome]],
-    outcomes: list[ToolOutcome | None],
-    *,
-    limiter: anyio.CapacityLimiter | None,
-) -> None:
-    """Run `step` for every call at once, storing each outcome at the call's index.
-
-    A call whose slot in `outcomes` is already filled is not run. Calls start
-    in their order (each is started before the next), so a durable backend
-    that records steps sees them in a stable order. `outcomes` is filled in
-    place so that whatever finished is kept if the turn is cancelled. The
-    first exception a step raises is raised as it is (not in an exception
-    group), once the other calls have been cancelled and have finished.
-    """
-    pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
-    if len(pending) == 1:
-        outcomes[pending[0]] = await step(calls[pending[0]])
-        return
-    if not pending:
-        return
-
-    async def limited(call: AnyCall) -> ToolOutcome:
-        assert limiter is not None
-        async with limiter:
-            return await step(call)
-
-    run = step if limiter is None else limited
-    if on_asyncio():
-        from agentkit._run.aio import all_asyncio
-
-        # Each call runs `run` itself in its own task: no coroutine between the two.
-        await all_asyncio(run, [(i, calls[i]) for i in pending], outcomes)
-        return
-
-    async def one(i: int) -> None:
-        outcomes[i] = await run(calls[i])
-
-    await _all_anyio([functools.partial(one, i) for i in pending])
-
-
-async def _all_anyio(functions: list[Callable[[], Awaitable[None]]]) -> None:
-    """The same on any anyio backend: a task group, each task started before the next."""
-    errors: list[Exception] = []
-
-    async def one(
-        function: Callable[[], Awaitable[None]], *, task_status: TaskStatus[None]
-    ) -> None:
-        task_status.started()
-        try:
-            await function()
-        except Exception as exc:
-            # Raised as it is below, the same as with one call, not in an ExceptionGroup.
-            errors.append(exc)
-            tg.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        for function in functions:
-            await tg.start(one, function)
-    if errors:
-        raise errors[0]

@@ -58,34 +58,32 @@ class Usage(WireModel):
     completion_tokens_details: CompletionTokensDetails | None = None
 
     def __add__(self, other: "Usage") -> "Usage":
-        # Fields are read from `__dict__`, and the validator is called without
-        # `model_validate`'s Python layer: a run adds its usage every turn.
-        mine, theirs = self.__dict__, other.__dict__
-        if not (any(mine.values()) or self.__pydantic_extra__):
-            return other  # nothing plus x is x: a run's first turn
-        # One validation of one dict: several times cheaper than building each
-        # details model on its own.
-        summed: Usage = Usage.__pydantic_validator__.validate_python(
+        if not (self.prompt_tokens or self.completion_tokens or self.total_tokens):
+            if self.prompt_tokens_details is None and self.completion_tokens_details is None:
+                if not self.model_extra:
+                    return other  # nothing plus x is x: a run's first turn
+        return Usage.model_validate(
             {
-                "prompt_tokens": mine["prompt_tokens"] + theirs["prompt_tokens"],
-                "completion_tokens": mine["completion_tokens"] + theirs["completion_tokens"],
-                "total_tokens": mine["total_tokens"] + theirs["total_tokens"],
+                "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
+                "completion_tokens": self.completion_tokens + other.completion_tokens,
+                "total_tokens": self.total_tokens + other.total_tokens,
                 "prompt_tokens_details": _add_details(
-                    mine["prompt_tokens_details"], theirs["prompt_tokens_details"]
+                    self.prompt_tokens_details, other.prompt_tokens_details
                 ),
                 "completion_tokens_details": _add_details(
-                    mine["completion_tokens_details"], theirs["completion_tokens_details"]
+                    self.completion_tokens_details, other.completion_tokens_details
                 ),
             }
         )
-        return summed
 
 
 def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
     """The sum of two token breakdowns of one kind, field by field; None + x is x."""
     if a is None or b is None:
         return a if b is None else b
-    mine, theirs = a.__dict__, b.__dict__
+    declared = type(a).model_fields  # the declared fields only, not the extra ones
+    mine = {name: getattr(a, name) for name in declared}
+    theirs = {name: getattr(b, name, None) for name in declared}
     if not any(theirs.values()) and all(
         x is not None for field, x in mine.items() if theirs.get(field) is not None
     ):
@@ -94,7 +92,7 @@ def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
         return a
     return {
         field: (x or 0) + (theirs.get(field) or 0)
-        for field, x in mine.items()  # the declared fields, not the extra ones
+        for field, x in mine.items()
         if x is not None or theirs.get(field) is not None
     }
 

@@ -197,7 +197,7 @@ def _check_options(request: ChatRequest, agent: Agent[Any]) -> None:
             "tool_choice may only be 'auto' or 'none'.",
             param="tool_choice",
         )
-    structured = agent.output.response_format is not None
+    structured = agent.output_spec.response_format is not None
     kind = request.response_format.type if request.response_format is not None else "text"
     if kind != "text" and not structured:
         raise Problem(

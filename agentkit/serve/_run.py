@@ -53,7 +53,7 @@ async def stream(agent: Agent[Any], call: ChatCall, send: Send) -> None:
     """Run `agent` for `call`, sending each piece of its answer as a chunk as it comes."""
     reply = Reply(call.model)
     usage = Usage()
-    text_live = agent.output.is_text
+    text_live = agent.output_spec.is_text
     last_turn: int | None = None
     await send(chunk(reply, {"role": "assistant", "content": ""}))
     try:
@@ -92,7 +92,7 @@ def _ending(exc: AgentRunError) -> Ending:
 
 def _answer(agent: Agent[Any], messages: list[Message]) -> str | None:
     """The content the client gets: every turn's text, or the final JSON of structured output."""
-    if agent.output.is_text:
+    if agent.output_spec.is_text:
         return run_text(messages)
     finals = [m for m in messages if isinstance(m, AssistantMessage)]
     return run_text(finals[-1:])

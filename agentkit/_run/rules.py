@@ -1,0 +1,211 @@
+"""The loop's rules: what happens next, as pure functions of the configuration and the state.
+
+Nothing here waits, sends or runs a tool; `loop.Run` does that, between its two
+steps, by asking these functions. Given the same configuration, state and step
+results, they decide the same way: the property a durable engine replays on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from agentkit._exceptions import (
+    MaxTurnsExceeded,
+    RepeatedToolCallError,
+    ToolExecutionError,
+    ToolRetryError,
+)
+from agentkit._run.config import RunConfig
+from agentkit._run.state import RunState
+from agentkit._run.tool_step import AnyCall, ToolOutcome
+from agentkit._wire.messages import AssistantMessage, NamedToolChoice
+
+__all__ = [
+    "FINISH_STEPS",
+    "Budget",
+    "Step",
+    "call_key",
+    "check_outcomes",
+    "count_failures",
+    "forget_failed",
+    "message_text",
+    "next_step",
+    "output_retry",
+    "over_budget",
+    "repeat_answer",
+    "repeat_streaks",
+    "repeated_error",
+    "tool_choice",
+    "turn_budget",
+]
+
+Budget = Literal["go", "last", "over"]
+"""`go`: a request as usual; `last`: one more, that may not call tools; `over`: stop."""
+
+Step = Literal["run_tools", "answer", "cut_off", "filtered"]
+"""What a response leads to: run its tool calls and ask again; take it as the
+final answer; or end the run because it was cut off or filtered."""
+
+FINISH_STEPS: Mapping[str, Step] = {
+    "stop": "answer",
+    "tool_calls": "run_tools",
+    "function_call": "run_tools",
+    "length": "cut_off",
+    "content_filter": "filtered",
+}
+"""Each finish reason OpenAI sends (every `FinishReason`), and the step it leads to.
+A reason not listed (other servers send their own, or none) is taken as `"answer"`."""
+
+
+def turn_budget(config: RunConfig, state: RunState) -> Budget:
+    """Whether the run may make another model request, and of which kind.
+
+    With `on_max_turns="answer"`, the run may make one request past `max_turns`,
+    with `tool_choice: "none"`, so that it ends with an answer.
+    """
+    if state.turns < config.max_turns:
+        return "go"
+    if config.on_max_turns == "answer" and state.turns == config.max_turns:
+        return "last"
+    return "over"
+
+
+def over_budget(config: RunConfig, state: RunState) -> MaxTurnsExceeded:
+    """The error that ends a run whose turn budget is spent."""
+    return MaxTurnsExceeded(
+        f"the run reached max_turns={config.max_turns} without a final answer",
+        messages=state.messages,
+    )
+
+
+def tool_choice(config: RunConfig, state: RunState) -> str | NamedToolChoice:
+    """The `tool_choice` of the next request: the agent's, except that a forced
+    choice turns to `"auto"` once a tool was called (unless `reset_tool_choice`
+    is off), so that the run can end."""
+    choice = config.tool_choice
+    forced = choice == "required" or isinstance(choice, NamedToolChoice)
+    if forced and state.tool_called and config.reset_tool_choice:
+        return "auto"
+    return choice
+
+
+def next_step(message: AssistantMessage, finish_reason: str | None) -> Step:
+    """The step a response leads to (see `FINISH_STEPS`).
+
+    Tool calls are run whatever the reason says (servers disagree on the reason
+    that goes with them), except when the response was cut off: cut-off
+    arguments are never run.
+    """
+    step = FINISH_STEPS.get(finish_reason or "", "answer")
+    if message.tool_calls and step != "cut_off":
+        return "run_tools"
+    if step == "run_tools":
+        return "answer"  # the reason says tool calls, but none came: an answer, maybe empty
+    return step
+
+
+def call_key(call: AnyCall) -> str:
+    """What makes two calls the same call: the tool and its arguments as JSON values
+    (so spacing and key order do not matter), or as text when they are not JSON."""
+    arguments = call.tool_input
+    try:
+        arguments = json.dumps(json.loads(arguments), sort_keys=True)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        pass
+    return f"{call.tool_name}\x00{arguments}"
+
+
+def repeat_streaks(
+    config: RunConfig, previous: Mapping[str, int], calls: Sequence[AnyCall]
+) -> tuple[dict[str, int], AnyCall | None]:
+    """The streak of each call of this turn (turns in a row it was made, keyed by
+    `call_key`), and the first call that reached `repeat_limit`, if any."""
+    streaks: dict[str, int] = {}
+    hit: AnyCall | None = None
+    for call in calls:
+        key = call_key(call)
+        streaks[key] = previous.get(key, 0) + 1
+        if hit is None and streaks[key] >= config.repeat_limit:
+            hit = call
+    return streaks, hit
+
+
+def repeat_answer(config: RunConfig) -> str:
+    """Why a repeated call is answered without being run (`repeated_tool_calls="tell"`)."""
+    return (
+        f"the same call with the same arguments was made {config.repeat_limit} "
+        "turns in a row; use the results you already have"
+    )
+
+
+def repeated_error(config: RunConfig, state: RunState, call: AnyCall) -> RepeatedToolCallError:
+    """The error that ends a run on a repeated call (`repeated_tool_calls="raise"`)."""
+    return RepeatedToolCallError(
+        call.tool_name, call.tool_input, config.repeat_limit, messages=state.messages
+    )
+
+
+def check_outcomes(config: RunConfig, state: RunState, outcomes: Sequence[ToolOutcome]) -> None:
+    """Raise what must end the run after a turn's calls: a usage mistake in a tool's
+    result, or, with `tool_errors="raise"`, the first exception a tool raised."""
+    for outcome in outcomes:
+        if outcome.fatal is not None:
+            raise outcome.fatal
+        if outcome.exception is not None and config.tool_errors == "raise":
+            raise ToolExecutionError(
+                outcome.tool_name, outcome.exception, messages=state.messages
+            ) from outcome.exception
+
+
+def count_failures(
+    config: RunConfig,
+    state: RunState,
+    failures: Mapping[str, int],
+    outcomes: Sequence[ToolOutcome],
+) -> dict[str, int]:
+    """The consecutive failed turns per tool after this turn's outcomes.
+
+    Failures are counted per turn, so the model gets its retries even when it
+    made several failing calls of one tool at once; a tool that succeeded
+    starts again from zero.
+
+    Raises:
+        ToolRetryError: A tool failed more than `max_tool_retries` turns in a row.
+    """
+    last_error: dict[str, str] = {}
+    for outcome in outcomes:
+        if outcome.error is not None:
+            last_error[outcome.tool_name] = outcome.error
+    counts = {
+        name: count
+        for name, count in failures.items()
+        if name in last_error or not any(o.tool_name == name for o in outcomes)
+    }
+    for name, error in last_error.items():
+        counts[name] = counts.get(name, 0) + 1
+        if counts[name] > config.max_tool_retries:
+            raise ToolRetryError(name, error, counts[name], messages=state.messages)
+    return counts
+
+
+def forget_failed(streaks: Mapping[str, int], failed: Sequence[AnyCall]) -> dict[str, int]:
+    """`streaks` without the calls that failed: calling again after a failure is a
+    retry, bounded by `max_tool_retries`, not a loop over results the model has."""
+    drop = {call_key(call) for call in failed}
+    return {key: streak for key, streak in streaks.items() if key not in drop}
+
+
+def output_retry(config: RunConfig, failures: int) -> bool:
+    """Whether a final answer that failed validation, the `failures`-th in the run,
+    goes back to the model for another try (False: the run ends)."""
+    return failures <= config.output_retries
+
+
+def message_text(message: AssistantMessage) -> str | None:
+    """The text of an assistant message: its content, or its text parts joined."""
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content
+    return "".join(getattr(part, "text", "") for part in content)
