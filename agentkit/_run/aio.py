@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 
 import anyio
 
-from agentkit._run.concurrency import Backend, Event, Task
-
 __all__ = ["ASYNCIO"]
 
 A = TypeVar("A")
@@ -155,11 +153,12 @@ class _AsyncioBackend:
 
     run_all = staticmethod(_run_all)
 
-    def new_event(self) -> Event:
+    def new_event(self) -> _Waiter:
         return _Waiter()
 
-    async def start(self, function: Callable[[], Coroutine[Any, Any, None]]) -> Task:
+    async def start(self, function: Callable[[], Coroutine[Any, Any, None]]) -> _ScopedTask:
         return _ScopedTask(function)
 
 
-ASYNCIO: Backend = _AsyncioBackend()
+ASYNCIO = _AsyncioBackend()
+"""The asyncio backend; `concurrency.current` checks that it is a `concurrency.Backend`."""
