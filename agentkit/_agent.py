@@ -352,12 +352,12 @@ class Agent(Generic[OutputT]):
         config = self.config  # as it is now: a setting changed during the run waits for the next
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
-            run = Run[OutputT](
+            run: Run[OutputT] = Run(
                 config, self.client, state, deps=deps, events=events, streamed=streamed
             )
             return await _finish(run, limit)
         async with ChatClient() as client:
-            run = Run[OutputT](config, client, state, deps=deps, events=events, streamed=streamed)
+            run = Run(config, client, state, deps=deps, events=events, streamed=streamed)
             return await _finish(run, limit)
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:

@@ -8,7 +8,6 @@ configuration current at its start and keeps it to its end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,13 +26,33 @@ DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
 
 
-@dataclass(frozen=True)
 class RunConfig:
     """What the loop needs of an agent; see `Agent` for what each setting means.
 
     Build it with `RunConfig.build`, which validates every setting, and change
-    it with `replace`, which validates again.
+    it with `replace`, which validates again. It cannot be changed in place.
     """
+
+    __slots__ = (
+        "max_tool_result_chars",
+        "max_tool_retries",
+        "max_turns",
+        "model",
+        "on_max_turns",
+        "output_retries",
+        "output_spec",
+        "parallel_tool_calls",
+        "repeat_limit",
+        "repeated_tool_calls",
+        "request_params",
+        "reset_tool_choice",
+        "settings",
+        "tool_choice",
+        "tool_concurrency",
+        "tool_definitions",
+        "tool_errors",
+        "tools",
+    )
 
     model: str
     tools: Mapping[str, Tool[..., Any]]
@@ -52,11 +71,22 @@ class RunConfig:
     tool_concurrency: int | None
     max_tool_result_chars: int | None
     # Derived from the settings above when the configuration is built.
-    tool_definitions: WireList = field(repr=False)
+    tool_definitions: WireList
     """The tools' definitions in wire form, sent with every request."""
-    request_params: Mapping[str, Any] = field(repr=False)
+    request_params: Mapping[str, Any]
     """The request fields every request of a run carries besides the conversation
     and the tools: the model settings and the response format."""
+
+    def __init__(self, **fields: Any) -> None:
+        # Called by `build` only, with every field.
+        for name in self.__slots__:
+            object.__setattr__(self, name, fields[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a RunConfig cannot be changed; use .replace({name}=...)")
+
+    def __repr__(self) -> str:
+        return f"RunConfig(model={self.model!r}, tools={list(self.tools)!r})"
 
     @property
     def output_type(self) -> Any:

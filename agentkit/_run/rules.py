@@ -37,6 +37,7 @@ __all__ = [
     "repeat_answer",
     "repeat_streaks",
     "repeated_error",
+    "same_call",
     "tool_choice",
     "turn_budget",
 ]
@@ -107,26 +108,40 @@ def next_step(message: AssistantMessage, finish_reason: str | None) -> Step:
 
 
 def call_key(call: AnyCall) -> str:
-    """What makes two calls the same call: the tool and its arguments as JSON values
-    (so spacing and key order do not matter), or as text when they are not JSON."""
-    arguments = call.tool_input
+    """The key of a call in `RunState.call_streaks`: the tool name and the arguments
+    as the model sent them."""
+    return f"{call.tool_name}\x00{call.tool_input}"
+
+
+def same_call(key: str) -> str:
+    """What makes two call keys the same call: the tool and its arguments as JSON
+    values (so spacing and key order do not matter), or as text when not JSON."""
+    name, _, arguments = key.partition("\x00")
     try:
         arguments = json.dumps(json.loads(arguments), sort_keys=True)
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         pass
-    return f"{call.tool_name}\x00{arguments}"
+    return f"{name}\x00{arguments}"
 
 
 def repeat_streaks(
     config: RunConfig, previous: Mapping[str, int], calls: Sequence[AnyCall]
 ) -> tuple[dict[str, int], AnyCall | None]:
-    """The streak of each call of this turn (turns in a row it was made, keyed by
-    `call_key`), and the first call that reached `repeat_limit`, if any."""
+    """The streak of each call of this turn (turns in a row the same call was made,
+    keyed by `call_key`), and the first call that reached `repeat_limit`, if any."""
     streaks: dict[str, int] = {}
     hit: AnyCall | None = None
+    # Compared as sent first; as JSON values only when that finds nothing, which
+    # spares the usual first turn of calls any JSON work.
+    by_value: dict[str, int] | None = None
     for call in calls:
         key = call_key(call)
-        streaks[key] = previous.get(key, 0) + 1
+        streak = previous.get(key)
+        if streak is None and previous:
+            if by_value is None:
+                by_value = {same_call(k): n for k, n in previous.items()}
+            streak = by_value.get(same_call(key))
+        streaks[key] = (streak or 0) + 1
         if hit is None and streaks[key] >= config.repeat_limit:
             hit = call
     return streaks, hit
@@ -193,8 +208,8 @@ def count_failures(
 def forget_failed(streaks: Mapping[str, int], failed: Sequence[AnyCall]) -> dict[str, int]:
     """`streaks` without the calls that failed: calling again after a failure is a
     retry, bounded by `max_tool_retries`, not a loop over results the model has."""
-    drop = {call_key(call) for call in failed}
-    return {key: streak for key, streak in streaks.items() if key not in drop}
+    drop = {same_call(call_key(call)) for call in failed}
+    return {key: streak for key, streak in streaks.items() if same_call(key) not in drop}
 
 
 def output_retry(config: RunConfig, failures: int) -> bool:

@@ -25,7 +25,7 @@ class RunState(BaseModel):
     """Final answers that did not validate against the output type."""
     call_streaks: dict[str, int] = Field(default_factory=dict)
     """For each call made last turn, keyed by `rules.call_key` (the tool name and its
-    arguments as normalised JSON): turns in a row it was made."""
+    arguments as sent): turns in a row the same call was made."""
     tool_called: bool = False
     """The model has called a tool in this run (after which a forced `tool_choice`
     turns to `"auto"`, unless the agent says otherwise)."""

@@ -10,7 +10,7 @@ import binascii
 import copy
 import logging
 import re
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import anyio
 import mcp.types as mcp_types
@@ -29,11 +29,27 @@ from agentkit.mcp._argcheck import check_arguments
 
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
-    from agentkit.mcp import MCPServer
 
 __all__ = ["MCPTool", "result_text"]
 
 logger = logging.getLogger("agentkit")
+
+
+class MCPServer(Protocol):
+    """What a tool needs of its server (`agentkit.mcp.MCPServer`), named here so that
+    this module does not import the package that imports it."""
+
+    @property
+    def name(self) -> str:
+        """The server's name, for messages."""
+        ...
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], *, tool_name: str | None = None
+    ) -> mcp_types.CallToolResult:
+        """Call one of the server's tools."""
+        ...
+
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
