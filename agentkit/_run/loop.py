@@ -31,7 +31,13 @@ from agentkit._run.state import ModelResponse, RunState
 from agentkit._run.tool_step import AnyCall, ToolOutcome, run_tool_call, unanswered
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
-from agentkit._wire.messages import AssistantMessage, CustomToolCall, ToolCall, UserMessage
+from agentkit._wire.messages import (
+    AssistantMessage,
+    CustomToolCall,
+    NamedToolChoice,
+    ToolCall,
+    UserMessage,
+)
 from agentkit._wire.responses import Usage
 
 if TYPE_CHECKING:
@@ -83,7 +89,9 @@ class Run(Generic[OutputT]):
             budget = rules.turn_budget(config, state)
             if budget == "over":
                 raise rules.over_budget(config, state)
-            choice = "none" if budget == "last" else rules.tool_choice(config, state)
+            choice: str | NamedToolChoice = (
+                "none" if budget == "last" else rules.tool_choice(config, state)
+            )
             response = await self.model_step(tool_choice=choice)
             self._record(response)
             step = rules.next_step(response.message, response.finish_reason)
@@ -96,7 +104,7 @@ class Run(Generic[OutputT]):
 
     # --- the two steps ------------------------------------------------------------------
 
-    async def model_step(self, *, tool_choice: Any) -> ModelResponse:
+    async def model_step(self, *, tool_choice: str | NamedToolChoice) -> ModelResponse:
         """Send the conversation; return the assistant message, finish reason and usage."""
         config, state = self.config, self.state
         turn = state.turns + 1

@@ -19,6 +19,7 @@ from agentkit._wire.messages import Message
 
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
+    from agentkit._run.result import RunResult
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -118,12 +119,12 @@ class StreamedRun(Generic[OutputT]):
 
     def __init__(
         self,
-        execute: Callable[[EventHandler], Awaitable[Any]],
+        execute: Callable[[EventHandler], Awaitable[RunResult[OutputT]]],
         state: RunState,
     ) -> None:
         self._execute = execute
         self.state = state
-        self.result: Any = None
+        self.result: RunResult[OutputT] | None = None
         self._channel: _Channel | None = None
         self._task: concurrency.Task | None = None
 

@@ -90,7 +90,6 @@ async def run_tool_call(
     error: str | None = None
     exception: BaseException | None = None
     fatal: BaseException | None = None
-    # One coroutine for the whole call, the tool's own aside: this runs for every call.
     tool = tools.get(name) if isinstance(call, ToolCall) else None
     if tool is None:
         available = ", ".join(tools) or "none"
