@@ -56,6 +56,7 @@ if _typing.TYPE_CHECKING:
         ToolRetryError as ToolRetryError,
         ToolTimeoutError as ToolTimeoutError,
         UnprocessableEntityError as UnprocessableEntityError,
+        UsageLimitExceeded as UsageLimitExceeded,
         UserError as UserError,
     )
     from agentkit._run.events import (
@@ -73,6 +74,9 @@ if _typing.TYPE_CHECKING:
         ToolCallEnd as ToolCallEnd,
         ToolCallOpened as ToolCallOpened,
         ToolCallStart as ToolCallStart,
+    )
+    from agentkit._run.limits import (
+        UsageLimits as UsageLimits,
     )
     from agentkit._run.result import (
         RunResult as RunResult,
@@ -244,6 +248,8 @@ _LAZY: dict[str, str] = {
     "ToolRetryError": "agentkit._exceptions",
     "ToolTimeoutError": "agentkit._exceptions",
     "UnprocessableEntityError": "agentkit._exceptions",
+    "UsageLimitExceeded": "agentkit._exceptions",
+    "UsageLimits": "agentkit._run.limits",
     "Usage": "agentkit._wire.responses",
     "UserError": "agentkit._exceptions",
     "UserMessage": "agentkit._wire.messages",
@@ -362,6 +368,8 @@ __all__ = [
     "ToolTimeoutError",
     "UnprocessableEntityError",
     "Usage",
+    "UsageLimitExceeded",
+    "UsageLimits",
     "UserError",
     "UserMessage",
     "tool",

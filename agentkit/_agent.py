@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -13,7 +14,12 @@ from typing_extensions import Self, TypeVar
 from agentkit._client.client import ChatClient
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
-from agentkit._run.config import DEFAULT_MAX_TOOL_RESULT_CHARS, RunConfig
+from agentkit._run.config import (
+    DEFAULT_MAX_TOOL_RESULT_CHARS,
+    Instructions,
+    OutputValidator,
+    RunConfig,
+)
 from agentkit._run.history import check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
@@ -24,12 +30,12 @@ from agentkit._wire.messages import (
     ContentPart,
     Message,
     NamedToolChoice,
-    SystemMessage,
     UserMessage,
 )
 
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
+    from agentkit._run.limits import UsageLimits
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._wire.settings import ModelSettings
 
@@ -37,6 +43,7 @@ __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent"]
 
 OutputT = TypeVar("OutputT", default=str)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 Prompt = str | Sequence[ContentPart]
 History = Sequence[Message | Mapping[str, Any]]
@@ -74,7 +81,13 @@ class Agent(Generic[OutputT]):
             (such as `agentkit.testing.FunctionModel`). Default: each run makes a
             `ChatClient` from the environment and closes it at the end; pass
             one client to share its connection pool between runs.
-        instructions: The system message that starts a new conversation.
+        instructions: The system message sent first in every request: text, a
+            function `(ctx) -> str` (sync or async) called before each request,
+            or a list of both (joined by blank lines). They are the agent's, not
+            the conversation's: they are not stored in `RunResult.messages`, and
+            a history from another agent continues under this agent's
+            instructions. (To keep a system message in the history, put it
+            there yourself: `message_history=[SystemMessage(...), ...]`.)
         tools: `Tool`s, or plain functions to be made into tools.
         tool_choice: `"auto"`, `"none"`, `"required"`, or the name of a tool.
         max_turns: The most model requests one run may make.
@@ -112,6 +125,11 @@ class Agent(Generic[OutputT]):
             thread: the call is answered as cancelled and the thread, which
             cannot be interrupted, is left to finish in the background.
         event_handler: Called with each `RunEvent`; see `agentkit.RunEvent`.
+        output_validators: Functions `(ctx, output) -> output` (or `(output) ->
+            output`), sync or async, applied in order to a final answer that has
+            the right type; one may raise `ModelRetry` to send the answer back
+            with its message, within `output_retries`. See `output_validator`.
+        usage_limits: `UsageLimits` every run keeps to, unless a run gets its own.
 
     Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
     `agent.settings = ModelSettings(...)`) validates it as the constructor
@@ -125,6 +143,9 @@ class Agent(Generic[OutputT]):
     """
 
     model = _Setting[str]()
+    instructions = _Setting["tuple[Instructions, ...]"]()
+    output_validators = _Setting["tuple[OutputValidator, ...]"]()
+    usage_limits = _Setting["UsageLimits | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
     tool_choice = _Setting[str | NamedToolChoice]()
     max_turns = _Setting[int]()
@@ -147,7 +168,7 @@ class Agent(Generic[OutputT]):
         model: str,
         *,
         client: ChatModel | None = None,
-        instructions: str | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         tool_choice: str = "auto",
         max_turns: int = 10,
@@ -165,9 +186,12 @@ class Agent(Generic[OutputT]):
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
+        output_validators: Iterable[OutputValidator] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> None:
         self.config = RunConfig.build(
             model=model,
+            instructions=instructions,
             tools=tools,
             tool_choice=tool_choice,
             max_turns=max_turns,
@@ -183,10 +207,11 @@ class Agent(Generic[OutputT]):
             reset_tool_choice=reset_tool_choice,
             tool_concurrency=tool_concurrency,
             max_tool_result_chars=max_tool_result_chars,
+            output_validators=output_validators,
+            usage_limits=usage_limits,
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
-        self.instructions = instructions
         self.timeout = timeout
         self.event_handler = event_handler
 
@@ -206,6 +231,19 @@ class Agent(Generic[OutputT]):
     def __repr__(self) -> str:
         return f"Agent(model={self.model!r}, tools={list(self.tools)!r})"
 
+    def output_validator(self, function: F) -> F:
+        """Register an output validator (a decorator); see `output_validators`.
+
+        Example:
+            >>> @agent.output_validator
+            ... def in_the_future(ctx: RunContext[None], when: date) -> date:
+            ...     if when <= date.today():
+            ...         raise ModelRetry("the date must be in the future")
+            ...     return when
+        """
+        self.output_validators = (*self.output_validators, function)
+        return function
+
     async def run(
         self,
         prompt: Prompt,
@@ -214,6 +252,11 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
+        model: str | None = None,
+        settings: ModelSettings | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> RunResult[OutputT]:
         """Run the agent until the model gives a final answer.
 
@@ -224,6 +267,15 @@ class Agent(Generic[OutputT]):
             deps: Anything the tools need; they receive it as `ctx.deps`.
             timeout: Seconds for the whole run; overrides the agent's `timeout`.
             event_handler: Called with each event; overrides the agent's handler.
+            model: The model for this run instead of the agent's.
+            settings: Model settings for this run, over the agent's: the fields
+                set here replace the agent's, the others are kept.
+            instructions: Instructions for this run instead of the agent's.
+            tools: Tools this run has besides the agent's.
+            usage_limits: `UsageLimits` for this run instead of the agent's.
+
+        The overrides apply to this run only: the agent is not changed, and
+        concurrent runs with other overrides do not see them.
 
         Raises:
             AgentRunError: The run ended without an answer (a subclass says why);
@@ -231,9 +283,12 @@ class Agent(Generic[OutputT]):
             APIError: A request failed after the client's retries.
             UserError: Bad arguments, history or tool results.
         """
+        config = self._config_for(model, settings, instructions, tools, usage_limits)
         state = RunState(messages=self._start(prompt, message_history))
         events = event_handler or self.event_handler
-        return await self._run(state, deps=deps, timeout=timeout, events=events, streamed=False)
+        return await self._run(
+            config, state, deps=deps, timeout=timeout, events=events, streamed=False
+        )
 
     def run_sync(
         self,
@@ -243,6 +298,11 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
+        model: str | None = None,
+        settings: ModelSettings | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> RunResult[OutputT]:
         """`run`, from synchronous code: starts an event loop for the run.
 
@@ -261,6 +321,11 @@ class Agent(Generic[OutputT]):
             deps=deps,
             timeout=timeout,
             event_handler=event_handler,
+            model=model,
+            settings=settings,
+            instructions=instructions,
+            tools=tools,
+            usage_limits=usage_limits,
         )
         return anyio.run(call)
 
@@ -272,6 +337,11 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
+        model: str | None = None,
+        settings: ModelSettings | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> StreamedRun[OutputT]:
         """Run the agent with every answer streamed; iterate the events as they come.
 
@@ -290,6 +360,7 @@ class Agent(Generic[OutputT]):
         from agentkit._run.events import emit
         from agentkit._run.streamed_run import StreamedRun
 
+        config = self._config_for(model, settings, instructions, tools, usage_limits)
         state = RunState(messages=self._start(prompt, message_history))
         handler = event_handler or self.event_handler
 
@@ -299,7 +370,9 @@ class Agent(Generic[OutputT]):
                 await emit(send, event)
 
             events = send if handler is None else both
-            return await self._run(state, deps=deps, timeout=timeout, events=events, streamed=True)
+            return await self._run(
+                config, state, deps=deps, timeout=timeout, events=events, streamed=True
+            )
 
         return StreamedRun(execute, state)
 
@@ -311,6 +384,11 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
+        model: str | None = None,
+        settings: ModelSettings | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> Iterator[StreamEvent]:
         """`run_stream` for synchronous code: a plain iterator of the events.
 
@@ -336,11 +414,42 @@ class Agent(Generic[OutputT]):
                 deps=deps,
                 timeout=timeout,
                 event_handler=event_handler,
+                model=model,
+                settings=settings,
+                instructions=instructions,
+                tools=tools,
+                usage_limits=usage_limits,
             )
         )
 
+    def _config_for(
+        self,
+        model: str | None,
+        settings: ModelSettings | None,
+        instructions: Instructions | Sequence[Instructions] | None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]],
+        usage_limits: UsageLimits | None,
+    ) -> RunConfig:
+        """The agent's configuration with one run's overrides, validated; the agent's
+        own, untouched, when there are none."""
+        config = self.config  # as it is now: a setting changed during the run waits for the next
+        changes: dict[str, Any] = {}
+        if model is not None:
+            changes["model"] = model
+        if settings is not None:
+            changes["settings"] = _merged(config.settings, settings)
+        if instructions is not None:
+            changes["instructions"] = instructions
+        extra = tuple(tools)
+        if extra:
+            changes["tools"] = (*config.tools.values(), *extra)
+        if usage_limits is not None:
+            changes["usage_limits"] = usage_limits
+        return config.replace(**changes) if changes else config
+
     async def _run(
         self,
+        config: RunConfig,
         state: RunState,
         *,
         deps: Any,
@@ -349,7 +458,6 @@ class Agent(Generic[OutputT]):
         streamed: bool,
     ) -> RunResult[OutputT]:
         """Run `state` on to its end, on the agent's client or a client of its own."""
-        config = self.config  # as it is now: a setting changed during the run waits for the next
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
             run: Run[OutputT] = Run(
@@ -363,10 +471,6 @@ class Agent(Generic[OutputT]):
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())
         check_history(messages)
-        if self.instructions is not None and not (
-            messages and messages[0].role in ("system", "developer")
-        ):
-            messages.insert(0, SystemMessage(content=self.instructions))
         if isinstance(prompt, str):
             messages.append(UserMessage(content=prompt))
         else:
@@ -378,6 +482,18 @@ class Agent(Generic[OutputT]):
             if not parts:
                 raise UserError("prompt must hold at least one content part")
         return messages
+
+
+def _merged(base: ModelSettings, override: ModelSettings) -> ModelSettings:
+    """`base` with the fields `override` sets (not None) replaced."""
+    if not dataclasses.is_dataclass(override) or isinstance(override, type):
+        raise UserError(f"settings must be a ModelSettings, got {type(override).__name__}")
+    changes = {
+        f.name: getattr(override, f.name)
+        for f in dataclasses.fields(override)
+        if getattr(override, f.name) is not None
+    }
+    return dataclasses.replace(base, **changes)
 
 
 async def _finish(run: Run[OutputT], limit: float | None) -> RunResult[OutputT]:

@@ -33,6 +33,7 @@ AgentKitError
     ├── RepeatedToolCallError  the same call with the same arguments, turn after turn
     ├── ToolExecutionError     a tool raised and the agent was told to raise; see __cause__
     ├── OutputValidationError  the final answer never matched output_type
+    ├── UsageLimitExceeded     the run would go past its UsageLimits; .usage is what it used
     └── ModelBehaviorError     a response the loop cannot act on
 ```
 
@@ -53,6 +54,7 @@ import httpx
 
 if TYPE_CHECKING:
     from agentkit._wire.messages import AssistantMessage, Message
+    from agentkit._wire.responses import Usage
 
 __all__ = [
     "AgentRunError",
@@ -67,6 +69,7 @@ __all__ = [
     "RunTimeoutError",
     "ToolExecutionError",
     "ToolRetryError",
+    "UsageLimitExceeded",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -424,3 +427,15 @@ class OutputValidationError(AgentRunError):
 
 class ModelBehaviorError(AgentRunError):
     """The model answered with something the loop cannot act on, such as no choices."""
+
+
+class UsageLimitExceeded(AgentRunError):
+    """The run would have gone past one of its `UsageLimits`.
+
+    Attributes:
+        usage: The tokens the run used, summed over its requests.
+    """
+
+    def __init__(self, message: str, *, messages: Sequence[Message], usage: Usage) -> None:
+        self.usage = usage
+        super().__init__(message, messages=messages)

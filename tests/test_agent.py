@@ -102,8 +102,9 @@ async def test_two_parallel_tool_calls_answered_in_call_order() -> None:
         {"role": "tool", "tool_call_id": "call_b", "content": "12:00 in Europe/Paris"},
     ]
     assert result.messages[-1] == AssistantMessage(content="Both 12:00.")
+    # The instructions are the agent's, sent first in every request, not part of the history.
     assert [m.model_dump(mode="json", exclude_none=True) for m in result.messages] == [
-        *server.messages[1],
+        *server.messages[1][1:],
         {"role": "assistant", "content": "Both 12:00."},
     ]
     assert_history_valid(result.messages)
@@ -372,11 +373,12 @@ async def test_message_history_continues_a_conversation() -> None:
         second = await a.run("And now?", message_history=first.messages)
 
     assert server.messages[2] == [
+        {"role": "system", "content": "Be brief."},
         *[m.model_dump(mode="json", exclude_none=True) for m in first.messages],
         {"role": "user", "content": "And now?"},
     ]
-    # The system message is not repeated.
-    assert sum(isinstance(m, SystemMessage) for m in second.messages) == 1
+    # The instructions are sent once per request and kept out of the history.
+    assert not any(isinstance(m, SystemMessage) for m in second.messages)
     assert second.messages[: len(first.messages)] == first.messages
     assert second.turns == 1
     assert second.output == "Still 12:00."

@@ -399,9 +399,15 @@ async def test_every_run_error_subclass_is_covered() -> None:
         RepeatedToolCallError,
         RunTimeoutError,
     }
-    from agentkit import OutputValidationError  # tested in test_agent_output.py
+    from agentkit import (
+        OutputValidationError,  # tested in test_agent_output.py
+        UsageLimitExceeded,  # tested in test_agent_api.py
+    )
 
-    assert set(AgentRunError.__subclasses__()) == tested | {OutputValidationError}
+    assert set(AgentRunError.__subclasses__()) == tested | {
+        OutputValidationError,
+        UsageLimitExceeded,
+    }
 
 
 async def test_failures_are_counted_per_turn_not_per_call() -> None:

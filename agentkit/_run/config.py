@@ -7,20 +7,35 @@ configuration current at its start and keeps it to its end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from agentkit._client.encode import WireList, dump_wire
 from agentkit._exceptions import UserError
+from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, tools_by_name
-from agentkit._wire.messages import NamedToolChoice
+from agentkit._wire.messages import NamedToolChoice, SystemMessage
 
 if TYPE_CHECKING:
+    from agentkit._run.limits import UsageLimits
     from agentkit._wire.settings import ModelSettings
 
-__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "RunConfig"]
+__all__ = [
+    "DEFAULT_MAX_TOOL_RESULT_CHARS",
+    "Instructions",
+    "OutputValidator",
+    "RunConfig",
+]
+
+Instructions = Union[str, Callable[[RunContext[Any]], Union[str, Awaitable[str]]]]  # noqa: UP007
+"""Text, or a function of the run's context that returns it (sync or async)."""
+
+OutputValidator = Callable[..., Any]
+"""A function `(ctx, output) -> output` or `(output) -> output`, sync or async,
+that may raise `ModelRetry` to send the answer back."""
 
 DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
@@ -34,6 +49,8 @@ class RunConfig:
     """
 
     __slots__ = (
+        "_system",
+        "instructions",
         "max_tool_result_chars",
         "max_tool_retries",
         "max_turns",
@@ -41,6 +58,7 @@ class RunConfig:
         "on_max_turns",
         "output_retries",
         "output_spec",
+        "output_validators",
         "parallel_tool_calls",
         "repeat_limit",
         "repeated_tool_calls",
@@ -52,9 +70,11 @@ class RunConfig:
         "tool_definitions",
         "tool_errors",
         "tools",
+        "usage_limits",
     )
 
     model: str
+    instructions: tuple[Instructions, ...]
     tools: Mapping[str, Tool[..., Any]]
     tool_choice: str | NamedToolChoice
     max_turns: int
@@ -70,17 +90,31 @@ class RunConfig:
     reset_tool_choice: bool
     tool_concurrency: int | None
     max_tool_result_chars: int | None
+    output_validators: tuple[OutputValidator, ...]
+    usage_limits: UsageLimits | None
     # Derived from the settings above when the configuration is built.
     tool_definitions: WireList
     """The tools' definitions in wire form, sent with every request."""
     request_params: Mapping[str, Any]
     """The request fields every request of a run carries besides the conversation
     and the tools: the model settings and the response format."""
+    _system: SystemMessage | None
+
+    @property
+    def system_message(self) -> SystemMessage | None:
+        """The instructions as one system message, when they are all text (None when
+        there are none, or when some are functions, rendered per request)."""
+        return self._system
 
     def __init__(self, **fields: Any) -> None:
         # Called by `build` only, with every field.
         for name in self.__slots__:
-            object.__setattr__(self, name, fields[name])
+            if name != "_system":
+                object.__setattr__(self, name, fields[name])
+        texts = self.instructions
+        static = all(isinstance(part, str) for part in texts)
+        system = SystemMessage(content="\n\n".join(texts)) if texts and static else None  # type: ignore[arg-type]
+        object.__setattr__(self, "_system", system)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a RunConfig cannot be changed; use .replace({name}=...)")
@@ -98,6 +132,7 @@ class RunConfig:
         cls,
         *,
         model: str,
+        instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         tool_choice: Any = "auto",
         max_turns: int = 10,
@@ -113,6 +148,8 @@ class RunConfig:
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
+        output_validators: Iterable[OutputValidator] = (),
+        usage_limits: UsageLimits | None = None,
     ) -> RunConfig:
         """A validated configuration.
 
@@ -146,12 +183,19 @@ class RunConfig:
             settings = ModelSettings()
         elif not hasattr(settings, "to_params"):
             raise UserError(f"settings must be a ModelSettings, got {type(settings).__name__}")
+        validators = tuple(output_validators)
+        for validator in validators:
+            if not callable(validator):
+                raise UserError(f"an output validator must be a function, got {validator!r}")
+        if usage_limits is not None and not hasattr(usage_limits, "check_tokens"):
+            raise UserError(f"usage_limits must be a UsageLimits, got {usage_limits!r}")
         output_spec: OutputSpec[Any] = OutputSpec(output_type)
         params = settings.to_params()
         if output_spec.response_format is not None:
             params["response_format"] = output_spec.response_format
         return cls(
             model=model,
+            instructions=_instructions(instructions),
             tools=by_name,
             tool_choice=_tool_choice(tool_choice, by_name),
             max_turns=max_turns,
@@ -167,6 +211,8 @@ class RunConfig:
             reset_tool_choice=reset_tool_choice,
             tool_concurrency=tool_concurrency,
             max_tool_result_chars=max_tool_result_chars,
+            output_validators=validators,
+            usage_limits=usage_limits,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
             request_params=MappingProxyType(params),
         )
@@ -179,6 +225,7 @@ class RunConfig:
         """
         settings = {
             "model": self.model,
+            "instructions": self.instructions,
             "tools": tuple(self.tools.values()),
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
@@ -194,11 +241,43 @@ class RunConfig:
             "reset_tool_choice": self.reset_tool_choice,
             "tool_concurrency": self.tool_concurrency,
             "max_tool_result_chars": self.max_tool_result_chars,
+            "output_validators": self.output_validators,
+            "usage_limits": self.usage_limits,
         }
         unknown = set(changes) - set(settings)
         if unknown:
             raise UserError(f"not an agent setting: {', '.join(sorted(unknown))}")
         return self.build(**{**settings, **changes})
+
+
+def _instructions(value: Any) -> tuple[Instructions, ...]:
+    """The instructions as a tuple of parts: text or functions."""
+    if value is None:
+        return ()
+    parts = (value,) if isinstance(value, str) or callable(value) else tuple(value)
+    for part in parts:
+        if not (isinstance(part, str) or callable(part)):
+            raise UserError(
+                "instructions must be text, a function (ctx) -> str, or a list of them; "
+                f"got {part!r}"
+            )
+    return parts
+
+
+async def render_instructions(
+    parts: Sequence[Instructions], ctx: RunContext[Any]
+) -> SystemMessage | None:
+    """The instructions for one request, functions called with the run's context."""
+    texts: list[str] = []
+    for part in parts:
+        text = part if isinstance(part, str) else part(ctx)
+        if inspect.isawaitable(text):
+            text = await text
+        if not isinstance(text, str):
+            raise UserError(f"an instructions function returned {type(text).__name__}, not str")
+        if text:
+            texts.append(text)
+    return SystemMessage(content="\n\n".join(texts)) if texts else None
 
 
 def _tool_choice(choice: Any, tools: Mapping[str, Tool[..., Any]]) -> str | NamedToolChoice:

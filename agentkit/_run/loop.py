@@ -10,6 +10,7 @@ every step, and every decision between the steps is one of the pure rules in
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -19,14 +20,16 @@ import anyio
 
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import (
+    AgentRunError,
     ContentFilterError,
     IncompleteOutputError,
     ModelBehaviorError,
+    ModelRetry,
     OutputValidationError,
     RefusalError,
 )
 from agentkit._run import concurrency, rules
-from agentkit._run.config import RunConfig
+from agentkit._run.config import RunConfig, render_instructions
 from agentkit._run.state import ModelResponse, RunState
 from agentkit._run.tool_step import AnyCall, ToolOutcome, run_tool_call, unanswered
 from agentkit._tools.context import RunContext
@@ -34,6 +37,7 @@ from agentkit._tools.tool import Tool
 from agentkit._wire.messages import (
     AssistantMessage,
     CustomToolCall,
+    Message,
     NamedToolChoice,
     ToolCall,
     UserMessage,
@@ -92,13 +96,21 @@ class Run(Generic[OutputT]):
             choice: str | NamedToolChoice = (
                 "none" if budget == "last" else rules.tool_choice(config, state)
             )
+            limits = config.usage_limits
+            if limits is not None:
+                limits.check_before_request(state)
             response = await self.model_step(tool_choice=choice)
             self._record(response)
             step = rules.next_step(response.message, response.finish_reason)
+            calls = response.message.tool_calls or ()
+            if limits is not None:
+                self._within(calls, limits.check_tokens, state)
+                if step == "run_tools":
+                    self._within(calls, limits.check_tool_calls, state, len(calls))
             if step == "run_tools":
-                await self._run_tools(response.message.tool_calls or ())
+                await self._run_tools(calls)
                 continue
-            output = self._finish(step, response)
+            output = await self._finish(step, response)
             if output is not _RETRY:
                 return output  # type: ignore[no-any-return]
 
@@ -119,6 +131,7 @@ class Run(Generic[OutputT]):
             from agentkit._run.events import ModelRequestStart, emit
 
             await emit(self.events, ModelRequestStart(turn, len(state.messages)))
+        messages = await self._request_messages()
         started = time.perf_counter()
         if self.streamed:
             from agentkit._run.assemble import streamed_response  # loads with the first stream
@@ -126,16 +139,14 @@ class Run(Generic[OutputT]):
             response = await streamed_response(
                 self.client,
                 model=config.model,
-                messages=state.messages,
+                messages=messages,
                 params=params,
                 turn=turn,
                 events=self.events,
                 output=config.output_spec,
             )
         else:
-            completion = await self.client.create(
-                model=config.model, messages=state.messages, **params
-            )
+            completion = await self.client.create(model=config.model, messages=messages, **params)
             if not completion.choices:
                 raise ModelBehaviorError(
                     "the model's response has no choices", messages=state.messages
@@ -171,13 +182,7 @@ class Run(Generic[OutputT]):
         tool = tools.get(call.tool_name)
         ctx: RunContext[Any] | None = None
         if tool is None or type(tool) is not Tool or tool.takes_context:
-            # Built only for a tool that may use it: it copies the history.
-            ctx = RunContext(
-                deps=self.deps,
-                messages=tuple(self.state.messages),
-                usage=self.state.usage,
-                tool_call_id=call.id,
-            )
+            ctx = self._context(call.id)  # only for a tool that may use it: it copies the history
         return await run_tool_call(
             call,
             tools,
@@ -189,9 +194,38 @@ class Run(Generic[OutputT]):
 
     # --- between the steps --------------------------------------------------------------
 
+    async def _request_messages(self) -> list[Message]:
+        """The conversation as the next request sends it: the agent's instructions, as
+        they are now, then the history (which never holds them)."""
+        config, history = self.config, self.state.messages
+        system = config.system_message
+        if system is None and config.instructions:
+            system = await render_instructions(config.instructions, self._context())
+        return history if system is None else [system, *history]
+
+    def _context(self, tool_call_id: str | None = None) -> RunContext[Any]:
+        return RunContext(
+            deps=self.deps,
+            messages=tuple(self.state.messages),
+            usage=self.state.usage,
+            tool_call_id=tool_call_id,
+        )
+
+    def _within(self, calls: Sequence[AnyCall], check: Any, *args: Any) -> None:
+        """Run a limit check; if it ends the run, the response's `calls` are answered first."""
+        try:
+            check(*args)
+        except AgentRunError as exc:
+            for call in calls:
+                answer = unanswered(call, "the run reached a usage limit")
+                self.state.messages.append(answer.message)
+            exc.messages = list(self.state.messages)
+            raise
+
     def _record(self, response: ModelResponse) -> None:
         state = self.state
         state.turns += 1
+        state.last_prompt_tokens = response.usage.prompt_tokens
         state.usage = state.usage + response.usage
         state.messages.append(response.message)
         if response.message.tool_calls:
@@ -232,6 +266,7 @@ class Run(Generic[OutputT]):
         answer to the history in call order, whatever happens (cancellation included)."""
         results: list[ToolOutcome | None] = [answered.get(i) for i in range(len(calls))]
         pending = [(i, call) for i, call in enumerate(calls) if i not in answered]
+        self.state.tool_calls += len(pending)
         try:
             if len(pending) == 1:
                 i, call = pending[0]
@@ -248,7 +283,7 @@ class Run(Generic[OutputT]):
                 self.state.messages.append(results[i].message)  # type: ignore[union-attr]
         return results  # type: ignore[return-value]  # every slot was filled above
 
-    def _finish(self, step: rules.Step, response: ModelResponse) -> Any:
+    async def _finish(self, step: rules.Step, response: ModelResponse) -> Any:
         """The run's output for a response that is not a turn of tool calls, or `_RETRY`
         when the answer went back to the model; raise when the run ends without one."""
         config, state, message = self.config, self.state, response.message
@@ -268,18 +303,41 @@ class Run(Generic[OutputT]):
         if message.refusal:
             raise RefusalError(message.refusal, messages=state.messages)
         try:
-            return config.output_spec.parse(rules.message_text(message))
-        except ValueError as exc:
+            output = config.output_spec.parse(rules.message_text(message))
+            for validator in config.output_validators:
+                output = await self._validate(validator, output)
+            return output
+        except (ValueError, ModelRetry) as exc:
             state.output_failures += 1
+            what = "did not match the output type" if isinstance(exc, ValueError) else "was refused"
             if not rules.output_retry(config, state.output_failures):
                 raise OutputValidationError(
-                    f"the final answer did not match the output type "
-                    f"{state.output_failures} times: {exc}",
+                    f"the final answer {what} {state.output_failures} times: {exc}",
                     messages=state.messages,
                     errors=str(exc),
                 ) from None
             state.messages.append(UserMessage(content=f"{exc}\nPlease answer again."))
             return _RETRY
+
+    async def _validate(self, validator: Any, output: Any) -> Any:
+        """`output` through one output validator, which takes `(ctx, output)` or `(output)`."""
+        result = (
+            validator(self._context(), output) if _takes_context(validator) else validator(output)
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _takes_context(function: Any) -> bool:
+    """Whether a validator takes `(ctx, output)`: two positional parameters without defaults."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: given the output alone
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
+    return len(required) >= 2
 
 
 def _limited(step: Any, limiter: anyio.CapacityLimiter) -> Any:

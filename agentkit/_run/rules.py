@@ -39,6 +39,7 @@ __all__ = [
     "repeated_error",
     "same_call",
     "tool_choice",
+    "tool_retries",
     "turn_budget",
 ]
 
@@ -200,9 +201,17 @@ def count_failures(
     }
     for name, error in last_error.items():
         counts[name] = counts.get(name, 0) + 1
-        if counts[name] > config.max_tool_retries:
+        if counts[name] > tool_retries(config, name):
             raise ToolRetryError(name, error, counts[name], messages=state.messages)
     return counts
+
+
+def tool_retries(config: RunConfig, name: str) -> int:
+    """The failed turns in a row a tool is allowed: its own `retries`, else the agent's
+    `max_tool_retries`."""
+    tool = config.tools.get(name)
+    retries = getattr(tool, "retries", None)
+    return config.max_tool_retries if retries is None else retries
 
 
 def forget_failed(streaks: Mapping[str, int], failed: Sequence[AnyCall]) -> dict[str, int]:

@@ -57,6 +57,9 @@ class Tool(Generic[P, R]):
             once, but its worker thread cannot be interrupted: it is left to
             finish in the background and its result is discarded. The same
             holds when the run is cancelled or reaches its own timeout.
+        retries: Failed turns in a row this tool is allowed before the run ends
+            with `ToolRetryError`; `None` leaves it to the agent's
+            `max_tool_retries`.
     """
 
     function: Callable[P, R]
@@ -65,6 +68,7 @@ class Tool(Generic[P, R]):
     parameters: dict[str, Any]
     strict: bool
     timeout: float | None
+    retries: int | None
 
     def __init__(
         self,
@@ -74,12 +78,17 @@ class Tool(Generic[P, R]):
         description: str | None = None,
         strict: bool = False,
         timeout: float | None = None,
+        retries: int | None = None,
     ) -> None:
         """Build a tool; see `Tool.from_function`."""
         name = getattr(function, "__name__", "<unnamed>") if name is None else name
         problems = [] if _NAME.match(name) else [f"the name must match {_NAME.pattern}"]
         if timeout is not None and not timeout > 0:
             problems.append(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if retries is not None and (
+            isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+        ):
+            problems.append(f"retries must be an integer >= 0 or None, not {retries!r}")
         try:
             schema = function_schema(function, name=name, description=description, strict=strict)
         except ToolDefinitionError as exc:
@@ -93,6 +102,7 @@ class Tool(Generic[P, R]):
         self.parameters = schema.parameters
         self.strict = strict
         self.timeout = timeout
+        self.retries = retries
         self._schema = schema
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
 
@@ -105,6 +115,7 @@ class Tool(Generic[P, R]):
         description: str | None = None,
         strict: bool = False,
         timeout: float | None = None,
+        retries: int | None = None,
     ) -> Tool[P, R]:
         """Make a tool of a function without decorating it.
 
@@ -121,6 +132,8 @@ class Tool(Generic[P, R]):
             timeout: Seconds a call may take before it fails with
                 `ToolTimeoutError`. A sync function's thread is not
                 interrupted; it is left to finish in the background.
+            retries: Failed turns in a row allowed for this tool, instead of
+                the agent's `max_tool_retries`.
 
         Returns:
             The tool.
@@ -128,7 +141,9 @@ class Tool(Generic[P, R]):
         Raises:
             ToolDefinitionError: Listing every problem with the function.
         """
-        return cls(fn, name=name, description=description, strict=strict, timeout=timeout)
+        return cls(
+            fn, name=name, description=description, strict=strict, timeout=timeout, retries=retries
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the wrapped function directly, as if it were not a tool."""
@@ -259,6 +274,7 @@ def tool(
     description: str | None = None,
     strict: bool = False,
     timeout: float | None = None,
+    retries: int | None = None,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -270,6 +286,7 @@ def tool(
     description: str | None = None,
     strict: bool = False,
     timeout: float | None = None,
+    retries: int | None = None,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a typed, documented function into a `Tool`.
 
@@ -291,6 +308,8 @@ def tool(
         description: What the tool does; defaults to the docstring.
         strict: Make the schema follow OpenAI's strict mode.
         timeout: Seconds a call may take before it fails with `ToolTimeoutError`.
+        retries: Failed turns in a row allowed for this tool before the run
+            ends with `ToolRetryError`, instead of the agent's `max_tool_retries`.
 
     Returns:
         The tool, or a decorator that makes one.
@@ -300,7 +319,14 @@ def tool(
     """
 
     def decorate(function: Callable[P, R]) -> Tool[P, R]:
-        return Tool(function, name=name, description=description, strict=strict, timeout=timeout)
+        return Tool(
+            function,
+            name=name,
+            description=description,
+            strict=strict,
+            timeout=timeout,
+            retries=retries,
+        )
 
     return decorate if fn is None else decorate(fn)
 

@@ -36,7 +36,6 @@ from agentkit._wire.messages import (
     ContentPart,
     Message,
     ResponseFormat,
-    SystemMessage,
     ToolDefinition,
     UserMessage,
 )
@@ -175,9 +174,6 @@ def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
     except UserError as exc:
         message = str(exc).replace("message_history[", "messages[", 1)
         raise Problem(400, f"Invalid 'messages': {message}.", param="messages") from None
-    if agent.instructions is not None:
-        # The agent's instructions always lead; a client's own system message follows them.
-        history.insert(0, SystemMessage(content=agent.instructions))
     return ChatCall(
         model=request.model,
         prompt=last.content,
