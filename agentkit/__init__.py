@@ -13,12 +13,17 @@ from agentkit._version import __version__ as __version__
 if _typing.TYPE_CHECKING:
     from agentkit._agent import (
         Agent as Agent,
+        handoff as handoff,
     )
     from agentkit._client.chunk_stream import (
         ChatStream as ChatStream,
     )
     from agentkit._client.client import (
         ChatClient as ChatClient,
+    )
+    from agentkit._client.fallback import (
+        FallbackAttempt as FallbackAttempt,
+        FallbackModel as FallbackModel,
     )
     from agentkit._client.model import (
         ChatModel as ChatModel,
@@ -59,8 +64,13 @@ if _typing.TYPE_CHECKING:
         UsageLimitExceeded as UsageLimitExceeded,
         UserError as UserError,
     )
+    from agentkit._run.config import (
+        Handoff as Handoff,
+    )
     from agentkit._run.events import (
         EventHandler as EventHandler,
+        HandedOff as HandedOff,
+        ModelFallback as ModelFallback,
         ModelRequestEnd as ModelRequestEnd,
         ModelRequestStart as ModelRequestStart,
         OutputDelta as OutputDelta,
@@ -152,6 +162,12 @@ if _typing.TYPE_CHECKING:
 
 # Where each public name lives.
 _LAZY: dict[str, str] = {
+    "FallbackAttempt": "agentkit._client.fallback",
+    "FallbackModel": "agentkit._client.fallback",
+    "ModelFallback": "agentkit._run.events",
+    "HandedOff": "agentkit._run.events",
+    "Handoff": "agentkit._run.config",
+    "handoff": "agentkit._agent",
     "APIConnectionError": "agentkit._exceptions",
     "APIError": "agentkit._exceptions",
     "APIResponseValidationError": "agentkit._exceptions",
@@ -302,10 +318,14 @@ __all__ = [
     "ErrorObject",
     "ErrorResponse",
     "EventHandler",
+    "FallbackAttempt",
+    "FallbackModel",
     "FinishReason",
     "FunctionCall",
     "FunctionCallDelta",
     "FunctionDefinition",
+    "HandedOff",
+    "Handoff",
     "ImagePart",
     "ImageURL",
     "IncompleteOutputError",
@@ -316,6 +336,7 @@ __all__ = [
     "Message",
     "Model",
     "ModelBehaviorError",
+    "ModelFallback",
     "ModelRequestEnd",
     "ModelRequestStart",
     "ModelRetry",
@@ -372,6 +393,7 @@ __all__ = [
     "UsageLimits",
     "UserError",
     "UserMessage",
+    "handoff",
     "tool",
     "__version__",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, overload
@@ -16,6 +17,8 @@ from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._run.config import (
     DEFAULT_MAX_TOOL_RESULT_CHARS,
+    Handoff,
+    InputFilter,
     Instructions,
     OutputValidator,
     RunConfig,
@@ -24,6 +27,7 @@ from agentkit._run.history import check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
 from agentkit._run.state import RunState
+from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import (
@@ -39,11 +43,13 @@ if TYPE_CHECKING:
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._wire.settings import ModelSettings
 
-__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent"]
+__all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
 
 OutputT = TypeVar("OutputT", default=str)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,50}$")
 
 Prompt = str | Sequence[ContentPart]
 History = Sequence[Message | Mapping[str, Any]]
@@ -130,6 +136,13 @@ class Agent(Generic[OutputT]):
             the right type; one may raise `ModelRetry` to send the answer back
             with its message, within `output_retries`. See `output_validator`.
         usage_limits: `UsageLimits` every run keeps to, unless a run gets its own.
+        name: The agent's name: the tool that hands a run to it is
+            `transfer_to_<name>`, and `as_tool` names its tool after it.
+        handoffs: Agents (or `handoff(...)` values) this agent may hand a run
+            to: the model gets one tool per target, and calling it moves the
+            rest of the run to that agent (its instructions, tools and output
+            type). `RunResult.last_agent` says which agent answered. Handoffs
+            count against the turn budget of the agent that has the run.
 
     Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
     `agent.settings = ModelSettings(...)`) validates it as the constructor
@@ -188,7 +201,12 @@ class Agent(Generic[OutputT]):
         event_handler: EventHandler | None = None,
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
+        name: str | None = None,
+        handoffs: Iterable[Agent[Any] | Handoff] = (),
     ) -> None:
+        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+            raise UserError(f"name must match {_NAME.pattern} (it names tools), got {name!r}")
+        self.name = name
         self.config = RunConfig.build(
             model=model,
             instructions=instructions,
@@ -209,11 +227,66 @@ class Agent(Generic[OutputT]):
             max_tool_result_chars=max_tool_result_chars,
             output_validators=output_validators,
             usage_limits=usage_limits,
+            handoffs=[_as_handoff(target) for target in handoffs],
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
         self.timeout = timeout
         self.event_handler = event_handler
+
+    @property
+    def handoffs(self) -> Mapping[str, Handoff]:
+        """The agent's handoffs, by the name of the tool that makes each one."""
+        return self.config.handoffs
+
+    @handoffs.setter
+    def handoffs(self, targets: Iterable[Agent[Any] | Handoff]) -> None:
+        self.config = self.config.replace(handoffs=[_as_handoff(t) for t in targets])
+
+    def as_tool(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> Tool[..., Any]:
+        """This agent as a tool of another: the model writes the request, this agent
+        runs on it, and its output is the tool's result.
+
+        The sub-run gets the calling run's `deps`, its events go to the calling
+        run's event handler, its usage is added to the calling run's, and it is
+        cancelled with it (or after `timeout` seconds, as a tool timeout).
+
+        Args:
+            name: The tool's name; defaults to the agent's `name`.
+            description: What the agent does, for the model that calls it.
+            timeout: Seconds the sub-run may take.
+
+        Example:
+            >>> translator = Agent("gpt-4o-mini", name="translator", instructions="Translate to French.")
+            >>> writer = Agent("gpt-4o", tools=[translator.as_tool(description="Translates to French.")])
+        """
+        tool_name = name or self.name
+        if tool_name is None:
+            raise UserError("as_tool() needs a name: pass name=..., or give the agent a name")
+        agent = self
+
+        async def run_agent(ctx: RunContext[Any], input: str) -> Any:
+            """Run the agent on a request.
+
+            Args:
+                input: The request for the agent, complete in itself: it sees nothing else.
+            """
+            result = await agent.run(input, deps=ctx.deps, event_handler=ctx.event_handler)
+            ctx.add_usage(result.usage)
+            return result.output
+
+        return Tool(
+            run_agent,
+            name=tool_name,
+            description=description or f"Ask the agent {tool_name!r}.",
+            timeout=timeout,
+        )
 
     @property
     def timeout(self) -> float | None:
@@ -461,11 +534,19 @@ class Agent(Generic[OutputT]):
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
             run: Run[OutputT] = Run(
-                config, self.client, state, deps=deps, events=events, streamed=streamed
+                config,
+                self.client,
+                state,
+                deps=deps,
+                events=events,
+                streamed=streamed,
+                owner=self,
             )
             return await _finish(run, limit)
         async with ChatClient() as client:
-            run = Run(config, client, state, deps=deps, events=events, streamed=streamed)
+            run = Run(
+                config, client, state, deps=deps, events=events, streamed=streamed, owner=self
+            )
             return await _finish(run, limit)
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
@@ -482,6 +563,47 @@ class Agent(Generic[OutputT]):
             if not parts:
                 raise UserError("prompt must hold at least one content part")
         return messages
+
+
+def handoff(
+    agent: Agent[Any],
+    *,
+    tool_name: str | None = None,
+    description: str | None = None,
+    input_filter: InputFilter | None = None,
+) -> Handoff:
+    """A handoff to `agent`, with options; pass it in `Agent(handoffs=[...])`.
+
+    Args:
+        agent: The agent that takes the run over; it needs a `name`.
+        tool_name: The tool the model calls; defaults to `transfer_to_<name>`.
+        description: When the model should call it; defaults to a sentence
+            naming the agent.
+        input_filter: A function from the history so far to the history the
+            agent receives (every tool call in it still answered), such as one
+            that drops earlier tool calls. Default: the whole history.
+
+    Example:
+        >>> billing = Agent("gpt-4o-mini", name="billing", instructions="Answer billing questions.")
+        >>> triage = Agent("gpt-4o-mini", handoffs=[handoff(billing, description="Invoices, refunds.")])
+    """
+    if not isinstance(agent, Agent):
+        raise UserError(f"a handoff needs an Agent, got {agent!r}")
+    if agent.name is None:
+        raise UserError("an agent to hand off to needs a name: Agent(..., name='billing')")
+    return Handoff(
+        tool_name=tool_name or f"transfer_to_{agent.name}",
+        description=description or f"Hand the conversation to the agent {agent.name!r}.",
+        target_name=agent.name,
+        config=lambda: agent.config,
+        client=lambda: agent.client,
+        owner=agent,
+        input_filter=input_filter,
+    )
+
+
+def _as_handoff(target: Agent[Any] | Handoff) -> Handoff:
+    return target if isinstance(target, Handoff) else handoff(target)
 
 
 def _merged(base: ModelSettings, override: ModelSettings) -> ModelSettings:
@@ -509,7 +631,7 @@ async def _finish(run: Run[OutputT], limit: float | None) -> RunResult[OutputT]:
             raise RunTimeoutError(
                 f"the run took longer than its timeout of {limit:g} s", messages=state.messages
             )
-    return RunResult(output, state.messages, state.usage, state.turns)
+    return RunResult(output, state.messages, state.usage, state.turns, run.owner)
 
 
 def _in_event_loop() -> bool:

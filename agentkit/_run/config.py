@@ -13,11 +13,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from agentkit._client.encode import WireList, dump_wire
+from agentkit._client.model import ChatModel
 from agentkit._exceptions import UserError
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, tools_by_name
-from agentkit._wire.messages import NamedToolChoice, SystemMessage
+from agentkit._wire.messages import Message, NamedToolChoice, SystemMessage
 
 if TYPE_CHECKING:
     from agentkit._run.limits import UsageLimits
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_TOOL_RESULT_CHARS",
+    "Handoff",
+    "InputFilter",
     "Instructions",
     "OutputValidator",
     "RunConfig",
@@ -41,6 +44,56 @@ DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
 
 
+InputFilter = Callable[[list[Message]], Sequence[Message]]
+"""A function from the history so far to the history the next agent receives."""
+
+
+class Handoff:
+    """One way for a run to move to another agent, offered to the model as a tool.
+
+    Made by `agentkit.handoff` (or from an agent given in `Agent(handoffs=...)`).
+    When the model calls the tool, the turn's other calls still run; then the run
+    goes on with the target's configuration (its instructions, tools and output
+    type), its history passed through `input_filter` if one is given.
+
+    Attributes:
+        tool: The tool the model calls; it takes no arguments.
+        target_name: The name of the agent the run moves to.
+        config: The target's configuration, as it is when the handoff happens.
+        client: The target's own client, if it has one (else the run keeps its own).
+        owner: The target itself, reported as `RunResult.last_agent`.
+        input_filter: What of the history the target receives (all of it when None).
+    """
+
+    __slots__ = ("client", "config", "input_filter", "owner", "target_name", "tool")
+
+    def __init__(
+        self,
+        *,
+        tool_name: str,
+        description: str,
+        target_name: str,
+        config: Callable[[], RunConfig],
+        client: Callable[[], ChatModel | None],
+        owner: Any,
+        input_filter: InputFilter | None = None,
+    ) -> None:
+        answer = f"Transferred to {target_name}: it answers from here."
+
+        async def transfer() -> str:
+            return answer
+
+        self.tool: Tool[[], Any] = Tool(transfer, name=tool_name, description=description)
+        self.target_name = target_name
+        self.config = config
+        self.client = client
+        self.owner = owner
+        self.input_filter = input_filter
+
+    def __repr__(self) -> str:
+        return f"Handoff(tool={self.tool.name!r}, target={self.target_name!r})"
+
+
 class RunConfig:
     """What the loop needs of an agent; see `Agent` for what each setting means.
 
@@ -50,6 +103,7 @@ class RunConfig:
 
     __slots__ = (
         "_system",
+        "handoffs",
         "instructions",
         "max_tool_result_chars",
         "max_tool_retries",
@@ -92,6 +146,8 @@ class RunConfig:
     max_tool_result_chars: int | None
     output_validators: tuple[OutputValidator, ...]
     usage_limits: UsageLimits | None
+    handoffs: Mapping[str, Handoff]
+    """The run's ways to other agents, by the name of their tool (also in `tools`)."""
     # Derived from the settings above when the configuration is built.
     tool_definitions: WireList
     """The tools' definitions in wire form, sent with every request."""
@@ -150,6 +206,7 @@ class RunConfig:
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
+        handoffs: Iterable[Handoff] = (),
     ) -> RunConfig:
         """A validated configuration.
 
@@ -159,7 +216,11 @@ class RunConfig:
         """
         if not isinstance(model, str) or not model:
             raise UserError(f"model must be a non-empty model name, got {model!r}")
-        by_name = MappingProxyType(dict(tools_by_name(tools)))
+        ways = tuple(handoffs)
+        for way in ways:
+            if not isinstance(way, Handoff):
+                raise UserError(f"handoffs must be agents or handoff(...) values, got {way!r}")
+        by_name = MappingProxyType(tools_by_name([*tools, *(way.tool for way in ways)]))
         _check_int("max_turns", max_turns, 1)
         _check_int("max_tool_retries", max_tool_retries, 0)
         _check_int("output_retries", output_retries, 0)
@@ -213,6 +274,7 @@ class RunConfig:
             max_tool_result_chars=max_tool_result_chars,
             output_validators=validators,
             usage_limits=usage_limits,
+            handoffs=MappingProxyType({way.tool.name: way for way in ways}),
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
             request_params=MappingProxyType(params),
         )
@@ -223,10 +285,12 @@ class RunConfig:
         Raises:
             UserError: A changed setting is invalid, or is not a setting.
         """
+        handoff_tools = {id(way.tool) for way in self.handoffs.values()}
         settings = {
             "model": self.model,
             "instructions": self.instructions,
-            "tools": tuple(self.tools.values()),
+            "tools": tuple(t for t in self.tools.values() if id(t) not in handoff_tools),
+            "handoffs": tuple(self.handoffs.values()),
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
             "output_type": self.output_type,

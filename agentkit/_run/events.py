@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EventHandler",
+    "HandedOff",
+    "ModelFallback",
     "ModelRequestEnd",
     "ModelRequestStart",
     "OutputDelta",
@@ -63,6 +65,19 @@ class ModelRequestEnd:
     """Usage of this request alone."""
     latency: float
     """Seconds from sending the request to the whole answer."""
+    endpoint: str | None = None
+    """The endpoint that answered, when the client is a `FallbackModel`."""
+
+
+@dataclass(frozen=True)
+class ModelFallback:
+    """An endpoint of a `FallbackModel` was down; the request went on to the next."""
+
+    turn: int
+    endpoint: str
+    """The endpoint that failed (a base URL without secrets, and the model)."""
+    error: str
+    """Why: the error's type and message."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,20 @@ class ToolCallEnd:
     """Seconds the call took."""
 
 
-RunEvent = Union[ModelRequestStart, ModelRequestEnd, ToolCallStart, ToolCallEnd]  # noqa: UP007
+@dataclass(frozen=True)
+class HandedOff:
+    """The run moved to another agent, which answers from the next request on."""
+
+    turn: int
+    tool_call_id: str
+    """The call that handed the run over."""
+    agent: str
+    """The name of the agent the run moved to."""
+
+
+RunEvent = Union[  # noqa: UP007
+    ModelRequestStart, ModelRequestEnd, ModelFallback, ToolCallStart, ToolCallEnd, HandedOff
+]
 """Any event of a run."""
 
 
@@ -166,8 +194,10 @@ class RunComplete(Generic[OutputT]):
 StreamEvent = Union[  # noqa: UP007
     ModelRequestStart,
     ModelRequestEnd,
+    ModelFallback,
     ToolCallStart,
     ToolCallEnd,
+    HandedOff,
     TextDelta,
     RefusalDelta,
     ToolCallOpened,

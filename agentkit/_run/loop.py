@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,6 +22,7 @@ import anyio
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import (
     AgentRunError,
+    APIError,
     ContentFilterError,
     IncompleteOutputError,
     ModelBehaviorError,
@@ -67,6 +69,7 @@ class Run(Generic[OutputT]):
         deps: Anything the tools need; they receive it as `ctx.deps`.
         events: Called with each event of the run, if given.
         streamed: Request each answer as a stream, emitting its pieces as events.
+        owner: Who answers, as `RunResult.last_agent` reports it; a handoff changes it.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Run(Generic[OutputT]):
         deps: Any,
         events: EventHandler | None,
         streamed: bool = False,
+        owner: Any = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -85,6 +89,7 @@ class Run(Generic[OutputT]):
         self.deps = deps
         self.events = events
         self.streamed = streamed
+        self.owner = owner
 
     async def run(self) -> OutputT:
         """Drive the loop until a final answer, or raise an `AgentRunError`."""
@@ -132,7 +137,48 @@ class Run(Generic[OutputT]):
 
             await emit(self.events, ModelRequestStart(turn, len(state.messages)))
         messages = await self._request_messages()
+        attempts = _attempts_for(self.client)
+        if attempts is not None:
+            params["attempts"] = attempts
         started = time.perf_counter()
+        try:
+            response = await self._request(messages, params, turn)
+        except APIError:
+            if attempts and self.events is not None:
+                await self._report_fallbacks(turn, attempts)
+            raise
+        if attempts and self.events is not None:
+            await self._report_fallbacks(turn, attempts)
+        latency = time.perf_counter() - started
+        if logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+            logger.debug(
+                "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
+                turn,
+                response.finish_reason,
+                len(response.message.tool_calls or ()),
+                response.usage.total_tokens,
+                latency * 1000,
+            )
+        if self.events is not None:
+            from agentkit._run.events import ModelRequestEnd, emit
+
+            await emit(
+                self.events,
+                ModelRequestEnd(
+                    turn,
+                    response.message,
+                    response.finish_reason,
+                    response.usage,
+                    latency,
+                    attempts[-1].endpoint if attempts and attempts[-1].error is None else None,
+                ),
+            )
+        return response
+
+    async def _request(
+        self, messages: list[Message], params: dict[str, Any], turn: int
+    ) -> ModelResponse:
+        config, state = self.config, self.state
         if self.streamed:
             from agentkit._run.assemble import streamed_response  # loads with the first stream
 
@@ -155,26 +201,14 @@ class Run(Generic[OutputT]):
             response = ModelResponse(
                 request_form(choice.message), choice.finish_reason, completion.usage or Usage()
             )
-        latency = time.perf_counter() - started
-        if logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
-            logger.debug(
-                "turn %d: finish_reason=%s, %d tool call(s), %d tokens in %.0f ms",
-                turn,
-                response.finish_reason,
-                len(response.message.tool_calls or ()),
-                response.usage.total_tokens,
-                latency * 1000,
-            )
-        if self.events is not None:
-            from agentkit._run.events import ModelRequestEnd, emit
-
-            await emit(
-                self.events,
-                ModelRequestEnd(
-                    turn, response.message, response.finish_reason, response.usage, latency
-                ),
-            )
         return response
+
+    async def _report_fallbacks(self, turn: int, attempts: list[Any]) -> None:
+        from agentkit._run.events import ModelFallback, emit
+
+        for attempt in attempts:
+            if attempt.error is not None:
+                await emit(self.events, ModelFallback(turn, attempt.endpoint, attempt.error))
 
     async def tool_step(self, call: AnyCall) -> ToolOutcome:
         """Run one tool call and answer it."""
@@ -209,6 +243,7 @@ class Run(Generic[OutputT]):
             messages=tuple(self.state.messages),
             usage=self.state.usage,
             tool_call_id=tool_call_id,
+            event_handler=self.events,
         )
 
     def _within(self, calls: Sequence[AnyCall], check: Any, *args: Any) -> None:
@@ -236,6 +271,12 @@ class Run(Generic[OutputT]):
         config, state = self.config, self.state
         state.call_streaks, repeated = rules.repeat_streaks(config, state.call_streaks, calls)
         answered: dict[int, ToolOutcome] = {}
+        handoff = next((i for i, c in enumerate(calls) if c.tool_name in config.handoffs), None)
+        if handoff is not None:
+            target = config.handoffs[calls[handoff].tool_name].target_name
+            for i, call in enumerate(calls):
+                if i != handoff and call.tool_name in config.handoffs:
+                    answered[i] = unanswered(call, f"the run was already handed to {target}")
         if repeated is not None:
             if config.repeated_tool_calls == "raise":
                 answered = {
@@ -243,10 +284,11 @@ class Run(Generic[OutputT]):
                     for i, call in enumerate(calls)
                 }
             else:
-                answered = {
-                    calls.index(repeated): unanswered(repeated, rules.repeat_answer(config))
-                }
+                answered[calls.index(repeated)] = unanswered(repeated, rules.repeat_answer(config))
         outcomes = await self._run_and_record(calls, answered)
+        for outcome in outcomes:
+            if outcome.usage is not None:  # tokens a tool spent itself (a sub-agent's)
+                state.usage = state.usage + outcome.usage
         failed = [
             call
             for i, (call, outcome) in enumerate(zip(calls, outcomes, strict=True))
@@ -258,6 +300,26 @@ class Run(Generic[OutputT]):
             raise rules.repeated_error(config, state, repeated)
         rules.check_outcomes(config, state, outcomes)
         state.tool_failures = rules.count_failures(config, state, state.tool_failures, outcomes)
+        if handoff is not None and outcomes[handoff].error is None:
+            await self._hand_off(calls[handoff])
+
+    async def _hand_off(self, call: AnyCall) -> None:
+        """Go on with the configuration of the agent `call` hands the run to."""
+        way, state = self.config.handoffs[call.tool_name], self.state
+        if way.input_filter is not None:
+            from agentkit._run.history import check_history, to_messages
+
+            state.messages = to_messages(way.input_filter(list(state.messages)))
+            check_history(state.messages)
+        self.config, self.owner = way.config(), way.owner
+        self.client = way.client() or self.client
+        state.agent = way.target_name
+        # The new agent's tools and tool choice start afresh.
+        state.tool_called, state.call_streaks, state.tool_failures = False, {}, {}
+        if self.events is not None:
+            from agentkit._run.events import HandedOff, emit
+
+            await emit(self.events, HandedOff(state.turns, call.id, way.target_name))
 
     async def _run_and_record(
         self, calls: Sequence[AnyCall], answered: Mapping[int, ToolOutcome]
@@ -327,6 +389,16 @@ class Run(Generic[OutputT]):
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _attempts_for(client: Any) -> list[Any] | None:
+    """A list for a `FallbackModel` to report the endpoints it tries in; None for
+    any other client."""
+    # Not loaded means no FallbackModel exists: the check costs nothing otherwise.
+    fallback = sys.modules.get("agentkit._client.fallback")
+    if fallback is None or not isinstance(client, fallback.FallbackModel):
+        return None
+    return []
 
 
 def _takes_context(function: Any) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic
+from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
@@ -26,9 +26,12 @@ class RunResult(Generic[OutputT]):
             pass the list as `message_history` to continue the conversation.
         usage: Tokens summed over every request of the run.
         turns: Model requests made.
+        last_agent: The agent that gave the answer: the one run, or the last
+            one the run was handed to.
     """
 
     output: OutputT
     messages: list[Message]
     usage: Usage
     turns: int
+    last_agent: Any = None

@@ -30,6 +30,8 @@ class RunState(BaseModel):
     """Prompt tokens of the last request: the least the next one will have."""
     tool_calls: int = 0
     """Tool calls run so far (calls answered without running are not counted)."""
+    agent: str | None = None
+    """The name of the agent the run was last handed to; None before any handoff."""
     tool_called: bool = False
     """The model has called a tool in this run (after which a forced `tool_choice`
     turns to `"auto"`, unless the agent says otherwise)."""

@@ -11,6 +11,7 @@ from agentkit._exceptions import ModelRetry, ToolCallError, UserError
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
+from agentkit._wire.responses import Usage
 
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler
@@ -31,9 +32,10 @@ class ToolOutcome:
         error: The error text the model was sent, when the call failed.
         exception: The exception the tool itself raised, if it raised one.
         fatal: A usage mistake (such as an unserialisable result) that must end the run.
+        usage: Tokens the tool spent itself (a sub-agent's), to add to the run's usage.
     """
 
-    __slots__ = ("error", "exception", "fatal", "message", "tool_name")
+    __slots__ = ("error", "exception", "fatal", "message", "tool_name", "usage")
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class ToolOutcome:
         self.error = error
         self.exception = exception
         self.fatal = fatal
+        self.usage: Usage | None = None
 
 
 def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
@@ -111,6 +114,8 @@ async def run_tool_call(
     outcome = ToolOutcome(
         ToolMessage(tool_call_id=call.id, content=content), name, error, exception, fatal
     )
+    if ctx is not None:
+        outcome.usage = ctx.added_usage
     duration = time.perf_counter() - started
     logger.debug(
         "tool %s (%s) %s in %.1f ms",

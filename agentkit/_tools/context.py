@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic
+from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
@@ -39,3 +39,24 @@ class RunContext(Generic[DepsT]):
     """Tokens used by the run so far."""
     tool_call_id: str | None = None
     """The id of the tool call being answered, when there is one."""
+    event_handler: Callable[[Any], Any] | None = field(default=None, repr=False)
+    """The run's event handler, if it has one: a tool that runs an agent of its own
+    passes it on, so that the sub-run's events are seen with the run's."""
+    _spent: list[Usage] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count tokens the tool spent (a sub-agent's requests, say) in the run's usage.
+
+        They are added to the run's usage once the call has ended.
+        """
+        self._spent.append(usage)
+
+    @property
+    def added_usage(self) -> Usage | None:
+        """The tokens given to `add_usage` during this call, summed; None if none were."""
+        if not self._spent:
+            return None
+        total = self._spent[0]
+        for usage in self._spent[1:]:
+            total = total + usage
+        return total
