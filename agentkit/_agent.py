@@ -14,7 +14,7 @@ from agentkit._client.client import ChatClient
 from agentkit._client.encode import WireList, dump_wire
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
-from agentkit._run.history import check_history, to_messages
+from agentkit._run.history import CheckedHistory, check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
 from agentkit._run.state import RunState
@@ -360,7 +360,8 @@ class Agent(Generic[OutputT]):
         self, prompt: Prompt, history: Sequence[Message | Mapping[str, Any]] | None
     ) -> list[Message]:
         messages = to_messages(history or ())
-        check_history(messages)
+        if not isinstance(history, CheckedHistory):
+            check_history(messages)
         if self.instructions is not None and not (
             messages and messages[0].role in ("system", "developer")
         ):
