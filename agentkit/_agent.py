@@ -18,6 +18,7 @@ from agentkit._run.history import CheckedHistory, check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
 from agentkit._run.state import RunState
+from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, tools_by_name
 from agentkit._wire.messages import (
@@ -88,6 +89,13 @@ class Agent(Generic[OutputT]):
             characters followed by a notice such as `[truncated: the tool
             returned 10,485,760 characters; only the first 100,000 are shown]`.
             None sends every result whole.
+        tool_error_detail: What the model is told when a tool raises (other than
+            `ModelRetry` or `ToolCallError`, whose messages are always sent):
+            `"message"`, the exception's type and message; `"type"`, only
+            `Error: the tool <name> failed (<ExceptionType>)`, the message and
+            traceback going to the `agentkit` logger instead. None: `"message"`,
+            except in a served app, whose `tool_error_detail` applies (`"type"`
+            by default).
         timeout: Seconds a whole run may take before `RunTimeoutError`. The
             run ends on time even while a sync tool blocks in its worker
             thread: the call is answered as cancelled and the thread, which
@@ -121,6 +129,7 @@ class Agent(Generic[OutputT]):
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
+        tool_error_detail: ToolErrorDetail | None = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
     ) -> None:
@@ -143,6 +152,8 @@ class Agent(Generic[OutputT]):
         _check_choice("tool_errors", tool_errors, ("return", "raise"))
         _check_choice("repeated_tool_calls", repeated_tool_calls, ("raise", "tell"))
         _check_choice("on_max_turns", on_max_turns, ("raise", "answer"))
+        if tool_error_detail is not None:
+            _check_choice("tool_error_detail", tool_error_detail, ("message", "type"))
         if timeout is not None and not timeout > 0:
             raise UserError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.max_turns = max_turns
@@ -162,6 +173,7 @@ class Agent(Generic[OutputT]):
         self.reset_tool_choice = reset_tool_choice
         self.tool_concurrency = tool_concurrency
         self.max_tool_result_chars = max_tool_result_chars
+        self.tool_error_detail = tool_error_detail
         self.timeout = timeout
         self.event_handler = event_handler
         params = self.settings.to_params()

@@ -182,6 +182,7 @@ class Run(Generic[OutputT]):
             turn=self.state.turns,
             events=self.events,
             max_chars=self.agent.max_tool_result_chars,
+            error_detail=self.agent.tool_error_detail,
         )
 
     # --- what happens between the steps -------------------------------------------------
