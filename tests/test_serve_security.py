@@ -300,6 +300,41 @@ def test_too_many_messages_is_400_naming_the_limit() -> None:
         assert post(s, json={"model": "echo", "messages": many[:100]}).status_code == 200
 
 
+def test_content_parts_count_toward_the_limit_and_tools_are_at_most_128() -> None:
+    """One message cannot be made huge instead: its validation is one uninterrupted step."""
+    app = create_app({"echo": Agent("m", client=FunctionModel(echo))}, max_messages=100)
+    text = {"type": "text", "text": ""}
+    with serving(app) as s:
+        first = {"role": "user", "content": [text] * 60}
+        response = post(s, json={"model": "echo", "messages": [first, first, *user("x")]})
+        error = check_error(response.json())
+        assert (error["param"], error["code"]) == ("messages[1].content", "too_many_messages")
+        assert post(s, json={"model": "echo", "messages": [first, *user("x")]}).status_code == 200
+        function = {"type": "function", "function": {"name": "f"}}
+        many = post(s, json={"model": "echo", "messages": user("x"), "tools": [function] * 129})
+        assert check_error(many.json())["param"] == "tools"
+        ok = post(s, json={"model": "echo", "messages": user("x"), "tools": [function] * 128})
+        assert ok.status_code == 200
+
+
+@pytest.mark.invalid_request_body
+def test_a_client_tool_is_still_validated(keyless: Served) -> None:
+    bad = post(keyless, json={"model": "echo", "messages": user("x"), "tools": [{"type": "x"}]})
+    assert bad.status_code == 400
+    assert check_error(bad.json())["param"] == "tools[0].type"
+
+
+@pytest.mark.invalid_request_body
+def test_a_million_empty_parts_are_refused_before_validation(keyless: Served) -> None:
+    parts = [{"type": "text", "text": ""}] * 600_000  # ~15 MB
+    started = time.perf_counter()
+    response = post(keyless, json={"model": "echo", "messages": user(parts)})
+    took = time.perf_counter() - started
+    error = check_error(response.json())
+    assert (error["param"], error["code"]) == ("messages[0].content", "too_many_messages")
+    print(f"600k parts refused in {took:.2f} s")  # noqa: T201
+
+
 def test_the_default_message_limit() -> None:
     app = create_app({"echo": Agent("m")})
     assert app.max_messages == 10_000

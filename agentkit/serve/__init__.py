@@ -166,8 +166,9 @@ def create_app(
         shutdown_timeout: Seconds runs in flight get to finish on shutdown
             before they are cancelled.
         max_body_bytes: The largest request body accepted (413 beyond).
-        max_messages: The most messages one request may hold (400
-            `too_many_messages` beyond). None for no limit.
+        max_messages: The most messages one request may hold, and the most
+            content parts of all its messages together (400 `too_many_messages`
+            beyond). None for no limit.
         allowed_hosts: The `Host` names the app answers to (any port): exact
             names, `*.example.com`, or `"*"` for any. Others get 400
             `host_not_allowed`. None (the default): with `api_keys`, any host;

@@ -6,13 +6,14 @@ error bodies, and the completions and chunks built from a run.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from agentkit._exceptions import (
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from agentkit._agent import Agent
 
 __all__ = [
+    "MAX_TOOLS",
     "NO_RETRY",
     "ChatCall",
     "ChatRequest",
@@ -62,6 +64,9 @@ __all__ = [
     "run_text",
     "wire_usage",
 ]
+
+MAX_TOOLS = 128
+"""The most `tools` a request may list, as in OpenAI's API (they are never called)."""
 
 NO_RETRY = {"x-should-retry": "false"}
 """Sent with errors of a run that has begun: running it again would repeat its tool calls."""
@@ -124,7 +129,8 @@ class ChatRequest(BaseModel):
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     n: int | None = None
-    tools: list[ToolDefinition] | None = None
+    # Validated after their number is known to be within the limit (see `parse_chat`).
+    tools: list[Any] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Any = None
     response_format: ResponseFormat | None = None
 
@@ -157,7 +163,8 @@ def parse_chat(
     Args:
         raw: The request body.
         agents: The served agents by model name.
-        max_messages: The most messages one request may hold; None for no limit.
+        max_messages: The most messages one request may hold, and the most content
+            parts of all its messages together; None for no limit.
         policies: The content policy of each served model; a model not in it
             gets the default `ContentPolicy()`, text only.
     """
@@ -180,6 +187,11 @@ def parse_chat(
             code="model_not_found",
         )
     _check_options(request, agent)
+    if request.tools:
+        try:
+            _tool_list().validate_python(request.tools)
+        except ValidationError as exc:
+            raise _invalid(data, exc, ("tools",)) from None
     raw_messages = request.messages
     _check_count(raw_messages, max_messages)
     messages: list[Message] = []
@@ -223,9 +235,12 @@ _TEXT_ONLY = ContentPolicy()
 
 
 def _check_count(messages: list[Any], limit: int | None) -> None:
-    """A 400 for more than `limit` messages, or for more tool calls than there are
-    messages to answer them, before any message is validated: a message may not make
-    the server validate a million tool calls that cannot all be answered."""
+    """A 400 for more than `limit` messages or content parts, or for more tool calls
+    than there are messages to answer them, before any message is validated.
+
+    Each message is validated in one step that holds the interpreter, so no one
+    message may be made large in parts or calls (a million empty text parts, say).
+    """
     if limit is not None and len(messages) > limit:
         raise Problem(
             400,
@@ -234,9 +249,22 @@ def _check_count(messages: list[Any], limit: int | None) -> None:
             param="messages",
             code="too_many_messages",
         )
-    calls = 0
+    calls = parts = 0
     for i, item in enumerate(messages):
-        tool_calls = item.get("tool_calls") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content")
+        if limit is not None and isinstance(content, list):
+            parts += len(content)
+            if parts > limit:
+                raise Problem(
+                    400,
+                    f"Too many content parts: more than {limit:,} up to messages[{i}]; this "
+                    f"server accepts at most {limit:,} per request.",
+                    param=f"messages[{i}].content",
+                    code="too_many_messages",
+                )
+        tool_calls = item.get("tool_calls")
         if isinstance(tool_calls, list):
             calls += len(tool_calls)
             if calls > len(messages):
@@ -247,6 +275,11 @@ def _check_count(messages: list[Any], limit: int | None) -> None:
                     f"{len(messages):,} messages to answer them (each needs a tool message).",
                     param=param,
                 )
+
+
+@functools.cache
+def _tool_list() -> TypeAdapter[list[ToolDefinition]]:
+    return TypeAdapter(list[ToolDefinition])
 
 
 def _invalid(data: Any, exc: ValidationError, prefix: tuple[int | str, ...]) -> Problem:
