@@ -592,6 +592,8 @@ def test_an_image_agent_accepts_public_and_data_urls(
         "https://exa mple.com/a.png",
         "https://[::1/a.png",
         "data:text/html;base64,PHNjcmlwdD4=",
+        "data:image/svg+xml;base64,PHN2Zz4=",
+        "data:;base64,AAAA",
         "javascript:alert(1)",
     ],
 )

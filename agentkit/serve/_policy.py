@@ -134,7 +134,7 @@ class ContentPolicy:
     Args:
         types: The content part types accepted, such as `{"text", "image_url"}`.
         image_schemes: For `image_url` parts: the URL schemes accepted. `data:`
-            URLs must hold an image (`data:image/...`).
+            URLs must hold a raster image (`data:image/png;base64,...`; not SVG).
         image_hosts: For `image_url` parts: the only hosts accepted (exact names,
             `*.example.com`); None accepts any public host.
         allow_private_hosts: With `image_hosts=None`, also accept image URLs whose
@@ -174,8 +174,10 @@ class ContentPolicy:
         if not colon or scheme not in self.image_schemes:
             return f"image URLs must be {accepted} URLs"
         if scheme == "data":
-            if not rest[:6].lower() == "image/":
-                return "a 'data:' URL must hold an image ('data:image/...')"
+            media = rest[:32].partition(",")[0].partition(";")[0].strip().lower()
+            # SVG is a document that may itself point at other URLs; models take raster images.
+            if not media.startswith("image/") or media.startswith("image/svg"):
+                return "a 'data:' URL must hold a raster image ('data:image/png;base64,...')"
             return None
         # Characters that URL parsers disagree about (a backslash is a slash to a
         # browser, not to urlsplit) could make the host checked here differ from
