@@ -207,6 +207,9 @@ class AgentApp:
 
     Attributes:
         agents: The served agents by model name.
+        content_policies: The `ContentPolicy` of each served model.
+        max_messages: See `create_app`.
+        tool_error_detail: See `create_app`.
     """
 
     def __init__(
