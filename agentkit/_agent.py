@@ -23,10 +23,11 @@ from agentkit._run.config import (
     OutputValidator,
     RunConfig,
 )
-from agentkit._run.history import check_history, to_messages
+from agentkit._run.history import CheckedHistory, check_history, to_messages
 from agentkit._run.loop import Run
 from agentkit._run.result import RunResult
 from agentkit._run.state import RunState
+from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool
@@ -126,6 +127,13 @@ class Agent(Generic[OutputT]):
             characters followed by a notice such as `[truncated: the tool
             returned 10,485,760 characters; only the first 100,000 are shown]`.
             None sends every result whole.
+        tool_error_detail: What the model is told when a tool raises (other than
+            `ModelRetry` or `ToolCallError`, whose messages are always sent):
+            `"message"`, the exception's type and message; `"type"`, only
+            `Error: the tool <name> failed (<ExceptionType>)`, the message and
+            traceback going to the `agentkit` logger instead. None: `"message"`,
+            except in a served app, whose `tool_error_detail` applies (`"type"`
+            by default).
         timeout: Seconds a whole run may take before `RunTimeoutError`. The
             run ends on time even while a sync tool blocks in its worker
             thread: the call is answered as cancelled and the thread, which
@@ -159,6 +167,7 @@ class Agent(Generic[OutputT]):
     instructions = _Setting["tuple[Instructions, ...]"]()
     output_validators = _Setting["tuple[OutputValidator, ...]"]()
     usage_limits = _Setting["UsageLimits | None"]()
+    tool_error_detail = _Setting["ToolErrorDetail | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
     tool_choice = _Setting[str | NamedToolChoice]()
     max_turns = _Setting[int]()
@@ -197,6 +206,7 @@ class Agent(Generic[OutputT]):
         reset_tool_choice: bool = True,
         tool_concurrency: int | None = None,
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
+        tool_error_detail: ToolErrorDetail | None = None,
         timeout: float | None = None,
         event_handler: EventHandler | None = None,
         output_validators: Iterable[OutputValidator] = (),
@@ -228,6 +238,7 @@ class Agent(Generic[OutputT]):
             output_validators=output_validators,
             usage_limits=usage_limits,
             handoffs=[_as_handoff(target) for target in handoffs],
+            tool_error_detail=tool_error_detail,
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
@@ -551,7 +562,8 @@ class Agent(Generic[OutputT]):
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())
-        check_history(messages)
+        if not isinstance(history, CheckedHistory):
+            check_history(messages)
         if isinstance(prompt, str):
             messages.append(UserMessage(content=prompt))
         else:

@@ -12,7 +12,9 @@ time-zone tools on the server:
 Like `examples/clock.py`, the agent asks the endpoint in `OPENAI_BASE_URL` /
 `OPENAI_API_KEY` when one is set, and runs offline on a scripted model when not.
 Set `AGENTKIT_SERVE_KEYS` (comma-separated) to make clients send
-`Authorization: Bearer <key>`.
+`Authorization: Bearer <key>`. Without keys the service answers only to
+`localhost`, `127.0.0.1` and `[::1]`; SECURITY.md says why, and what to set
+before it is reachable from a network.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from agentkit._client.encode import WireList, dump_wire
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import UserError
+from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, tools_by_name
@@ -122,6 +123,7 @@ class RunConfig:
         "tool_choice",
         "tool_concurrency",
         "tool_definitions",
+        "tool_error_detail",
         "tool_errors",
         "tools",
         "usage_limits",
@@ -146,6 +148,7 @@ class RunConfig:
     max_tool_result_chars: int | None
     output_validators: tuple[OutputValidator, ...]
     usage_limits: UsageLimits | None
+    tool_error_detail: ToolErrorDetail | None
     handoffs: Mapping[str, Handoff]
     """The run's ways to other agents, by the name of their tool (also in `tools`)."""
     # Derived from the settings above when the configuration is built.
@@ -207,6 +210,7 @@ class RunConfig:
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
         handoffs: Iterable[Handoff] = (),
+        tool_error_detail: ToolErrorDetail | None = None,
     ) -> RunConfig:
         """A validated configuration.
 
@@ -232,6 +236,8 @@ class RunConfig:
         _check_choice("tool_errors", tool_errors, ("return", "raise"))
         _check_choice("repeated_tool_calls", repeated_tool_calls, ("raise", "tell"))
         _check_choice("on_max_turns", on_max_turns, ("raise", "answer"))
+        if tool_error_detail is not None:
+            _check_choice("tool_error_detail", tool_error_detail, ("message", "type"))
         if not isinstance(reset_tool_choice, bool):
             raise UserError(f"reset_tool_choice must be True or False, got {reset_tool_choice!r}")
         if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
@@ -275,6 +281,7 @@ class RunConfig:
             output_validators=validators,
             usage_limits=usage_limits,
             handoffs=MappingProxyType({way.tool.name: way for way in ways}),
+            tool_error_detail=tool_error_detail,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
             request_params=MappingProxyType(params),
         )
@@ -291,6 +298,7 @@ class RunConfig:
             "instructions": self.instructions,
             "tools": tuple(t for t in self.tools.values() if id(t) not in handoff_tools),
             "handoffs": tuple(self.handoffs.values()),
+            "tool_error_detail": self.tool_error_detail,
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
             "output_type": self.output_type,

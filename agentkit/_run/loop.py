@@ -224,6 +224,7 @@ class Run(Generic[OutputT]):
             turn=self.state.turns,
             events=self.events,
             max_chars=self.config.max_tool_result_chars,
+            error_detail=self.config.tool_error_detail,
         )
 
     # --- between the steps --------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentkit._exceptions import ModelRetry, ToolCallError, UserError
+from agentkit._run.tool_errors import ToolErrorDetail, tool_error_text
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import CustomToolCall, OtherToolCall, ToolCall, ToolMessage
@@ -78,10 +79,13 @@ async def run_tool_call(
     turn: int,
     events: EventHandler | None,
     max_chars: int | None = None,
+    error_detail: ToolErrorDetail | None = None,
 ) -> ToolOutcome:
     """Run one tool call; every failure becomes a tool message for the model.
 
     The tool message's content is cut to `max_chars` characters (see `limit_content`).
+    What the model is told of an exception the tool raised is `error_detail`'s (see
+    `tool_error_text`).
     """
     name, arguments = call.tool_name, call.tool_input
     if events is not None:
@@ -106,7 +110,7 @@ async def run_tool_call(
         except UserError as exc:
             error, fatal = "the tool could not produce a result", exc
         except Exception as exc:
-            error, exception = f"{type(exc).__name__}: {exc}", exc
+            error, exception = tool_error_text(name, call.id, exc, error_detail), exc
     if error is not None:
         content = error = limit_content(f"Error: {error}", max_chars)
     else:

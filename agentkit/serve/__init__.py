@@ -54,11 +54,39 @@ A failed run's message never carries the exception's text, and its response says
 stream that has begun reports a failure as a last `data: {"error": {...}}` event
 instead, without `[DONE]`.
 
+Who may call it, and what gets through (SECURITY.md has the whole threat model):
+
+- Keys: with `api_keys`, every request needs one; without, anyone who can reach
+  the socket can run the agent and its tools, so bind a keyless server to
+  127.0.0.1.
+- A web page cannot drive a keyless local server: a chat request must be sent as
+  `Content-Type: application/json` (415 otherwise: the `text/plain`, form and
+  multipart bodies a page may POST anywhere without a CORS preflight), no CORS
+  header is ever sent, and a keyless app answers only to the `Host` names
+  `localhost`, `127.0.0.1` and `[::1]` (any port), so a page on a name of its
+  own rebound to 127.0.0.1 gets 400 `host_not_allowed`. `allowed_hosts` changes
+  the list (`"*"` for any host; with keys, any host is the default).
+- Size and shape: a body over `max_body_bytes` gets 413; more than
+  `max_messages` messages, 400 `too_many_messages`. The run limit (429) and an
+  unknown model (404) are answered before the messages are validated; a large
+  body is parsed in a worker thread, one message at a time, so other requests
+  are answered meanwhile; every check is linear in the size of the body.
+- Content parts: text only, unless the agent's `ContentPolicy` accepts more
+  (image URLs to public hosts or `data:` URLs, say); any other part, or an image
+  URL into a private network (169.254.169.254, 10.0.0.0/8, `localhost`, …), is
+  refused with 400 naming it in `param`. Fields of messages and parts that
+  agentkit does not model are dropped, not forwarded to the agent's model.
+- Tool errors: the model of a served agent is told only which tool failed and
+  the exception's type (`Error: the tool query failed (ConnectionError)`); the
+  message is logged on the server (`tool_error_detail`). Messages written for
+  the model (`ModelRetry`, `ToolCallError`) go through.
+
 Other errors, all `{"error": {"message", "type", "param", "code"}}`: 400 for a
 body that is not JSON or not a valid request (`param` names the field), 401 for
 a missing or wrong bearer key when keys are configured, 404 for an unknown model
-or path, 413 for a body over `max_body_bytes`, 429 with `Retry-After` when
-`max_concurrent_runs` runs are going on, 503 once the app is shutting down.
+or path, 413 for a body over `max_body_bytes`, 415 for a body not declared as
+JSON, 429 with `Retry-After` when `max_concurrent_runs` runs are going on (or
+being parsed), 503 once the app is shutting down.
 
 Lifetime: a client that disconnects cancels its run (its tools see the
 cancellation). On shutdown (the ASGI lifespan's, or `await app.drain()`) new
@@ -70,6 +98,7 @@ requests before it signals the lifespan shutdown; bound that wait with its
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -95,14 +124,20 @@ from pydantic_core import to_json
 
 from agentkit._agent import Agent
 from agentkit._exceptions import UserError
+from agentkit._run.tool_errors import ToolErrorDetail, default_tool_error_detail
+from agentkit.serve._policy import LOCAL_HOSTS, ContentPolicy, HostPatterns, host_of
 from agentkit.serve._protocol import ChatCall, Problem, parse_chat, run_problem
 from agentkit.serve._run import complete, stream
 
-__all__ = ["AgentApp", "create_app"]
+__all__ = ["AgentApp", "ContentPolicy", "create_app"]
 
 logger = logging.getLogger("agentkit.serve")
 
 _MIB = 1024 * 1024
+
+# Bodies larger than this are parsed in a worker thread; smaller ones cost less to
+# parse than the hop to a thread and back.
+_THREAD_BYTES = 64 * 1024
 
 T = TypeVar("T")
 
@@ -114,6 +149,10 @@ def create_app(
     max_concurrent_runs: int | None = 100,
     shutdown_timeout: float = 30.0,
     max_body_bytes: int = 16 * _MIB,
+    max_messages: int | None = 10_000,
+    allowed_hosts: str | Iterable[str] | None = None,
+    content_policy: ContentPolicy | Mapping[str, ContentPolicy] | None = None,
+    tool_error_detail: ToolErrorDetail = "type",
 ) -> AgentApp:
     """An ASGI app serving `agents` over the Chat Completions protocol.
 
@@ -127,6 +166,24 @@ def create_app(
         shutdown_timeout: Seconds runs in flight get to finish on shutdown
             before they are cancelled.
         max_body_bytes: The largest request body accepted (413 beyond).
+        max_messages: The most messages one request may hold, and the most
+            content parts of all its messages together (400 `too_many_messages`
+            beyond). None for no limit.
+        allowed_hosts: The `Host` names the app answers to (any port): exact
+            names, `*.example.com`, or `"*"` for any. Others get 400
+            `host_not_allowed`. None (the default): with `api_keys`, any host;
+            without, only `localhost`, `127.0.0.1` and `[::1]`, so that a web
+            page cannot reach a keyless local server through a name it controls
+            (DNS rebinding). A keyless server reached by other names must list
+            them.
+        content_policy: Which content parts clients may send: one
+            `ContentPolicy` for every agent, or policies by model name (the
+            agents not named get the default). Default: text only.
+        tool_error_detail: What the model is told when a tool of a served agent
+            raises, for agents whose own `tool_error_detail` is None: `"type"`
+            (the default) sends only the tool's name and the exception's type
+            and logs the rest on the server; `"message"` sends the exception's
+            message too.
 
     Example:
         >>> app = create_app({"clock": build_agent()})
@@ -138,6 +195,10 @@ def create_app(
         max_concurrent_runs=max_concurrent_runs,
         shutdown_timeout=shutdown_timeout,
         max_body_bytes=max_body_bytes,
+        max_messages=max_messages,
+        allowed_hosts=allowed_hosts,
+        content_policy=content_policy,
+        tool_error_detail=tool_error_detail,
     )
 
 
@@ -146,6 +207,9 @@ class AgentApp:
 
     Attributes:
         agents: The served agents by model name.
+        content_policies: The `ContentPolicy` of each served model.
+        max_messages: See `create_app`.
+        tool_error_detail: See `create_app`.
     """
 
     def __init__(
@@ -156,9 +220,27 @@ class AgentApp:
         max_concurrent_runs: int | None,
         shutdown_timeout: float,
         max_body_bytes: int,
+        max_messages: int | None = 10_000,
+        allowed_hosts: str | Iterable[str] | None = None,
+        content_policy: ContentPolicy | Mapping[str, ContentPolicy] | None = None,
+        tool_error_detail: ToolErrorDetail = "type",
     ) -> None:
         self.agents: dict[str, Agent[Any]] = _agents(agents)
         self._keys = _keys(api_keys)
+        if allowed_hosts is None:
+            allowed_hosts = "*" if self._keys else LOCAL_HOSTS
+        self._hosts = HostPatterns(allowed_hosts, "allowed_hosts")
+        self.content_policies: dict[str, ContentPolicy] = _policies(content_policy, self.agents)
+        if max_messages is not None and (
+            isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1
+        ):
+            raise UserError(f"max_messages must be an integer >= 1 or None, got {max_messages!r}")
+        if tool_error_detail not in ("message", "type"):
+            raise UserError(
+                f"tool_error_detail must be 'message' or 'type', got {tool_error_detail!r}"
+            )
+        self.max_messages = max_messages
+        self.tool_error_detail: ToolErrorDetail = tool_error_detail
         if max_concurrent_runs is not None and (
             isinstance(max_concurrent_runs, bool)
             or not isinstance(max_concurrent_runs, int)
@@ -176,6 +258,9 @@ class AgentApp:
         self._closing = False
         # Each run in flight: its cancel scope, and the reason it was stopped, once it is.
         self._runs: dict[anyio.CancelScope, list[str]] = {}
+        # Requests admitted whose body is being parsed: they hold a place under
+        # `max_concurrent_runs` too, so the limit also bounds the parsing going on.
+        self._parsing = 0
         self._idle: anyio.Event | None = None
         self._app = Starlette(
             routes=[
@@ -188,10 +273,35 @@ class AgentApp:
         )
 
     def __repr__(self) -> str:
-        return f"AgentApp(agents={list(self.agents)!r}, keys={'set' if self._keys else 'none'})"
+        return (
+            f"AgentApp(agents={list(self.agents)!r}, keys={'set' if self._keys else 'none'}, "
+            f"hosts={self._hosts!r})"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._hosts.any:
+            problem = self._check_host(scope)
+            if problem is not None:
+                await _error(problem)(scope, receive, send)
+                return
         await self._app(scope, receive, send)
+
+    def _check_host(self, scope: Scope) -> Problem | None:
+        header = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                header = value.decode("latin-1")
+                break
+        host = host_of(header)
+        if host is not None and self._hosts.match(host):
+            return None
+        shown = header if len(header) <= 100 and header.isprintable() else repr(header[:100])
+        return Problem(
+            400,
+            f"The Host header '{shown}' is not one this server answers to; "
+            "the operator can allow it with create_app(allowed_hosts=...).",
+            code="host_not_allowed",
+        )
 
     @property
     def accepting(self) -> bool:
@@ -220,7 +330,7 @@ class AgentApp:
                 await self._wait_idle()
 
     async def _wait_idle(self) -> None:
-        while self._runs:
+        while self._runs or self._parsing:
             self._idle = anyio.Event()
             await self._idle.wait()
 
@@ -259,8 +369,18 @@ class AgentApp:
     async def _chat(self, request: Request) -> Response:
         try:
             self._authorize(request)
-            self._check_open()
-            call = parse_chat(await self._body(request), self.agents)
+            _check_json(request)
+            # A request that would be turned away is turned away before its body is read.
+            self._admit()
+            raw = await self._body(request)
+            self._admit()
+            self._parsing += 1
+            try:
+                call = await self._parse(raw)
+            except BaseException:
+                self._parsing -= 1
+                self._release(None)
+                raise
         except Problem as problem:
             return _error(problem)
         if call.stream:
@@ -274,6 +394,19 @@ class AgentApp:
         if body is None:  # the client has gone; nobody reads this
             return _error(Problem(499, "The client closed the request.", code="client_closed"))
         return JSONResponse(body)
+
+    async def _parse(self, raw: bytes) -> ChatCall:
+        """The call a body asks for; a large body is parsed in a worker thread, so that
+        the event loop goes on serving other requests meanwhile."""
+        options: dict[str, Any] = {
+            "max_messages": self.max_messages,
+            "policies": self.content_policies,
+        }
+        if len(raw) < _THREAD_BYTES:
+            return parse_chat(raw, self.agents, **options)
+        return await anyio.to_thread.run_sync(
+            functools.partial(parse_chat, raw, self.agents, **options)
+        )
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -323,7 +456,7 @@ class AgentApp:
     def _admit(self) -> None:
         self._check_open()
         limit = self.max_concurrent_runs
-        if limit is not None and len(self._runs) >= limit:
+        if limit is not None and len(self._runs) + self._parsing >= limit:
             raise Problem(
                 429,
                 f"Too many runs at once (the limit is {limit}); try again shortly.",
@@ -337,19 +470,27 @@ class AgentApp:
     async def _guarded(self, receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
         """Run `work` as a tracked run that the client's disconnect or shutdown cancels.
 
-        Raises `Problem` when the run is not admitted, was stopped by shutdown, or
-        failed; returns None when the client went away.
+        The request was admitted before its body was parsed; its place passes from
+        the parsing to the run here. Raises `Problem` when the app has begun to shut
+        down, the run was stopped by shutdown, or it failed; returns None when the
+        client went away.
         """
-        self._admit()
         reasons: list[str] = []
         results: list[T] = []
         failures: list[Exception] = []
+        self._parsing -= 1
+        try:
+            self._check_open()
+        except Problem:
+            self._release(None)
+            raise
         async with anyio.create_task_group() as group:
             self._runs[group.cancel_scope] = reasons
             try:
                 group.start_soon(_watch_disconnect, receive, group.cancel_scope, reasons)
                 try:
-                    results.append(await work())
+                    with default_tool_error_detail(self.tool_error_detail):
+                        results.append(await work())
                 except Exception as exc:
                     failures.append(exc)
             finally:
@@ -373,9 +514,10 @@ class AgentApp:
             )
         return None
 
-    def _release(self, scope: anyio.CancelScope) -> None:
-        self._runs.pop(scope, None)
-        if not self._runs and self._idle is not None:
+    def _release(self, scope: anyio.CancelScope | None) -> None:
+        if scope is not None:
+            self._runs.pop(scope, None)
+        if not self._runs and not self._parsing and self._idle is not None:
             self._idle.set()
 
 
@@ -438,6 +580,24 @@ class _Sender:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _check_json(request: Request) -> None:
+    """415 for a body not declared as JSON.
+
+    A web page can POST `text/plain`, form or multipart bodies to any server
+    without a CORS preflight; a JSON body needs one, which this server never
+    grants. So a page cannot make a local server run its agent.
+    """
+    declared = request.headers.get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        shown = declared if len(declared) <= 100 and declared.isprintable() else "(unreadable)"
+        raise Problem(
+            415,
+            f"Unsupported Content-Type '{shown}': send the body as JSON, with "
+            "'Content-Type: application/json'.",
+            code="unsupported_media_type",
+        )
+
+
 def _error(problem: Problem) -> Response:
     return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers)
 
@@ -462,6 +622,22 @@ def _agents(agents: Mapping[str, Agent[Any]] | Agent[Any]) -> dict[str, Agent[An
         if not isinstance(agent, Agent):
             raise UserError(f"the agent served as {name!r} is not an Agent: {agent!r}")
     return served
+
+
+def _policies(
+    policy: ContentPolicy | Mapping[str, ContentPolicy] | None, agents: Mapping[str, Agent[Any]]
+) -> dict[str, ContentPolicy]:
+    if policy is None:
+        policy = ContentPolicy()
+    if isinstance(policy, ContentPolicy):
+        return dict.fromkeys(agents, policy)
+    chosen = dict(policy)
+    for name, one in chosen.items():
+        if name not in agents:
+            raise UserError(f"content_policy names {name!r}, which is not a served model")
+        if not isinstance(one, ContentPolicy):
+            raise UserError(f"content_policy[{name!r}] is not a ContentPolicy: {one!r}")
+    return {name: chosen.get(name, ContentPolicy()) for name in agents}
 
 
 def _keys(api_keys: str | Iterable[str] | None) -> list[bytes]:

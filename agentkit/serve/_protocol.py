@@ -6,13 +6,14 @@ error bodies, and the completions and chunks built from a run.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from agentkit._exceptions import (
@@ -30,8 +31,9 @@ from agentkit._exceptions import (
     ToolRetryError,
     UserError,
 )
-from agentkit._run.history import check_history
+from agentkit._run.history import CheckedHistory, check_history
 from agentkit._wire.messages import (
+    MESSAGE_ADAPTER,
     AssistantMessage,
     ContentPart,
     Message,
@@ -40,11 +42,13 @@ from agentkit._wire.messages import (
     UserMessage,
 )
 from agentkit._wire.responses import Usage
+from agentkit.serve._policy import ContentPolicy, Rejected, check_content
 
 if TYPE_CHECKING:
     from agentkit._agent import Agent
 
 __all__ = [
+    "MAX_TOOLS",
     "NO_RETRY",
     "ChatCall",
     "ChatRequest",
@@ -59,6 +63,9 @@ __all__ = [
     "run_text",
     "wire_usage",
 ]
+
+MAX_TOOLS = 128
+"""The most `tools` a request may list, as in OpenAI's API (they are never called)."""
 
 NO_RETRY = {"x-should-retry": "false"}
 """Sent with errors of a run that has begun: running it again would repeat its tool calls."""
@@ -108,16 +115,21 @@ class _StreamOptions(BaseModel):
 
 class ChatRequest(BaseModel):
     """The fields of a request body the server acts on; other spec fields are accepted
-    and left to the agent's own settings."""
+    and left to the agent's own settings.
+
+    `messages` are validated one by one afterwards (see `parse_chat`), once the model
+    is known to be served and their number is within the limit.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Any] = Field(min_length=1)
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     n: int | None = None
-    tools: list[ToolDefinition] | None = None
+    # Validated after their number is known to be within the limit (see `parse_chat`).
+    tools: list[Any] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Any = None
     response_format: ResponseFormat | None = None
 
@@ -133,8 +145,28 @@ class ChatCall:
     include_usage: bool
 
 
-def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
-    """The run a request body asks for, or a `Problem` naming what is wrong with it."""
+def parse_chat(
+    raw: bytes,
+    agents: Mapping[str, Agent[Any]],
+    *,
+    max_messages: int | None = None,
+    policies: Mapping[str, ContentPolicy] | None = None,
+) -> ChatCall:
+    """The run a request body asks for, or a `Problem` naming what is wrong with it.
+
+    The cheap checks come first, so that a request for an unknown model, or with too
+    many messages, costs one JSON parse and no message validation; every step is
+    linear in the size of the body. Messages are validated one at a time, which
+    also lets other threads run between them when this runs in a worker thread.
+
+    Args:
+        raw: The request body.
+        agents: The served agents by model name.
+        max_messages: The most messages one request may hold, and the most content
+            parts of all its messages together; None for no limit.
+        policies: The content policy of each served model; a model not in it
+            gets the default `ContentPolicy()`, text only.
+    """
     try:
         data = from_json(raw)
     except ValueError:
@@ -144,15 +176,7 @@ def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc, message = list(first["loc"]), first["msg"]
-        if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
-            # The tag field (a message's `role`, a part's `type`) is what is wrong.
-            loc.append(str((first.get("ctx") or {}).get("discriminator", "")).strip("'"))
-            if first["type"] == "union_tag_not_found":
-                message = "Field required"
-        param = _param(data, loc)
-        raise Problem(400, f"Invalid '{param}': {message}.", param=param) from None
+        raise _invalid(data, exc, ()) from None
     agent = agents.get(request.model)
     if agent is None:
         raise Problem(
@@ -162,12 +186,31 @@ def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
             code="model_not_found",
         )
     _check_options(request, agent)
-    *history, last = request.messages
+    if request.tools:
+        try:
+            _tool_list().validate_python(request.tools)
+        except ValidationError as exc:
+            raise _invalid(data, exc, ("tools",)) from None
+    raw_messages = request.messages
+    _check_count(raw_messages, max_messages)
+    messages: list[Message] = []
+    validate = MESSAGE_ADAPTER.validate_python
+    for i, item in enumerate(raw_messages):
+        try:
+            messages.append(validate(item))
+        except ValidationError as exc:
+            raise _invalid(data, exc, ("messages", i)) from None
+    policy = (policies or {}).get(request.model) or _TEXT_ONLY
+    try:
+        check_content(policy, messages)
+    except Rejected as exc:
+        raise Problem(400, f"Invalid '{exc.param}': {exc.message}.", param=exc.param) from None
+    *history, last = messages
     if not isinstance(last, UserMessage):
         raise Problem(
             400,
             f"The last message must be the user's (role 'user'), not '{last.role}'.",
-            param=f"messages[{len(request.messages) - 1}].role",
+            param=f"messages[{len(messages) - 1}].role",
         )
     try:
         check_history(history)
@@ -177,10 +220,76 @@ def parse_chat(raw: bytes, agents: Mapping[str, Agent[Any]]) -> ChatCall:
     return ChatCall(
         model=request.model,
         prompt=last.content,
-        history=history,
+        # Checked above: the run does not check it again.
+        history=CheckedHistory(history),
         stream=bool(request.stream),
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
     )
+
+
+_TEXT_ONLY = ContentPolicy()
+
+
+def _check_count(messages: list[Any], limit: int | None) -> None:
+    """A 400 for more than `limit` messages or content parts, or for more tool calls
+    than there are messages to answer them, before any message is validated.
+
+    Each message is validated in one step that holds the interpreter, so no one
+    message may be made large in parts or calls (a million empty text parts, say).
+    """
+    if limit is not None and len(messages) > limit:
+        raise Problem(
+            400,
+            f"Too many messages: {len(messages):,}; this server accepts at most {limit:,} "
+            "per request.",
+            param="messages",
+            code="too_many_messages",
+        )
+    calls = parts = 0
+    for i, item in enumerate(messages):
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content")
+        if limit is not None and isinstance(content, list):
+            parts += len(content)
+            if parts > limit:
+                raise Problem(
+                    400,
+                    f"Too many content parts: more than {limit:,} up to messages[{i}]; this "
+                    f"server accepts at most {limit:,} per request.",
+                    param=f"messages[{i}].content",
+                    code="too_many_messages",
+                )
+        tool_calls = item.get("tool_calls")
+        if isinstance(tool_calls, list):
+            calls += len(tool_calls)
+            if calls > len(messages):
+                param = f"messages[{i}].tool_calls"
+                raise Problem(
+                    400,
+                    f"Invalid '{param}': {calls:,} tool calls up to here, but only "
+                    f"{len(messages):,} messages to answer them (each needs a tool message).",
+                    param=param,
+                )
+
+
+@functools.cache
+def _tool_list() -> TypeAdapter[list[ToolDefinition]]:
+    return TypeAdapter(list[ToolDefinition])
+
+
+def _invalid(data: Any, exc: ValidationError, prefix: tuple[int | str, ...]) -> Problem:
+    """A 400 naming the first field `exc` found wrong; `prefix` is where the validated
+    value sits in the body."""
+    first = exc.errors()[0]
+    loc, message = [*prefix, *first["loc"]], first["msg"]
+    if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        # The tag field (a message's `role`, a part's `type`) is what is wrong.
+        loc.append(str((first.get("ctx") or {}).get("discriminator", "")).strip("'"))
+        if first["type"] == "union_tag_not_found":
+            message = "Field required"
+    param = _param(data, loc)
+    return Problem(400, f"Invalid '{param}': {message}.", param=param)
 
 
 def _check_options(request: ChatRequest, agent: Agent[Any]) -> None:
