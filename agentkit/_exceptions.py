@@ -42,6 +42,15 @@ so the list can be inspected, stored, or sent again.
 
 Messages name what was wrong: the tool, the parameter, the status code or the
 field. They never contain an API key.
+
+Every error pickles (for multiprocessing, task queues and durable engines) with
+its type, message and attributes. The live httpx objects of an `APIError` do
+not travel: `request` comes back as a bare request with the same method and
+the URL as shown in messages (no user info, query values `***`), and a
+`response` as the status code with only the headers that say when to retry
+and which request it was (`retry-after`, `retry-after-ms`, `x-request-id`,
+`x-ratelimit-*`). No header of the original request, so no API key, is in the
+pickle; the message and `body` are masked of the request's secrets again.
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 
 if TYPE_CHECKING:
     from agentkit._wire.messages import AssistantMessage, Message
@@ -93,6 +104,25 @@ __all__ = [
 
 class AgentKitError(Exception):
     """Base class of every error raised by agentkit."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls `cls(*args)`, which the keyword-only
+        # constructors below refuse; rebuilding without the constructor works for
+        # every subclass, including a user's, with no per-class code.
+        return (_rebuild, (type(self), *self._pickled()))
+
+    def _pickled(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The `args` and attributes a pickle carries: all of them, unless a subclass
+        says otherwise."""
+        return self.args, dict(vars(self))
+
+
+def _rebuild(cls: type[AgentKitError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An unpickled error: its class, `args` and attributes, without calling `__init__`."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UserError(AgentKitError):
@@ -199,6 +229,21 @@ class APIError(AgentKitError):
         self.request = request
         super().__init__(message)
 
+    def _pickled(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, state = self.args, dict(vars(self))
+        request = state.get("request")
+        if request is None:
+            return args, state
+        # Masked when the error was built; again here, for one built elsewhere.
+        secrets = secrets_of(request.headers, request.url)
+        args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in args)
+        if "body" in state:
+            state["body"] = scrub_value(state["body"], secrets)
+        state["request"] = bare = _bare_request(request)
+        if state.get("response") is not None:
+            state["response"] = _bare_response(state["response"], bare)
+        return args, state
+
 
 class APIConnectionError(APIError):
     """The server could not be reached, or the connection broke mid-response."""
@@ -257,6 +302,31 @@ class APIStatusError(APIError):
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# Response headers a pickled APIStatusError keeps: what retry logic and support requests use.
+_KEPT_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
+
+
+def _bare_request(request: Any) -> httpx.Request:
+    """The request as a pickle may carry it: its method and shown URL, no header or body."""
+    try:
+        url = httpx.URL(display_url(request.url))
+    except (httpx.InvalidURL, TypeError):
+        url = httpx.URL("http://unknown.invalid/")
+    bare = httpx.Request(str(request.method), url)
+    # httpx adds a Host header from the URL: harmless, the URL is already shown.
+    return bare
+
+
+def _bare_response(response: Any, request: httpx.Request | None) -> httpx.Response:
+    """The response as a pickle may carry it: its status and the retry headers."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.items()
+        if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-ratelimit-")
+    ]
+    return httpx.Response(int(response.status_code), headers=headers, request=request)
 
 
 class BadRequestError(APIStatusError):
