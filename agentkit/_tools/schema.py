@@ -7,6 +7,15 @@ JSON arguments in one pass, and a `GenerateJsonSchema` subclass produces the
 schema without pydantic's `title` noise. docstring-parser reads the tool
 description and the parameter descriptions in Google, NumPy, reST and Epydoc
 styles.
+
+Numbers must be finite: a `float` (or `Decimal`) argument of NaN or ±Infinity,
+whether sent as a JSON token (`NaN`, `Infinity`), a string (`"nan"`) or a
+number too large for a float (`1e999`), is an argument error, since a check
+such as `amount > limit` is false for NaN and would be silently passed. This
+holds inside pydantic models taken as parameters too. A parameter that should
+accept them says so with pydantic's own setting:
+`Annotated[float, Field(allow_inf_nan=True)]`, or
+`model_config = ConfigDict(allow_inf_nan=True)` on a model.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, TypeAdapter, WrapValidator, with_config
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
-from pydantic_core import CoreSchema, to_jsonable_python
+from pydantic_core import CoreSchema, SchemaValidator, to_jsonable_python
 from typing_extensions import NotRequired, Required, TypedDict
 
 from agentkit._exceptions import ToolDefinitionError
@@ -36,7 +45,9 @@ class FunctionSchema:
     Attributes:
         description: The docstring's summary and body, or `None` when there is none.
         parameters: The JSON schema of the arguments object (already strict when asked for).
-        adapter: Parses and validates the model's JSON arguments into keyword arguments.
+        adapter: The arguments' `TypeAdapter`, for their JSON schema.
+        validator: Parses and validates the model's JSON arguments into keyword
+            arguments; non-finite numbers are refused in every model among them.
         positional_only: Positional-only parameters, in order: they cannot be passed by name.
         defaults: The default of every parameter that has one.
         context_param: The name of the `RunContext` parameter, if the function takes one.
@@ -52,6 +63,7 @@ class FunctionSchema:
         "description",
         "parameters",
         "positional_only",
+        "validator",
     )
 
     def __init__(
@@ -60,6 +72,7 @@ class FunctionSchema:
         description: str | None,
         parameters: dict[str, Any],
         adapter: TypeAdapter[dict[str, Any]],
+        validator: SchemaValidator,
         positional_only: tuple[str, ...],
         defaults: dict[str, Any],
         context_param: str | None,
@@ -68,6 +81,7 @@ class FunctionSchema:
         self.description = description
         self.parameters = parameters
         self.adapter = adapter
+        self.validator = validator
         self.positional_only = positional_only
         self.defaults = defaults
         self.context_param = context_param
@@ -192,6 +206,7 @@ def function_schema(
         description=description,
         parameters=parameters,
         adapter=adapter,
+        validator=_finite_validator(adapter),
         positional_only=tuple(positional_only),
         defaults=defaults,
         context_param=context_param,
@@ -205,8 +220,9 @@ def _build(
     """The adapter and clean schema of the arguments object, or every type problem."""
     make_typed_dict: Any = TypedDict
     # Unknown keys are rejected, so a misspelt optional argument is reported
-    # to the model rather than silently dropped.
-    arguments = with_config(ConfigDict(extra="forbid"))(make_typed_dict("Arguments", fields))
+    # to the model rather than silently dropped; NaN and Infinity too (see above).
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    arguments = with_config(config)(make_typed_dict("Arguments", fields))
     try:
         adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(arguments)
         return adapter, adapter.json_schema(schema_generator=_CleanJsonSchema)
@@ -215,6 +231,62 @@ def _build(
     # Try each parameter alone to name every one that fails, not just the first.
     problems = _type_problems({p: hints[p] for p in fields})
     raise ToolDefinitionError(name, problems or [_first_line(whole)]) from None
+
+
+def _finite_validator(adapter: TypeAdapter[Any]) -> SchemaValidator:
+    """The adapter's validator, refusing NaN and Infinity inside models as well.
+
+    The arguments' own config reaches plain types, TypedDicts and standard
+    dataclasses, but a pydantic model (or pydantic dataclass) validates with
+    its own config, whose default allows them. Each such config that does not
+    set `allow_inf_nan` itself gets `False`; a model that sets it keeps its
+    choice. Only when there is one is a second validator built, once, here.
+    """
+    classes: list[type] = []
+    patched = _refuse_inf_nan(adapter.core_schema, classes)
+    if not classes:
+        return adapter.validator  # type: ignore[return-value]
+    # pydantic-core reuses a complete model's own validator (its "prebuilt" one)
+    # instead of building the model's schema, which would drop the patched config.
+    # A model counts as complete by `__pydantic_complete__` in its class dict, so
+    # the flag is lowered while the validator is built. Only schema building reads
+    # it (pydantic's model_rebuild and pydantic-core's reuse); validating with the
+    # model meanwhile, in any thread, is unaffected.
+    lowered = [c for c in classes if vars(c).get("__pydantic_complete__") is True]
+    for cls in lowered:
+        setattr(cls, "__pydantic_complete__", False)  # noqa: B010
+    try:
+        return SchemaValidator(patched)
+    finally:
+        for cls in lowered:
+            setattr(cls, "__pydantic_complete__", True)  # noqa: B010
+
+
+def _refuse_inf_nan(node: Any, classes: list[type]) -> Any:
+    """`node` with `allow_inf_nan: False` in every model or dataclass config that is
+    silent about it, each such class added to `classes`. Containers are copied where
+    something changed; leaves are shared (they may be the user's validator functions)."""
+    if isinstance(node, list):
+        items = [_refuse_inf_nan(item, classes) for item in node]
+        return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] | None = None
+    for name, child in node.items():
+        new = _refuse_inf_nan(child, classes)
+        if new is not child:
+            out = dict(node) if out is None else out
+            out[name] = new
+    config = node.get("config")
+    if (
+        node.get("type") in ("model", "dataclass")
+        and isinstance(config, dict)
+        and "allow_inf_nan" not in config
+    ):
+        out = dict(node) if out is None else out
+        out["config"] = {**config, "allow_inf_nan": False}
+        classes.append(node["cls"])
+    return node if out is None else out
 
 
 def _type_hints(

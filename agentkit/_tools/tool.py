@@ -182,7 +182,7 @@ class Tool(Generic[P, R]):
                 validate; its message tells the model what to fix.
         """
         try:
-            return self._schema.adapter.validate_json(arguments or "{}")
+            return self._schema.validator.validate_json(arguments or "{}")  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise _arguments_error(self.name, exc) from None
 
@@ -275,6 +275,12 @@ def tool(
 
     Use it bare (`@tool`) or with options (`@tool(strict=True, timeout=5)`).
 
+    Number arguments must be finite: NaN or ±Infinity for a `float` or `Decimal`
+    parameter (also inside pydantic models and dataclasses) goes back to the
+    model as an argument error naming the parameter. To accept them, say so
+    with pydantic: `Annotated[float, Field(allow_inf_nan=True)]`, or
+    `model_config = ConfigDict(allow_inf_nan=True)` on a model.
+
     Example:
         >>> @tool
         ... def get_current_time(timezone: str) -> str:
@@ -350,7 +356,12 @@ def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
             got = _json_type(error["input"])
             message = f"the arguments of tool {name!r} must be a JSON object, not {got}"
             return ToolArgumentsError(name, message, [{"loc": "", "msg": message}])
-        msg = "unexpected argument" if kind == "extra_forbidden" else error["msg"]
+        if kind == "extra_forbidden":
+            msg = "unexpected argument"
+        elif kind == "finite_number":
+            msg = "must be a finite number, not NaN or Infinity"
+        else:
+            msg = error["msg"]
         errors.append({"loc": loc, "msg": msg})
         shown = "" if kind in ("missing", "extra_forbidden") else _shown(error["input"])
         lines.append(f"- {loc or '(arguments)'}: {msg}{shown}")
@@ -360,7 +371,8 @@ def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
 
 
 def _shown(value: Any) -> str:
-    text = pydantic_core.to_json(value, fallback=repr).decode()
+    # NaN and Infinity as JSON spells them, not pydantic's default of null.
+    text = pydantic_core.to_json(value, fallback=repr, inf_nan_mode="constants").decode()
     if len(text) > _MAX_INPUT:
         text = text[: _MAX_INPUT - 3] + "..."
     return f" (got {text})"

@@ -12,6 +12,7 @@ server) still validates in full; its errors reach the model as tool errors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +59,11 @@ class _Checker:
         self.errors.append({"loc": ".".join(loc), "msg": msg})
 
     def check(self, value: Any, schema: Any, loc: tuple[str, ...], depth: int) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or Infinity (`NaN` tokens, `1e999`): no schema can allow them,
+            # and a check such as `amount > limit` on the other side would pass them.
+            self.fail(loc, f"must be a finite number, not {_got(value)}")
+            return
         if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
             return  # `true`, `false` and anything unexpected: accepted, the server decides
         ref = schema.get("$ref")
@@ -142,7 +148,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _json(value: Any) -> str:
-    return pydantic_core.to_json(value, fallback=repr).decode()
+    return pydantic_core.to_json(value, fallback=repr, inf_nan_mode="constants").decode()
 
 
 def _got(value: Any) -> str:
