@@ -178,7 +178,8 @@ class ToolArgumentsError(ToolCallError):
 
     Attributes:
         tool_name: The tool that was called.
-        errors: One entry per failing field: `{"loc": "path.to.field", "msg": "reason"}`.
+        errors: One entry per failing field: `{"loc": "path.to.field", "msg": "reason"}`;
+            the first few dozen at most (the message gives the number of all of them).
     """
 
     def __init__(self, tool_name: str, message: str, errors: list[dict[str, str]]) -> None:

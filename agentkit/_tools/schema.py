@@ -48,6 +48,7 @@ class FunctionSchema:
         adapter: The arguments' `TypeAdapter`, for their JSON schema.
         validator: Parses and validates the model's JSON arguments into keyword
             arguments; non-finite numbers are refused in every model among them.
+        core_schema: The pydantic-core schema `validator` was built from.
         positional_only: Positional-only parameters, in order: they cannot be passed by name.
         defaults: The default of every parameter that has one.
         context_param: The name of the `RunContext` parameter, if the function takes one.
@@ -56,9 +57,11 @@ class FunctionSchema:
 
     # A plain class, not a dataclass: a frozen dataclass costs ~0.7 ms to define at import.
     __slots__ = (
+        "_fail_fast",
         "adapter",
         "context_by_name",
         "context_param",
+        "core_schema",
         "defaults",
         "description",
         "parameters",
@@ -72,7 +75,8 @@ class FunctionSchema:
         description: str | None,
         parameters: dict[str, Any],
         adapter: TypeAdapter[dict[str, Any]],
-        validator: SchemaValidator,
+        validator: Any,
+        core_schema: CoreSchema,
         positional_only: tuple[str, ...],
         defaults: dict[str, Any],
         context_param: str | None,
@@ -81,11 +85,23 @@ class FunctionSchema:
         self.description = description
         self.parameters = parameters
         self.adapter = adapter
-        self.validator = validator
+        self.validator: SchemaValidator = validator
+        self.core_schema = core_schema
+        self._fail_fast: SchemaValidator | None = None
         self.positional_only = positional_only
         self.defaults = defaults
         self.context_param = context_param
         self.context_by_name = context_by_name
+
+    def fail_fast_validator(self) -> SchemaValidator:
+        """`validator`, except that each list, tuple, set or dict stops at its first
+        invalid item: for arguments with too many errors to list, whose first ones are
+        found without validating, and collecting errors for, the rest. Built on first use.
+        """
+        if self._fail_fast is None:
+            _, validator = _validator_for(self.core_schema, _stop_at_first_error)
+            self._fail_fast = validator or self.validator
+        return self._fail_fast
 
 
 class _CleanJsonSchema(GenerateJsonSchema):
@@ -196,6 +212,7 @@ def function_schema(
         raise ToolDefinitionError(name, problems)
 
     adapter, parameters = _build(name, fields, hints)
+    core_schema, validator = _validator_for(adapter.core_schema, _refuse_inf_nan)
     for pname, default in defaults.items():
         _add_default(parameters["properties"][pname], default)
     if strict:
@@ -206,7 +223,8 @@ def function_schema(
         description=description,
         parameters=parameters,
         adapter=adapter,
-        validator=_finite_validator(adapter),
+        validator=validator or adapter.validator,
+        core_schema=core_schema,
         positional_only=tuple(positional_only),
         defaults=defaults,
         context_param=context_param,
@@ -233,21 +251,17 @@ def _build(
     raise ToolDefinitionError(name, problems or [_first_line(whole)]) from None
 
 
-def _finite_validator(adapter: TypeAdapter[Any]) -> SchemaValidator:
-    """The adapter's validator, refusing NaN and Infinity inside models as well.
-
-    The arguments' own config reaches plain types, TypedDicts and standard
-    dataclasses, but a pydantic model (or pydantic dataclass) validates with
-    its own config, whose default allows them. Each such config that does not
-    set `allow_inf_nan` itself gets `False`; a model that sets it keeps its
-    choice. Only when there is one is a second validator built, once, here.
-    """
+def _validator_for(
+    schema: CoreSchema, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> tuple[CoreSchema, SchemaValidator | None]:
+    """`schema` rewritten by `change` (see `_rewrite`) and a validator built from it;
+    the same schema and None when `change` applies nowhere."""
     classes: list[type] = []
-    patched = _refuse_inf_nan(adapter.core_schema, classes)
-    if not classes:
-        return adapter.validator  # type: ignore[return-value]
+    patched = _rewrite(schema, change, classes)
+    if patched is schema:
+        return schema, None
     # pydantic-core reuses a complete model's own validator (its "prebuilt" one)
-    # instead of building the model's schema, which would drop the patched config.
+    # instead of building the model's schema, which would drop the rewritten parts.
     # A model counts as complete by `__pydantic_complete__` in its class dict, so
     # the flag is lowered while the validator is built. Only schema building reads
     # it (pydantic's model_rebuild and pydantic-core's reuse); validating with the
@@ -256,37 +270,63 @@ def _finite_validator(adapter: TypeAdapter[Any]) -> SchemaValidator:
     for cls in lowered:
         setattr(cls, "__pydantic_complete__", False)  # noqa: B010
     try:
-        return SchemaValidator(patched)
+        return patched, SchemaValidator(patched)
     finally:
         for cls in lowered:
             setattr(cls, "__pydantic_complete__", True)  # noqa: B010
 
 
-def _refuse_inf_nan(node: Any, classes: list[type]) -> Any:
-    """`node` with `allow_inf_nan: False` in every model or dataclass config that is
-    silent about it, each such class added to `classes`. Containers are copied where
-    something changed; leaves are shared (they may be the user's validator functions)."""
+def _rewrite(
+    node: Any, change: Callable[[dict[str, Any]], dict[str, Any] | None], classes: list[type]
+) -> Any:
+    """`node` with `change` applied to every schema in it, bottom up (`change` returns a
+    replacement, or None to keep a schema), and the class of every model or dataclass
+    whose schema changed added to `classes`. Containers are copied where something
+    changed; leaves are shared (they may be the user's validator functions)."""
     if isinstance(node, list):
-        items = [_refuse_inf_nan(item, classes) for item in node]
+        items = [_rewrite(item, change, classes) for item in node]
         return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] | None = None
     for name, child in node.items():
-        new = _refuse_inf_nan(child, classes)
+        new = _rewrite(child, change, classes)
         if new is not child:
             out = dict(node) if out is None else out
             out[name] = new
+    replaced = change(node if out is None else out)
+    out = replaced if replaced is not None else out
+    if out is not None and node.get("type") in ("model", "dataclass") and "cls" in node:
+        classes.append(node["cls"])
+    return node if out is None else out
+
+
+def _refuse_inf_nan(node: dict[str, Any]) -> dict[str, Any] | None:
+    """A model or dataclass whose config is silent about `allow_inf_nan`, refusing them.
+
+    The arguments' own config reaches plain types, TypedDicts and standard
+    dataclasses, but a pydantic model (or pydantic dataclass) validates with
+    its own config, whose default allows them. A model that sets it keeps its
+    choice.
+    """
     config = node.get("config")
     if (
         node.get("type") in ("model", "dataclass")
         and isinstance(config, dict)
         and "allow_inf_nan" not in config
     ):
-        out = dict(node) if out is None else out
-        out["config"] = {**config, "allow_inf_nan": False}
-        classes.append(node["cls"])
-    return node if out is None else out
+        return {**node, "config": {**config, "allow_inf_nan": False}}
+    return None
+
+
+_SEQUENCES = frozenset({"list", "tuple", "set", "frozenset", "dict"})
+
+
+def _stop_at_first_error(node: dict[str, Any]) -> dict[str, Any] | None:
+    """A list, tuple, set or dict that stops at its first invalid item."""
+    if node.get("type") in _SEQUENCES and not node.get("fail_fast"):
+        return {**node, "fail_fast": True}
+    return None
 
 
 def _type_hints(

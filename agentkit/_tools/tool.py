@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
@@ -26,7 +27,7 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._tools.schema import function_schema
+from agentkit._tools.schema import FunctionSchema, function_schema
 
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
@@ -38,6 +39,7 @@ R = TypeVar("R")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
+_MAX_ERRORS = 20  # errors listed to the model; beyond them, only their number
 
 
 class Tool(Generic[P, R]):
@@ -184,7 +186,7 @@ class Tool(Generic[P, R]):
         try:
             return self._schema.validator.validate_json(arguments or "{}")  # type: ignore[no-any-return]
         except ValidationError as exc:
-            raise _arguments_error(self.name, exc) from None
+            raise _arguments_error(self.name, exc, self._schema, arguments or "{}") from None
 
     async def call(self, arguments: str, ctx: RunContext[Any] | None = None) -> str:
         """Validate a model's arguments, run the function and format its result.
@@ -339,11 +341,30 @@ def tools_by_name(
     return index
 
 
-def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
-    """A message the model can act on: every failing field, its reason and value."""
+def _arguments_error(
+    name: str, exc: ValidationError, schema: FunctionSchema, arguments: str
+) -> ToolArgumentsError:
+    """A message the model can act on: each failing field, its reason and value.
+
+    At most `_MAX_ERRORS` are listed, with the number of the rest: a list of a
+    million invalid items would otherwise take seconds (on the event loop) to
+    describe, for a message cut to its first characters anyway. pydantic has
+    found every error by now, but turning them into Python objects costs more
+    than finding them, so with too many the arguments are validated again with
+    each list and dict stopping at its first invalid item, and the first errors
+    of that pass are listed.
+    """
+    total = exc.error_count()
+    if total > _MAX_ERRORS:
+        try:
+            schema.fail_fast_validator().validate_json(arguments)
+        except ValidationError as first_errors:
+            exc = first_errors
     errors: list[dict[str, str]] = []
     lines: list[str] = []
     for error in exc.errors(include_url=False, include_context=False):
+        if len(errors) == _MAX_ERRORS:
+            break
         loc = ".".join(str(part) for part in error["loc"])
         kind = error["type"]
         if kind == "json_invalid":
@@ -365,17 +386,35 @@ def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
         errors.append({"loc": loc, "msg": msg})
         shown = "" if kind in ("missing", "extra_forbidden") else _shown(error["input"])
         lines.append(f"- {loc or '(arguments)'}: {msg}{shown}")
-    count = f"{len(errors)} error" + ("s" if len(errors) > 1 else "")
+    count = f"{total:,} error" + ("s" if total > 1 else "")
+    if total > len(errors):
+        listed = "the first is" if len(errors) == 1 else f"the first {len(errors)} are"
+        count += f"; {listed} listed, fix them and try again"
     message = f"invalid arguments for tool {name!r} ({count}):\n" + "\n".join(lines)
     return ToolArgumentsError(name, message, errors)
 
 
 def _shown(value: Any) -> str:
     # NaN and Infinity as JSON spells them, not pydantic's default of null.
-    text = pydantic_core.to_json(value, fallback=repr, inf_nan_mode="constants").decode()
+    text = pydantic_core.to_json(_clip(value), fallback=repr, inf_nan_mode="constants").decode()
     if len(text) > _MAX_INPUT:
         text = text[: _MAX_INPUT - 3] + "..."
     return f" (got {text})"
+
+
+def _clip(value: Any, depth: int = 0) -> Any:
+    """As much of a value as an 80-character quote can show: serialising a list of a
+    million items to show its first few would cost as much as the list."""
+    if isinstance(value, str):
+        return value[:_MAX_INPUT]
+    if isinstance(value, list | dict) and depth >= 3:
+        return "..."
+    if isinstance(value, list):
+        return [_clip(item, depth + 1) for item in value[:8]]
+    if isinstance(value, dict):
+        items = itertools.islice(value.items(), 8)
+        return {key: _clip(item, depth + 1) for key, item in items}
+    return value
 
 
 def _json_type(value: Any) -> str:
