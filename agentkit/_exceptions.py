@@ -21,6 +21,7 @@ AgentKitError
 ├── ToolCallError              a single tool call failed; the message is written for the model
 │   ├── ToolArgumentsError     arguments that are not JSON or fail validation
 │   ├── ToolTimeoutError       the tool ran longer than its timeout
+│   ├── ToolThreadsExhaustedError  every thread for sync tools is held by a stuck call
 │   └── MCPServerError         an MCP server could not be reached, or its connection broke
 ├── ModelRetry                 raised by a tool to ask the model to try again
 └── AgentRunError              a run ended without an answer; .messages is the history so far
@@ -95,6 +96,7 @@ __all__ = [
     "ToolCallError",
     "ToolDefinitionError",
     "ToolResultError",
+    "ToolThreadsExhaustedError",
     "ToolTimeoutError",
     "MCPServerError",
     "UnprocessableEntityError",
@@ -198,6 +200,33 @@ class ToolTimeoutError(ToolCallError):
     def __init__(self, tool_name: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(tool_name, f"tool {tool_name!r} timed out after {timeout:g} seconds")
+
+
+class ToolThreadsExhaustedError(ToolCallError):
+    """A sync tool cannot run: every worker thread is held by a call that was
+    abandoned (it timed out, or its run was cancelled) and has not returned yet.
+
+    Sync tools run in the threads of anyio's default thread limiter (40 unless
+    set otherwise with `anyio.to_thread.current_default_thread_limiter().total_tokens`).
+    A thread cannot be interrupted, so an abandoned call keeps its thread until
+    its function returns; when such calls hold all of them, new sync calls fail
+    at once with this error instead of waiting.
+
+    Attributes:
+        tool_name: The tool that could not run.
+        stuck: The number of abandoned calls still running.
+        limit: The number of threads in the pool.
+    """
+
+    def __init__(self, tool_name: str, stuck: int, limit: float) -> None:
+        self.stuck = stuck
+        self.limit = limit
+        super().__init__(
+            tool_name,
+            f"tool {tool_name!r} cannot run now: all {stuck} worker threads are held by "
+            f"earlier tool calls that timed out or were cancelled and have not returned "
+            f"(limit {limit:g}); try again later, or fix the tools that hang",
+        )
 
 
 class MCPServerError(ToolCallError):

@@ -79,6 +79,8 @@ VALUES: dict[str, Any] = {
     "turns": 4,
     "error": ValueError("boom"),
     "status_code": None,
+    "stuck": 40,
+    "limit": 40,
 }
 
 

@@ -58,7 +58,11 @@ class Tool(Generic[P, R]):
             function runs past it, the call fails with `ToolTimeoutError` at
             once, but its worker thread cannot be interrupted: it is left to
             finish in the background and its result is discarded. The same
-            holds when the run is cancelled or reaches its own timeout.
+            holds when the run is cancelled or reaches its own timeout. Such a
+            thread still counts against the pool of sync-tool threads (anyio's
+            default thread limiter, 40 per event loop) until it returns: when
+            stuck calls fill it, sync calls fail with `ToolThreadsExhaustedError`
+            and a warning is logged, rather than a thread being added for each.
     """
 
     function: Callable[P, R]
@@ -239,12 +243,11 @@ class Tool(Generic[P, R]):
             return await fn(*args, **kwargs)
         # A worker thread keeps a slow sync tool from blocking other runs. On
         # cancellation or timeout the thread is abandoned (it cannot be
-        # interrupted) so the caller is not held up until it finishes.
-        import anyio.to_thread  # here: only sync tools need it, and it loads on first use
+        # interrupted) so the caller is not held up until it finishes; it keeps
+        # its place in the bounded pool until it does (see `threads`).
+        from agentkit._tools.threads import run_in_thread  # loads with the first sync call
 
-        result = await anyio.to_thread.run_sync(
-            functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
-        )
+        result = await run_in_thread(self.name, functools.partial(fn, *args, **kwargs))
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             result = await result
         return result
