@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit import APIError, ChatClient
+from agentkit import APIError, ChatClient, UserError
 from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 
 SECRET = "7c1e0f9a4b3d2e8f6a5b9d0c1e2f"
@@ -189,9 +189,17 @@ def test_repr_of_a_client_hides_url_credentials() -> None:
     assert_hidden(text, PASSWORD, QUERY_KEY, SECRET)
 
 
-def test_an_invalid_base_url_is_not_quoted() -> None:
-    with pytest.raises(Exception) as info:
-        ChatClient(f"ftp://bob:{PASSWORD}@llm.test/v1?api-key={QUERY_KEY}")
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://bob:{PASSWORD}@llm.test/v1?api-key={QUERY_KEY}",
+        f"http://bob:{PASSWORD}@[::zz]/v1?api-key={QUERY_KEY}",
+        f"http://bob:{PASSWORD}@llm.test:port/v1?api-key={QUERY_KEY}",
+    ],
+)
+def test_an_invalid_base_url_is_not_quoted(url: str) -> None:
+    with pytest.raises(UserError) as info:
+        ChatClient(url)
     assert_hidden(str(info.value), PASSWORD, QUERY_KEY)
 
 

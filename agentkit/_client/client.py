@@ -31,7 +31,7 @@ from agentkit._exceptions import (
     APIResponseValidationError,
     UserError,
 )
-from agentkit._redact import display_url, scrub_value
+from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 from agentkit._version import __version__
 from agentkit._wire.messages import Message
 from agentkit._wire.params import PARAM_NAMES, CompletionParams
@@ -125,8 +125,8 @@ class ChatClient:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             # The URL is not quoted: user info or a query may hold a secret.
-            shown = display_url(url)
-            raise UserError(f"base_url {shown!r} is not a valid URL ({exc})") from None
+            shown, reason = display_url(url), scrub(str(exc), secrets_of(url=url))
+            raise UserError(f"base_url {shown!r} is not a valid URL ({reason})") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             shown = display_url(url)
             raise UserError(f"base_url {shown!r} must be an http:// or https:// URL")

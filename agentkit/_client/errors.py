@@ -102,10 +102,11 @@ def status_error(response: httpx.Response, body: Any) -> APIStatusError:
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     request = response.request
     secrets = request_secrets(request)
-    body = scrub_value(body, secrets)
     where = f"{request.method} {display_url(request.url)}"
+    # Described from the body as received: `_describe` masks what it quotes, and a
+    # mark put in first would pass for an HTML tag in a page that is not JSON.
     message = f"HTTP {status} from {where}: {_describe(body, secrets)}"
-    return cls(message, response=response, body=body)
+    return cls(message, response=response, body=scrub_value(body, secrets))
 
 
 def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusError:
@@ -121,10 +122,9 @@ def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusErr
         )
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     secrets = request_secrets(response.request)
-    body = scrub_value(body, secrets)
     url = display_url(response.request.url)
     message = f"error in the stream from {url}: {_describe(body, secrets)}"
-    return cls(message, response=response, body=body, status_code=status)
+    return cls(message, response=response, body=scrub_value(body, secrets), status_code=status)
 
 
 def redact_key(error: APIError) -> APIError:
