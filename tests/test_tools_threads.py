@@ -174,3 +174,31 @@ async def test_a_cancelled_run_leaves_a_stuck_call_counted(hang: Hang) -> None:
     assert stuck_calls() == {"stuck": 1} and limiter.borrowed_tokens == 1
     hang.release.set()
     await wait_until(lambda: stuck_calls() == {} and limiter.borrowed_tokens == 0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_tool_stuck_in_run_after_run_stays_bounded_across_event_loops(
+    backend: str, hang: Hang
+) -> None:
+    # `run_sync` starts an event loop, and so a thread pool, per run: the tool's own
+    # count of stuck calls bounds it across them.
+    @tool(timeout=0.02)
+    def stuck() -> str:
+        return hang()
+
+    async def one_run() -> str:
+        pool(2)
+        try:
+            await stuck.call("{}")
+        except (ToolTimeoutError, ToolThreadsExhaustedError) as exc:
+            return type(exc).__name__
+        return "returned"
+
+    outcomes = [anyio.run(one_run, backend=backend) for _ in range(5)]
+    assert outcomes == ["ToolTimeoutError"] * 2 + ["ToolThreadsExhaustedError"] * 3
+    assert hang.started == 2
+    hang.release.set()
+    deadline = time.monotonic() + 5
+    while stuck._stuck.count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stuck._stuck.count == 0

@@ -18,6 +18,10 @@ token stays with the thread until its function really returns:
   than waiting for threads that may never finish, and a warning is logged.
 - The token of a stuck call that finally returns is taken back by the next
   sync call, or within `_POLL` seconds by a call waiting for a token.
+- Each tool also counts its own stuck calls, across event loops: `run_sync`
+  starts a loop (and so a pool) per run, and a tool that hangs in every run
+  would otherwise leave a thread behind in each. Its calls fail the same way
+  once its stuck calls alone would fill a pool.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from agentkit._exceptions import ToolThreadsExhaustedError
+
+if TYPE_CHECKING:
+    from agentkit._tools.tool import StuckCount
 
 __all__ = ["run_in_thread", "stuck_calls"]
 
@@ -47,9 +54,12 @@ _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 class _Stuck:
     """One event loop's stuck calls: borrowers of a token whose caller left."""
 
-    __slots__ = ("finished", "lock", "running", "unlimited")
+    __slots__ = ("finished", "limiter", "lock", "running", "unlimited")
 
     def __init__(self) -> None:
+        # The loop's default thread limiter is one object for the loop's life (an
+        # application resizes it through its total_tokens), so it is looked up once.
+        self.limiter = anyio.to_thread.current_default_thread_limiter()
         self.lock = threading.Lock()
         # Borrower -> tool name, for each abandoned call whose thread still runs.
         self.running: dict[object, str] = {}
@@ -64,12 +74,11 @@ _STATE: RunVar[_Stuck] = RunVar("agentkit_stuck_tool_calls")
 
 
 def _stuck_state() -> _Stuck:
-    try:
-        return _STATE.get()
-    except LookupError:
+    state = _STATE.get(None)
+    if state is None:
         state = _Stuck()
         _STATE.set(state)
-        return state
+    return state
 
 
 def stuck_calls() -> dict[str, int]:
@@ -79,7 +88,7 @@ def stuck_calls() -> dict[str, int]:
     Each holds one of the threads of anyio's default thread limiter until it returns.
     """
     state = _stuck_state()
-    _reclaim(state, anyio.to_thread.current_default_thread_limiter())
+    _reclaim(state, state.limiter)
     with state.lock:
         names = list(state.running.values())
     return {name: names.count(name) for name in sorted(set(names))}
@@ -95,15 +104,24 @@ def _reclaim(state: _Stuck, limiter: anyio.CapacityLimiter) -> None:
         limiter.release_on_behalf_of(borrower)
 
 
-async def run_in_thread(tool_name: str, function: Callable[[], T]) -> T:
+async def run_in_thread(tool_name: str, function: Callable[[], T], own: StuckCount) -> T:
     """Call `function` in a worker thread of the bounded pool (see the module docstring).
 
+    Args:
+        tool_name: The tool, for errors and warnings.
+        function: What to call.
+        own: The tool's own count of stuck calls.
+
     Raises:
-        ToolThreadsExhaustedError: Every thread of the pool is held by a stuck call.
+        ToolThreadsExhaustedError: Every thread of the pool is held by a stuck call,
+            or the tool's own stuck calls are as many as the pool has threads.
     """
-    limiter = anyio.to_thread.current_default_thread_limiter()
     state = _stuck_state()
-    _reclaim(state, limiter)
+    limiter = state.limiter
+    if own.count and own.count >= limiter.total_tokens:
+        _exhausted(tool_name, own.count, limiter)
+    if state.finished:
+        _reclaim(state, limiter)
     borrower = object()
     try:
         limiter.acquire_on_behalf_of_nowait(borrower)
@@ -123,8 +141,11 @@ async def run_in_thread(tool_name: str, function: Callable[[], T]) -> T:
         finally:
             with state.lock:
                 phase[0] = _DONE
-                if state.running.pop(borrower, None) is not None:
+                was_stuck = state.running.pop(borrower, None) is not None
+                if was_stuck:
                     state.finished.append(borrower)
+            if was_stuck:
+                own.add(-1)
 
     try:
         result = await anyio.to_thread.run_sync(
@@ -141,6 +162,7 @@ async def run_in_thread(tool_name: str, function: Callable[[], T]) -> T:
         if not stuck:
             limiter.release_on_behalf_of(borrower)
         else:
+            own.add(1)
             logger.warning(
                 "tool %r was abandoned while its thread still runs; %d of %g tool threads "
                 "are held by stuck calls until they return",
@@ -162,10 +184,14 @@ async def _acquire(
         with state.lock:
             stuck = len(state.running)
         if stuck >= limiter.total_tokens:
-            logger.warning(
-                "tool %r cannot run: all %d tool threads are held by stuck calls", tool_name, stuck
-            )
-            raise ToolThreadsExhaustedError(tool_name, stuck, limiter.total_tokens)
+            _exhausted(tool_name, stuck, limiter)
         with anyio.move_on_after(_POLL):
             await limiter.acquire_on_behalf_of(borrower)
             return
+
+
+def _exhausted(tool_name: str, stuck: int, limiter: anyio.CapacityLimiter) -> NoReturn:
+    logger.warning(
+        "tool %r cannot run: all %d tool threads are held by stuck calls", tool_name, stuck
+    )
+    raise ToolThreadsExhaustedError(tool_name, stuck, limiter.total_tokens)

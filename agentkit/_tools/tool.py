@@ -12,6 +12,7 @@ import functools
 import inspect
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
 
@@ -32,7 +33,7 @@ from agentkit._tools.schema import FunctionSchema, function_schema
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
 
-__all__ = ["Tool", "tool", "tools_by_name"]
+__all__ = ["StuckCount", "Tool", "tool", "tools_by_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,6 +41,26 @@ R = TypeVar("R")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
 _MAX_ERRORS = 20  # errors listed to the model; beyond them, only their number
+
+
+class StuckCount:
+    """A tool's calls that were abandoned while their thread runs, in any event loop
+    (see `agentkit._tools.threads`).
+
+    Attributes:
+        count: How many there are now.
+    """
+
+    __slots__ = ("count", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        """Add `n` (or take it away, when negative), from any thread."""
+        with self.lock:
+            self.count += n
 
 
 class Tool(Generic[P, R]):
@@ -101,6 +122,8 @@ class Tool(Generic[P, R]):
         self.timeout = timeout
         self._schema = schema
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
+        # This tool's calls abandoned while their thread runs, in any event loop.
+        self._stuck = StuckCount()
 
     @classmethod
     def from_function(
@@ -247,7 +270,8 @@ class Tool(Generic[P, R]):
         # its place in the bounded pool until it does (see `threads`).
         from agentkit._tools.threads import run_in_thread  # loads with the first sync call
 
-        result = await run_in_thread(self.name, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        result = await run_in_thread(self.name, call, self._stuck)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             result = await result
         return result
