@@ -21,6 +21,7 @@ accept them says so with pydantic's own setting:
 from __future__ import annotations
 
 import inspect
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -266,14 +267,20 @@ def _validator_for(
     # the flag is lowered while the validator is built. Only schema building reads
     # it (pydantic's model_rebuild and pydantic-core's reuse); validating with the
     # model meanwhile, in any thread, is unaffected.
-    lowered = [c for c in classes if vars(c).get("__pydantic_complete__") is True]
-    for cls in lowered:
-        setattr(cls, "__pydantic_complete__", False)  # noqa: B010
-    try:
-        return patched, SchemaValidator(patched)
-    finally:
+    # The lock keeps two tools defined at once in two threads from seeing each
+    # other's lowered flags (and restoring one while the other still builds).
+    with _LOWERING:
+        lowered = [c for c in classes if vars(c).get("__pydantic_complete__") is True]
         for cls in lowered:
-            setattr(cls, "__pydantic_complete__", True)  # noqa: B010
+            setattr(cls, "__pydantic_complete__", False)  # noqa: B010
+        try:
+            return patched, SchemaValidator(patched)
+        finally:
+            for cls in lowered:
+                setattr(cls, "__pydantic_complete__", True)  # noqa: B010
+
+
+_LOWERING = threading.Lock()
 
 
 def _rewrite(
