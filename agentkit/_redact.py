@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pydantic_core
+
 __all__ = ["MARK", "MIN_SECRET", "display_url", "scrub", "scrub_value", "secrets_of"]
 
 MIN_SECRET = 8
@@ -126,7 +128,7 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     Returns:
         The text, unchanged (the same object) when it holds no secret.
     """
-    if not text or not secrets:
+    if len(text) < MIN_SECRET or not secrets:
         return text
     spans: list[tuple[int, int]] = []
     for secret in secrets:
@@ -157,20 +159,47 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
 def scrub_value(value: Any, secrets: Sequence[str]) -> Any:
     """A JSON-like value (a parsed body) with `scrub` applied to every string in it.
 
-    Containers are copied only where something changed.
+    Containers are copied only where something changed. A body without any
+    secret in it, the usual case, is returned as it is after one look at its
+    JSON text, rather than a look at each of its strings.
     """
+    secrets = [secret for secret in secrets if len(secret) >= MIN_SECRET]
     if not secrets:
         return value
     if isinstance(value, str):
         return scrub(value, secrets)
+    if not isinstance(value, dict | list):
+        return value
+    # In JSON text a secret reads as it is, unless it holds a character JSON escapes;
+    # then the text can be masked as a whole and read back, as long as no mark fell
+    # outside a string (a secret of digits in a number, say).
+    if not any(char in secret for secret in secrets for char in '"\\'):
+        try:
+            text = pydantic_core.to_json(value, inf_nan_mode="constants").decode()
+        except (ValueError, TypeError):  # not JSON-like after all: look at each string
+            text = None
+        if text is not None:
+            masked = scrub(text, secrets)
+            if masked is text:
+                return value
+            try:
+                return pydantic_core.from_json(masked)
+            except ValueError:
+                pass
+    return _scrub_each(value, secrets)
+
+
+def _scrub_each(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
     if isinstance(value, dict):
-        pairs = [(scrub_value(k, secrets), scrub_value(v, secrets)) for k, v in value.items()]
+        pairs = [(_scrub_each(k, secrets), _scrub_each(v, secrets)) for k, v in value.items()]
         changed = any(
             a[0] is not k or a[1] is not v for a, (k, v) in zip(pairs, value.items(), strict=True)
         )
         return dict(pairs) if changed else value
     if isinstance(value, list):
-        items = [scrub_value(v, secrets) for v in value]
+        items = [_scrub_each(v, secrets) for v in value]
         return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
     return value
 

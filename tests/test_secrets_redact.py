@@ -159,6 +159,18 @@ def test_scrub_marks_every_run_of_8_or_more() -> None:
     assert scrub_value(untouched, secrets) is untouched
 
 
+def test_scrub_value_of_a_big_body_looks_at_its_text_once() -> None:
+    body = {"data": [f"value {i}" for i in range(50_000)], "n": 12345678, "f": 1.5}
+    assert scrub_value(body, (KEY, "12345678")) is body
+    body["data"][7] = f"echo {KEY[2:20]}"
+    masked = scrub_value(body, (KEY, "12345678"))
+    assert masked["data"][7] == "echo <redacted>" and masked["n"] == 12345678
+    assert masked["data"][8] == "value 8" and body["data"][7] == f"echo {KEY[2:20]}"
+    # A secret JSON would escape is looked for string by string.
+    quoted = 'ab"cdefgh12'
+    assert scrub_value({"k": [f"x {quoted}"]}, (quoted,)) == {"k": ["x <redacted>"]}
+
+
 def test_secrets_of_a_request() -> None:
     headers = httpx.Headers(
         {"authorization": f"Bearer {KEY}", "x-api-key": AZURE_KEY, "accept": "application/json"}
