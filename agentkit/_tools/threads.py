@@ -30,18 +30,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
-import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from agentkit._exceptions import ToolThreadsExhaustedError
 
-if TYPE_CHECKING:
-    from agentkit._tools.tool import StuckCount
-
-__all__ = ["run_in_thread", "stuck_calls"]
+__all__ = ["StuckCount", "run_in_thread", "stuck_calls"]
 
 logger = logging.getLogger("agentkit")
 
@@ -51,12 +47,33 @@ _POLL = 0.25  # seconds between looks at stuck calls, while waiting for a token
 _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 
 
+class StuckCount:
+    """A tool's calls that were abandoned while their thread runs, in any event loop.
+
+    Attributes:
+        count: How many there are now.
+    """
+
+    __slots__ = ("count", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        """Add `n` (or take it away, when negative), from any thread."""
+        with self.lock:
+            self.count += n
+
+
 class _Stuck:
     """One event loop's stuck calls: borrowers of a token whose caller left."""
 
     __slots__ = ("finished", "limiter", "lock", "running", "unlimited")
 
     def __init__(self) -> None:
+        import anyio.to_thread  # loads with the first sync tool call, not with agentkit
+
         # The loop's default thread limiter is one object for the loop's life (an
         # application resizes it through its total_tokens), so it is looked up once.
         self.limiter = anyio.to_thread.current_default_thread_limiter()

@@ -12,7 +12,6 @@ import functools
 import inspect
 import itertools
 import re
-import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
 
@@ -29,11 +28,12 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._tools.schema import FunctionSchema, function_schema
+from agentkit._tools.threads import StuckCount, run_in_thread
 
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
 
-__all__ = ["StuckCount", "Tool", "tool", "tools_by_name"]
+__all__ = ["Tool", "tool", "tools_by_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,26 +41,6 @@ R = TypeVar("R")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
 _MAX_ERRORS = 20  # errors listed to the model; beyond them, only their number
-
-
-class StuckCount:
-    """A tool's calls that were abandoned while their thread runs, in any event loop
-    (see `agentkit._tools.threads`).
-
-    Attributes:
-        count: How many there are now.
-    """
-
-    __slots__ = ("count", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-
-    def add(self, n: int) -> None:
-        """Add `n` (or take it away, when negative), from any thread."""
-        with self.lock:
-            self.count += n
 
 
 class Tool(Generic[P, R]):
@@ -268,8 +248,6 @@ class Tool(Generic[P, R]):
         # cancellation or timeout the thread is abandoned (it cannot be
         # interrupted) so the caller is not held up until it finishes; it keeps
         # its place in the bounded pool until it does (see `threads`).
-        from agentkit._tools.threads import run_in_thread  # loads with the first sync call
-
         call = functools.partial(fn, *args, **kwargs)
         result = await run_in_thread(self.name, call, self._stuck)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
