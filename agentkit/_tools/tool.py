@@ -49,6 +49,12 @@ class Tool(Generic[P, R]):
     A `Tool` is still callable exactly like the function it wraps. Create one
     with `@tool` or `Tool.from_function`.
 
+    A sync function runs in a worker thread of anyio's default thread limiter
+    (40 per event loop). A call abandoned past its `timeout` (or with its run)
+    keeps its thread until it returns: when such stuck calls fill the pool,
+    sync calls fail with `ToolThreadsExhaustedError` and a warning is logged,
+    rather than a thread being added for each.
+
     Attributes:
         function: The wrapped function.
         name: The name the model calls the tool by.
@@ -59,11 +65,7 @@ class Tool(Generic[P, R]):
             function runs past it, the call fails with `ToolTimeoutError` at
             once, but its worker thread cannot be interrupted: it is left to
             finish in the background and its result is discarded. The same
-            holds when the run is cancelled or reaches its own timeout. Such a
-            thread still counts against the pool of sync-tool threads (anyio's
-            default thread limiter, 40 per event loop) until it returns: when
-            stuck calls fill it, sync calls fail with `ToolThreadsExhaustedError`
-            and a warning is logged, rather than a thread being added for each.
+            holds when the run is cancelled or reaches its own timeout.
     """
 
     function: Callable[P, R]
@@ -94,6 +96,8 @@ class Tool(Generic[P, R]):
         if problems:
             raise ToolDefinitionError(name, problems)
         functools.update_wrapper(self, function)
+        # This tool's calls abandoned while their thread runs, in any event loop.
+        self._stuck = StuckCount()
         self.function = function
         self.name = name
         self.description = schema.description
@@ -102,8 +106,6 @@ class Tool(Generic[P, R]):
         self.timeout = timeout
         self._schema = schema
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
-        # This tool's calls abandoned while their thread runs, in any event loop.
-        self._stuck = StuckCount()
 
     @classmethod
     def from_function(
