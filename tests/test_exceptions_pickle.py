@@ -13,6 +13,7 @@ import pytest
 from agentkit import _exceptions
 from agentkit._exceptions import AgentKitError, APIError, APIStatusError, RateLimitError
 from agentkit._wire.messages import AssistantMessage, ToolCall, ToolMessage, UserMessage
+from agentkit._wire.responses import Usage
 
 KEY = "sk-proj-7c1e0f9a4b3d2e8f6a5b9d0c1e2f"
 PASSWORD = "pa55-w0rd-9f8e7d6c"
@@ -81,6 +82,7 @@ VALUES: dict[str, Any] = {
     "status_code": None,
     "stuck": 40,
     "limit": 40,
+    "usage": Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
 }
 
 
