@@ -251,8 +251,11 @@ class APIError(AgentKitError):
     """A request to the model API failed.
 
     Attributes:
-        request: The HTTP request that failed (its `Authorization` header is
-            masked in every repr httpx produces).
+        request: The HTTP request that failed, as it was sent: its headers and
+            URL hold the credentials, which the error's message and `body`
+            never show (httpx's repr masks the `Authorization` header and a URL
+            password, not a key in the query). A pickled error carries a bare
+            request instead; see the module docstring.
     """
 
     def __init__(self, message: str, *, request: httpx.Request) -> None:
