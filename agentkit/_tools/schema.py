@@ -21,6 +21,7 @@ accept them says so with pydantic's own setting:
 from __future__ import annotations
 
 import inspect
+import itertools
 import threading
 import types
 import typing
@@ -96,13 +97,23 @@ class FunctionSchema:
 
     def fail_fast_validator(self) -> SchemaValidator:
         """`validator`, except that each list, tuple, set or dict stops at its first
-        invalid item: for arguments with too many errors to list, whose first ones are
-        found without validating, and collecting errors for, the rest. Built on first use.
+        invalid item, and unknown arguments are ignored (see `unknown_arguments`): for
+        arguments with too many errors to list, whose first ones are found without
+        validating, and collecting errors for, the rest. Built on first use.
         """
         if self._fail_fast is None:
-            _, validator = _validator_for(self.core_schema, _stop_at_first_error)
-            self._fail_fast = validator or self.validator
+            schema = _ignore_unknown_arguments(self.core_schema)
+            _, validator = _validator_for(schema, _stop_at_first_error)
+            self._fail_fast = validator or SchemaValidator(schema)
         return self._fail_fast
+
+    def unknown_arguments(self, arguments: Any, limit: int) -> list[str]:
+        """The first `limit` names in `arguments` (parsed JSON) that are no parameter."""
+        if not isinstance(arguments, dict):
+            return []
+        known = self.parameters.get("properties", {})
+        unknown = (name for name in arguments if name not in known)
+        return list(itertools.islice(unknown, limit))
 
 
 class _CleanJsonSchema(GenerateJsonSchema):
@@ -324,6 +335,15 @@ def _refuse_inf_nan(node: dict[str, Any]) -> dict[str, Any] | None:
     ):
         return {**node, "config": {**config, "allow_inf_nan": False}}
     return None
+
+
+def _ignore_unknown_arguments(schema: CoreSchema) -> CoreSchema:
+    """The arguments' schema with unknown arguments ignored rather than each an error."""
+    if schema["type"] == "definitions":
+        return {**schema, "schema": _ignore_unknown_arguments(schema["schema"])}
+    if schema["type"] == "typed-dict":
+        return {**schema, "extra_behavior": "ignore"}
+    return schema
 
 
 _SEQUENCES = frozenset({"list", "tuple", "set", "frozenset", "dict"})

@@ -362,14 +362,24 @@ def _arguments_error(
     of that pass are listed.
     """
     total = exc.error_count()
+    errors: list[dict[str, str]] = []
+    lines: list[str] = []
+    found = exc.errors(include_url=False, include_context=False) if total <= _MAX_ERRORS else []
+    unknown: list[str] = []
     if total > _MAX_ERRORS:
+        # Each field at its first error, then unknown arguments, listed from the
+        # parsed object: a million unknown keys cost no more than a million items.
         try:
             schema.fail_fast_validator().validate_json(arguments)
         except ValidationError as first_errors:
-            exc = first_errors
-    errors: list[dict[str, str]] = []
-    lines: list[str] = []
-    for error in exc.errors(include_url=False, include_context=False):
+            found = first_errors.errors(include_url=False, include_context=False)
+        if len(found) < _MAX_ERRORS:
+            try:
+                parsed = pydantic_core.from_json(arguments)
+            except ValueError:  # pydantic read it: only a parser limit would get here
+                parsed = None
+            unknown = schema.unknown_arguments(parsed, _MAX_ERRORS - len(found))
+    for error in found:
         if len(errors) == _MAX_ERRORS:
             break
         loc = ".".join(str(part) for part in error["loc"])
@@ -393,6 +403,9 @@ def _arguments_error(
         errors.append({"loc": loc, "msg": msg})
         shown = "" if kind in ("missing", "extra_forbidden") else _shown(error["input"])
         lines.append(f"- {loc or '(arguments)'}: {msg}{shown}")
+    for name in unknown:
+        errors.append({"loc": name, "msg": "unexpected argument"})
+        lines.append(f"- {name}: unexpected argument")
     count = f"{total:,} error" + ("s" if total > 1 else "")
     if total > len(errors):
         listed = "the first is" if len(errors) == 1 else f"the first {len(errors)} are"
