@@ -21,6 +21,7 @@ AgentKitError
 ├── ToolCallError              a single tool call failed; the message is written for the model
 │   ├── ToolArgumentsError     arguments that are not JSON or fail validation
 │   ├── ToolTimeoutError       the tool ran longer than its timeout
+│   ├── ToolThreadsExhaustedError  every thread for sync tools is held by a stuck call
 │   └── MCPServerError         an MCP server could not be reached, or its connection broke
 ├── ModelRetry                 raised by a tool to ask the model to try again
 └── AgentRunError              a run ended without an answer; .messages is the history so far
@@ -43,6 +44,15 @@ so the list can be inspected, stored, or sent again.
 
 Messages name what was wrong: the tool, the parameter, the status code or the
 field. They never contain an API key.
+
+Every error pickles (for multiprocessing, task queues and durable engines) with
+its type, message and attributes. The live httpx objects of an `APIError` do
+not travel: `request` comes back as a bare request with the same method and
+the URL as shown in messages (no user info, query values `***`), and a
+`response` as the status code with only the headers that say when to retry
+and which request it was (`retry-after`, `retry-after-ms`, `x-request-id`,
+`x-ratelimit-*`). No header of the original request, so no API key, is in the
+pickle; the message and `body` are masked of the request's secrets again.
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 
 if TYPE_CHECKING:
     from agentkit._wire.messages import AssistantMessage, Message
@@ -87,6 +99,7 @@ __all__ = [
     "ToolCallError",
     "ToolDefinitionError",
     "ToolResultError",
+    "ToolThreadsExhaustedError",
     "ToolTimeoutError",
     "MCPServerError",
     "UnprocessableEntityError",
@@ -96,6 +109,25 @@ __all__ = [
 
 class AgentKitError(Exception):
     """Base class of every error raised by agentkit."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls `cls(*args)`, which the keyword-only
+        # constructors below refuse; rebuilding without the constructor works for
+        # every subclass, including a user's, with no per-class code.
+        return (_rebuild, (type(self), *self._pickled()))
+
+    def _pickled(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The `args` and attributes a pickle carries: all of them, unless a subclass
+        says otherwise."""
+        return self.args, dict(vars(self))
+
+
+def _rebuild(cls: type[AgentKitError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An unpickled error: its class, `args` and attributes, without calling `__init__`."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UserError(AgentKitError):
@@ -151,7 +183,8 @@ class ToolArgumentsError(ToolCallError):
 
     Attributes:
         tool_name: The tool that was called.
-        errors: One entry per failing field: `{"loc": "path.to.field", "msg": "reason"}`.
+        errors: One entry per failing field: `{"loc": "path.to.field", "msg": "reason"}`;
+            the first few dozen at most (the message gives the number of all of them).
     """
 
     def __init__(self, tool_name: str, message: str, errors: list[dict[str, str]]) -> None:
@@ -170,6 +203,33 @@ class ToolTimeoutError(ToolCallError):
     def __init__(self, tool_name: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(tool_name, f"tool {tool_name!r} timed out after {timeout:g} seconds")
+
+
+class ToolThreadsExhaustedError(ToolCallError):
+    """A sync tool cannot run: every worker thread is held by a call that was
+    abandoned (it timed out, or its run was cancelled) and has not returned yet.
+
+    Sync tools run in the threads of anyio's default thread limiter (40 unless
+    set otherwise with `anyio.to_thread.current_default_thread_limiter().total_tokens`).
+    A thread cannot be interrupted, so an abandoned call keeps its thread until
+    its function returns; when such calls hold all of them, new sync calls fail
+    at once with this error instead of waiting.
+
+    Attributes:
+        tool_name: The tool that could not run.
+        stuck: The number of abandoned calls still running.
+        limit: The number of threads in the pool.
+    """
+
+    def __init__(self, tool_name: str, stuck: int, limit: float) -> None:
+        self.stuck = stuck
+        self.limit = limit
+        super().__init__(
+            tool_name,
+            f"tool {tool_name!r} cannot run now: all {stuck} worker threads are held by "
+            f"earlier tool calls that timed out or were cancelled and have not returned "
+            f"(limit {limit:g}); try again later, or fix the tools that hang",
+        )
 
 
 class MCPServerError(ToolCallError):
@@ -194,13 +254,31 @@ class APIError(AgentKitError):
     """A request to the model API failed.
 
     Attributes:
-        request: The HTTP request that failed (its `Authorization` header is
-            masked in every repr httpx produces).
+        request: The HTTP request that failed, as it was sent: its headers and
+            URL hold the credentials, which the error's message and `body`
+            never show (httpx's repr masks the `Authorization` header and a URL
+            password, not a key in the query). A pickled error carries a bare
+            request instead; see the module docstring.
     """
 
     def __init__(self, message: str, *, request: httpx.Request) -> None:
         self.request = request
         super().__init__(message)
+
+    def _pickled(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, state = self.args, dict(vars(self))
+        request = state.get("request")
+        if request is None:
+            return args, state
+        # Masked when the error was built; again here, for one built elsewhere.
+        secrets = secrets_of(request.headers, request.url)
+        args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in args)
+        if "body" in state:
+            state["body"] = scrub_value(state["body"], secrets)
+        state["request"] = bare = _bare_request(request)
+        if state.get("response") is not None:
+            state["response"] = _bare_response(state["response"], bare)
+        return args, state
 
 
 class APIConnectionError(APIError):
@@ -260,6 +338,31 @@ class APIStatusError(APIError):
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# Response headers a pickled APIStatusError keeps: what retry logic and support requests use.
+_KEPT_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
+
+
+def _bare_request(request: Any) -> httpx.Request:
+    """The request as a pickle may carry it: its method and shown URL, no header or body."""
+    try:
+        url = httpx.URL(display_url(request.url))
+    except (httpx.InvalidURL, TypeError):
+        url = httpx.URL("http://unknown.invalid/")
+    bare = httpx.Request(str(request.method), url)
+    # httpx adds a Host header from the URL: harmless, the URL is already shown.
+    return bare
+
+
+def _bare_response(response: Any, request: httpx.Request | None) -> httpx.Response:
+    """The response as a pickle may carry it: its status and the retry headers."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.items()
+        if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-ratelimit-")
+    ]
+    return httpx.Response(int(response.status_code), headers=headers, request=request)
 
 
 class BadRequestError(APIStatusError):

@@ -1017,7 +1017,7 @@ async def test_a_key_quoted_back_by_the_server_is_masked(
     async with make(api_key=KEY) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.create(model="m", messages=USER)
-    assert "Invalid API key <api_key> for this server" in str(info.value)
+    assert "Invalid API key <redacted> for this server" in str(info.value)
     assert KEY not in str(info.value) and KEY not in repr(info.value)
     assert KEY not in caplog.text
 

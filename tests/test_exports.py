@@ -19,6 +19,7 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._wire.chunks": set(),
     "agentkit._wire.bodies": {"ModelList"},
     "agentkit._exceptions": set(),
+    "agentkit._redact": {"MARK", "MIN_SECRET", "display_url", "scrub", "scrub_value", "secrets_of"},
     "agentkit._client.client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
     "agentkit._client.chunk_stream": set(),
     "agentkit._wire.params": {"PARAM_NAMES"},
@@ -26,7 +27,9 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._client.retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
     "agentkit._client.errors": {
         "parse_body",
+        "quote",
         "redact_key",
+        "request_secrets",
         "status_error",
         "stream_error",
         "transport_error",

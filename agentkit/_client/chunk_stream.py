@@ -12,7 +12,13 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from agentkit._client.errors import redact_key, stream_error, transport_error
+from agentkit._client.errors import (
+    quote,
+    redact_key,
+    request_secrets,
+    stream_error,
+    transport_error,
+)
 from agentkit._client.http import Stack
 from agentkit._client.sse import ServerSentEvent, SSEDecoder
 from agentkit._exceptions import (
@@ -21,6 +27,7 @@ from agentkit._exceptions import (
     APIResponseValidationError,
     UserError,
 )
+from agentkit._redact import display_url, scrub, scrub_value
 from agentkit._wire.chunks import ChatCompletionChunk
 
 __all__ = ["ChatStream"]
@@ -156,7 +163,8 @@ class ChatStream:
                 events.extend(self._decoder.flush())
                 if not events:
                     raise APIConnectionError(
-                        f"the stream from {self._request.url} ended before data: [DONE]",
+                        f"the stream from {display_url(self._request.url)} ended "
+                        "before data: [DONE]",
                         request=self._request,
                     ) from None
                 break
@@ -196,20 +204,22 @@ class ChatStream:
             return ChatCompletionChunk.model_validate_json(event.data)
         except ValidationError as exc:
             error = exc
+        url = display_url(self._request.url)
+        secrets = request_secrets(self._request)
         try:
             body = from_json(event.data)
         except ValueError:
             raise APIResponseValidationError(
-                f"stream event from {self._request.url} is not JSON: {event.data[:200]!r}",
+                f"stream event from {url} is not JSON: {quote(event.data, secrets, 200)!r}",
                 request=self._request,
-                body=event.data,
+                body=scrub(event.data, secrets),
             ) from None
         if isinstance(body, dict) and "error" in body:
             raise stream_error(self.response, body)
         first = error.errors()[0]
         loc = ".".join(str(part) for part in first["loc"]) or "(chunk)"
         raise APIResponseValidationError(
-            f"stream event from {self._request.url} is not a valid chunk: {loc}: {first['msg']}",
+            f"stream event from {url} is not a valid chunk: {loc}: {first['msg']}",
             request=self._request,
-            body=body,
+            body=scrub_value(body, secrets),
         )

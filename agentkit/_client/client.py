@@ -15,7 +15,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from agentkit._client.encode import dump_messages, dump_wire
-from agentkit._client.errors import parse_body, redact_key, status_error, transport_error
+from agentkit._client.errors import (
+    parse_body,
+    quote,
+    redact_key,
+    request_secrets,
+    status_error,
+    transport_error,
+)
 from agentkit._client.http import HTTPStackName, stack_named, stack_of
 from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._exceptions import (
@@ -24,6 +31,7 @@ from agentkit._exceptions import (
     APIResponseValidationError,
     UserError,
 )
+from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 from agentkit._version import __version__
 from agentkit._wire.messages import Message
 from agentkit._wire.params import PARAM_NAMES, CompletionParams
@@ -116,9 +124,12 @@ class ChatClient:
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
-            raise UserError(f"base_url {url!r} is not a valid URL: {exc}") from None
+            # The URL is not quoted: user info or a query may hold a secret.
+            shown, reason = display_url(url), scrub(str(exc), secrets_of(url=url))
+            raise UserError(f"base_url {shown!r} is not a valid URL ({reason})") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise UserError(f"base_url {url!r} must be an http:// or https:// URL")
+            shown = display_url(url)
+            raise UserError(f"base_url {shown!r} must be an http:// or https:// URL")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise UserError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.base_url = url.rstrip("/")
@@ -152,7 +163,7 @@ class ChatClient:
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
-        return f"ChatClient(base_url={self.base_url!r}, api_key=<{key}>)"
+        return f"ChatClient(base_url={display_url(self.base_url)!r}, api_key=<{key}>)"
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -347,19 +358,20 @@ class ChatClient:
             # httpx's message quotes the header, which may hold a key: leave it out,
             # and the exception too (`from None`), since tracebacks print causes.
             raise UserError(
-                f"the request to {request.url} cannot be sent: a header holds a "
+                f"the request to {display_url(request.url)} cannot be sent: a header holds a "
                 f"character HTTP does not allow ({type(exc).__name__}); check "
                 "default_headers and extra_headers"
             ) from None
         except self._stack.transport_error as exc:
             raise transport_error(exc, request, self._stack) from exc
-        logger.debug(
-            "%s %s -> %d in %.0f ms",
-            request.method,
-            request.url,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.0f ms",
+                request.method,
+                display_url(request.url),
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
         if response.is_success:
             return response
         try:
@@ -368,11 +380,8 @@ class ChatClient:
             raise transport_error(exc, request, self._stack) from exc
         finally:
             await response.aclose()
-        error = status_error(response, parse_body(content))
-        if self._api_key and self._api_key in str(error):
-            # A server that quotes the key back in its error message ("invalid key sk-…").
-            error.args = (str(error).replace(self._api_key, "<api_key>"),)
-        raise error
+        # A server may quote the key back ("invalid key sk-…"): status_error masks it.
+        raise status_error(response, parse_body(content))
 
     async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` until it succeeds, the error is final, or retries run out."""
@@ -388,7 +397,7 @@ class ChatClient:
                 logger.info(
                     "retrying %s %s in %.2f s (retry %d of %d): %s",
                     error.request.method,
-                    error.request.url,
+                    display_url(error.request.url),
                     delay,
                     retries + 1,
                     self.max_retries,
@@ -455,15 +464,17 @@ def _parse(model: type[M], response: httpx.Response) -> M:
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
-        body = parse_body(response.content)
+        secrets = request_secrets(response.request)
+        body = scrub_value(parse_body(response.content), secrets)
         if exc.errors()[0]["type"] == "json_invalid":
-            what = f"is not JSON: {response.text[:200]!r}"
+            what = f"is not JSON: {quote(response.text, secrets, 200)!r}"
         else:
             first = exc.errors()[0]
             loc = ".".join(str(part) for part in first["loc"]) or "(body)"
             what = f"is not a valid {model.__name__}: {loc}: {first['msg']}"
+        where = f"{response.request.method} {display_url(response.request.url)}"
         raise APIResponseValidationError(
-            f"the response to {response.request.method} {response.request.url} {what}",
+            f"the response to {where} {what}",
             request=response.request,
             body=body,
         ) from None

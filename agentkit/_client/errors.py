@@ -23,8 +23,17 @@ from agentkit._exceptions import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 
-__all__ = ["parse_body", "redact_key", "status_error", "stream_error", "transport_error"]
+__all__ = [
+    "parse_body",
+    "quote",
+    "redact_key",
+    "request_secrets",
+    "status_error",
+    "stream_error",
+    "transport_error",
+]
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -67,13 +76,37 @@ def parse_body(content: bytes) -> Any:
         return content.decode("utf-8", errors="replace")
 
 
+def request_secrets(request: httpx.Request) -> tuple[str, ...]:
+    """The credentials `request` carries in its headers and URL (see `agentkit._redact`)."""
+    return secrets_of(request.headers, request.url)
+
+
+def quote(text: str, secrets: tuple[str, ...], limit: int) -> str:
+    """`text` for an error message: its secrets masked first, then cut to `limit` characters.
+
+    In that order, so that a key straddling the cut does not leave its first
+    characters behind. Only the part that can reach the cut is scanned: a body
+    of megabytes costs no more than its first `limit` characters.
+    """
+    longest = max(map(len, secrets), default=0)
+    shown = scrub(text[: limit + longest], secrets)
+    if len(shown) <= limit and len(text) <= limit + longest:
+        return shown
+    return shown[: limit - 1] + "…"
+
+
 def status_error(response: httpx.Response, body: Any) -> APIStatusError:
-    """The error for a response with a 4xx or 5xx status."""
+    """The error for a response with a 4xx or 5xx status, with no secret of the request
+    in its message or its `body`."""
     status = response.status_code
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     request = response.request
-    message = f"HTTP {status} from {request.method} {request.url}: {_describe(body)}"
-    return cls(message, response=response, body=body)
+    secrets = request_secrets(request)
+    where = f"{request.method} {display_url(request.url)}"
+    # Described from the body as received: `_describe` masks what it quotes, and a
+    # mark put in first would pass for an HTML tag in a page that is not JSON.
+    message = f"HTTP {status} from {where}: {_describe(body, secrets)}"
+    return cls(message, response=response, body=scrub_value(body, secrets))
 
 
 def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusError:
@@ -88,50 +121,61 @@ def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusErr
             str(code), 500
         )
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    message = f"error in the stream from {response.request.url}: {_describe(body)}"
-    return cls(message, response=response, body=body, status_code=status)
+    secrets = request_secrets(response.request)
+    url = display_url(response.request.url)
+    message = f"error in the stream from {url}: {_describe(body, secrets)}"
+    return cls(message, response=response, body=scrub_value(body, secrets), status_code=status)
 
 
 def redact_key(error: APIError) -> APIError:
-    """`error`, with the request's API key taken out of its message.
+    """`error`, with the request's secrets taken out of its message and its `body`.
 
     A server or proxy may quote the key it was given back, in an error status,
-    a 200 page that is not JSON, or an error event inside a stream. Keys shorter
-    than 8 characters (test values) are left alone, so as not to garble messages.
+    a 200 page that is not JSON, or an error event inside a stream. The errors
+    built here mask it already; this is the last pass over any `APIError`
+    before it leaves the client. Secrets are the API key and every other
+    credential of the request (see `agentkit._redact.secrets_of`); any run of
+    8 or more of their characters becomes `<redacted>`. Shorter ones (test
+    values) are left alone, so as not to garble messages.
     """
-    _, _, key = error.request.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if len(key) >= 8 and any(key in str(arg) for arg in error.args):
-        error.args = tuple(str(arg).replace(key, "<api_key>") for arg in error.args)
+    secrets = request_secrets(error.request)
+    if secrets:
+        error.args = tuple(
+            scrub(arg, secrets) if isinstance(arg, str) else arg for arg in error.args
+        )
+        if hasattr(error, "body"):
+            error.body = scrub_value(error.body, secrets)
     return error
 
 
 def transport_error(exc: Exception, request: httpx.Request, stack: Stack) -> APIError:
     """The error for a request that never got a complete response."""
-    where = f"{request.method} {request.url}"
+    where = f"{request.method} {display_url(request.url)}"
     if isinstance(exc, stack.timeout_error):
         return APITimeoutError(
             f"request timed out ({type(exc).__name__}): {where}", request=request
         )
-    detail = str(exc) or type(exc).__name__
+    # httpx's and httpcore's messages may quote the URL, with its user info and query.
+    detail = quote(str(exc), request_secrets(request), _MAX_TEXT) or type(exc).__name__
     return APIConnectionError(f"connection error on {where}: {detail}", request=request)
 
 
-def _describe(body: Any) -> str:
+def _describe(body: Any, secrets: tuple[str, ...]) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
             text = str(error.get("message") or "(no message)")
             extras = [f"{k}={error[k]}" for k in ("type", "code", "param") if error.get(k)]
-            return f"{text} ({', '.join(extras)})" if extras else text
+            text = f"{text} ({', '.join(extras)})" if extras else text
+            return scrub(text, secrets)
         if isinstance(error, str):
-            return error
+            return scrub(error, secrets)
     text = body if isinstance(body, str) else str(body)
-    return _readable(text) or "(empty body)"
+    return quote(_readable(text), secrets, _MAX_TEXT) or "(empty body)"
 
 
 def _readable(text: str) -> str:
-    """A short, one-line version of a body that is not JSON, such as a proxy's HTML page."""
+    """A one-line version of a body that is not JSON, such as a proxy's HTML page."""
     if "<" in text and ">" in text:
         import html  # only for a body like this one: its entity table is large to load
 
@@ -142,5 +186,4 @@ def _readable(text: str) -> str:
             text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.I | re.S)
             text = re.sub(r"<[^>]+>", " ", text)
         text = html.unescape(text)
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+    return " ".join(text.split())

@@ -103,7 +103,6 @@ class RunConfig:
     """
 
     __slots__ = (
-        "_system",
         "handoffs",
         "instructions",
         "max_tool_result_chars",
@@ -120,6 +119,7 @@ class RunConfig:
         "request_params",
         "reset_tool_choice",
         "settings",
+        "system_message",
         "tool_choice",
         "tool_concurrency",
         "tool_definitions",
@@ -157,23 +157,19 @@ class RunConfig:
     request_params: Mapping[str, Any]
     """The request fields every request of a run carries besides the conversation
     and the tools: the model settings and the response format."""
-    _system: SystemMessage | None
-
-    @property
-    def system_message(self) -> SystemMessage | None:
-        """The instructions as one system message, when they are all text (None when
-        there are none, or when some are functions, rendered per request)."""
-        return self._system
+    system_message: SystemMessage | None
+    """The instructions as one system message, when they are all text (None when
+    there are none, or when some are functions, rendered for each request)."""
 
     def __init__(self, **fields: Any) -> None:
         # Called by `build` only, with every field.
         for name in self.__slots__:
-            if name != "_system":
+            if name != "system_message":
                 object.__setattr__(self, name, fields[name])
         texts = self.instructions
         static = all(isinstance(part, str) for part in texts)
         system = SystemMessage(content="\n\n".join(texts)) if texts and static else None  # type: ignore[arg-type]
-        object.__setattr__(self, "_system", system)
+        object.__setattr__(self, "system_message", system)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a RunConfig cannot be changed; use .replace({name}=...)")

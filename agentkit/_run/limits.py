@@ -43,9 +43,10 @@ class UsageLimits:
             ):
                 raise UserError(f"UsageLimits.{name} must be an integer >= 0, got {value!r}")
 
-    def check_before_request(self, state: RunState) -> None:
-        """Raise if the next request would go past a limit."""
-        usage, last_prompt_tokens = state.usage, state.last_prompt_tokens
+    def check_before_request(self, state: RunState, last_prompt_tokens: int) -> None:
+        """Raise if the next request would go past a limit; `last_prompt_tokens` is the
+        prompt of the last request, the least the next one will have."""
+        usage = state.usage
         if self.requests is not None and state.turns + 1 > self.requests:
             self._exceeded(state, f"the next request would exceed requests={self.requests}")
         # The next prompt holds at least the last one: its tokens are the least it adds.

@@ -90,6 +90,8 @@ class Run(Generic[OutputT]):
         self.events = events
         self.streamed = streamed
         self.owner = owner
+        self.last_prompt_tokens = 0
+        """Prompt tokens of the last request: the least the next one will have."""
 
     async def run(self) -> OutputT:
         """Drive the loop until a final answer, or raise an `AgentRunError`."""
@@ -103,7 +105,7 @@ class Run(Generic[OutputT]):
             )
             limits = config.usage_limits
             if limits is not None:
-                limits.check_before_request(state)
+                limits.check_before_request(state, self.last_prompt_tokens)
             response = await self.model_step(tool_choice=choice)
             self._record(response)
             step = rules.next_step(response.message, response.finish_reason)
@@ -136,10 +138,14 @@ class Run(Generic[OutputT]):
             from agentkit._run.events import ModelRequestStart, emit
 
             await emit(self.events, ModelRequestStart(turn, len(state.messages)))
-        messages = await self._request_messages()
-        attempts = _attempts_for(self.client)
-        if attempts is not None:
-            params["attempts"] = attempts
+        messages: list[Message] = state.messages
+        if config.instructions:
+            messages = await self._request_messages()
+        attempts: list[Any] | None = None
+        # Not loaded means no FallbackModel exists: the check costs nothing otherwise.
+        fallback = sys.modules.get("agentkit._client.fallback")
+        if fallback is not None and isinstance(self.client, fallback.FallbackModel):
+            attempts = params["attempts"] = []
         started = time.perf_counter()
         try:
             response = await self._request(messages, params, turn)
@@ -261,7 +267,7 @@ class Run(Generic[OutputT]):
     def _record(self, response: ModelResponse) -> None:
         state = self.state
         state.turns += 1
-        state.last_prompt_tokens = response.usage.prompt_tokens
+        self.last_prompt_tokens = response.usage.prompt_tokens
         state.usage = state.usage + response.usage
         state.messages.append(response.message)
         if response.message.tool_calls:
@@ -272,7 +278,9 @@ class Run(Generic[OutputT]):
         config, state = self.config, self.state
         state.call_streaks, repeated = rules.repeat_streaks(config, state.call_streaks, calls)
         answered: dict[int, ToolOutcome] = {}
-        handoff = next((i for i, c in enumerate(calls) if c.tool_name in config.handoffs), None)
+        handoff = None
+        if config.handoffs:
+            handoff = next((i for i, c in enumerate(calls) if c.tool_name in config.handoffs), None)
         if handoff is not None:
             target = config.handoffs[calls[handoff].tool_name].target_name
             for i, call in enumerate(calls):
@@ -300,7 +308,9 @@ class Run(Generic[OutputT]):
         if repeated is not None and config.repeated_tool_calls == "raise":
             raise rules.repeated_error(config, state, repeated)
         rules.check_outcomes(config, state, outcomes)
-        state.tool_failures = rules.count_failures(config, state, state.tool_failures, outcomes)
+        failures = rules.count_failures(config, state, state.tool_failures, outcomes)
+        if failures != state.tool_failures:
+            state.tool_failures = failures
         if handoff is not None and outcomes[handoff].error is None:
             await self._hand_off(calls[handoff])
 
@@ -390,16 +400,6 @@ class Run(Generic[OutputT]):
         if inspect.isawaitable(result):
             result = await result
         return result
-
-
-def _attempts_for(client: Any) -> list[Any] | None:
-    """A list for a `FallbackModel` to report the endpoints it tries in; None for
-    any other client."""
-    # Not loaded means no FallbackModel exists: the check costs nothing otherwise.
-    fallback = sys.modules.get("agentkit._client.fallback")
-    if fallback is None or not isinstance(client, fallback.FallbackModel):
-        return None
-    return []
 
 
 def _takes_context(function: Any) -> bool:

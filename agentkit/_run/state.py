@@ -26,8 +26,6 @@ class RunState(BaseModel):
     call_streaks: dict[str, int] = Field(default_factory=dict)
     """For each call made last turn, keyed by `rules.call_key` (the tool name and its
     arguments as sent): turns in a row the same call was made."""
-    last_prompt_tokens: int = 0
-    """Prompt tokens of the last request: the least the next one will have."""
     tool_calls: int = 0
     """Tool calls run so far (calls answered without running are not counted)."""
     agent: str | None = None

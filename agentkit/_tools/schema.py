@@ -7,11 +7,22 @@ JSON arguments in one pass, and a `GenerateJsonSchema` subclass produces the
 schema without pydantic's `title` noise. docstring-parser reads the tool
 description and the parameter descriptions in Google, NumPy, reST and Epydoc
 styles.
+
+Numbers must be finite: a `float` (or `Decimal`) argument of NaN or ±Infinity,
+whether sent as a JSON token (`NaN`, `Infinity`), a string (`"nan"`) or a
+number too large for a float (`1e999`), is an argument error, since a check
+such as `amount > limit` is false for NaN and would be silently passed. This
+holds inside pydantic models taken as parameters too. A parameter that should
+accept them says so with pydantic's own setting:
+`Annotated[float, Field(allow_inf_nan=True)]`, or
+`model_config = ConfigDict(allow_inf_nan=True)` on a model.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -20,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, TypeAdapter, WrapValidator, with_config
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
-from pydantic_core import CoreSchema, to_jsonable_python
+from pydantic_core import CoreSchema, SchemaValidator, to_jsonable_python
 from typing_extensions import NotRequired, Required, TypedDict
 
 from agentkit._exceptions import ToolDefinitionError
@@ -36,7 +47,10 @@ class FunctionSchema:
     Attributes:
         description: The docstring's summary and body, or `None` when there is none.
         parameters: The JSON schema of the arguments object (already strict when asked for).
-        adapter: Parses and validates the model's JSON arguments into keyword arguments.
+        adapter: The arguments' `TypeAdapter`, for their JSON schema.
+        validator: Parses and validates the model's JSON arguments into keyword
+            arguments; non-finite numbers are refused in every model among them.
+        core_schema: The pydantic-core schema `validator` was built from.
         positional_only: Positional-only parameters, in order: they cannot be passed by name.
         defaults: The default of every parameter that has one.
         context_param: The name of the `RunContext` parameter, if the function takes one.
@@ -44,13 +58,16 @@ class FunctionSchema:
     """
 
     __slots__ = (
+        "_fail_fast",
         "adapter",
         "context_by_name",
         "context_param",
+        "core_schema",
         "defaults",
         "description",
         "parameters",
         "positional_only",
+        "validator",
     )
 
     def __init__(
@@ -59,6 +76,8 @@ class FunctionSchema:
         description: str | None,
         parameters: dict[str, Any],
         adapter: TypeAdapter[dict[str, Any]],
+        validator: Any,
+        core_schema: CoreSchema,
         positional_only: tuple[str, ...],
         defaults: dict[str, Any],
         context_param: str | None,
@@ -67,10 +86,33 @@ class FunctionSchema:
         self.description = description
         self.parameters = parameters
         self.adapter = adapter
+        self.validator: SchemaValidator = validator
+        self.core_schema = core_schema
+        self._fail_fast: SchemaValidator | None = None
         self.positional_only = positional_only
         self.defaults = defaults
         self.context_param = context_param
         self.context_by_name = context_by_name
+
+    def fail_fast_validator(self) -> SchemaValidator:
+        """`validator`, except that each list, tuple, set or dict stops at its first
+        invalid item, and unknown arguments are ignored (see `unknown_arguments`): for
+        arguments with too many errors to list, whose first ones are found without
+        validating, and collecting errors for, the rest. Built on first use.
+        """
+        if self._fail_fast is None:
+            schema = _ignore_unknown_arguments(self.core_schema)
+            _, validator = _validator_for(schema, _stop_at_first_error)
+            self._fail_fast = validator or SchemaValidator(schema)
+        return self._fail_fast
+
+    def unknown_arguments(self, arguments: Any, limit: int) -> list[str]:
+        """The first `limit` names in `arguments` (parsed JSON) that are no parameter."""
+        if not isinstance(arguments, dict):
+            return []
+        known = self.parameters.get("properties", {})
+        unknown = (name for name in arguments if name not in known)
+        return list(itertools.islice(unknown, limit))
 
 
 class _CleanJsonSchema(GenerateJsonSchema):
@@ -181,6 +223,7 @@ def function_schema(
         raise ToolDefinitionError(name, problems)
 
     adapter, parameters = _build(name, fields, hints)
+    core_schema, validator = _validator_for(adapter.core_schema, _refuse_inf_nan)
     for pname, default in defaults.items():
         _add_default(parameters["properties"][pname], default)
     if strict:
@@ -191,6 +234,8 @@ def function_schema(
         description=description,
         parameters=parameters,
         adapter=adapter,
+        validator=validator or adapter.validator,
+        core_schema=core_schema,
         positional_only=tuple(positional_only),
         defaults=defaults,
         context_param=context_param,
@@ -204,8 +249,9 @@ def _build(
     """The adapter and clean schema of the arguments object, or every type problem."""
     make_typed_dict: Any = TypedDict
     # Unknown keys are rejected, so a misspelt optional argument is reported
-    # to the model rather than silently dropped.
-    arguments = with_config(ConfigDict(extra="forbid"))(make_typed_dict("Arguments", fields))
+    # to the model rather than silently dropped; NaN and Infinity too (see above).
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    arguments = with_config(config)(make_typed_dict("Arguments", fields))
     try:
         adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(arguments)
         return adapter, adapter.json_schema(schema_generator=_CleanJsonSchema)
@@ -214,6 +260,99 @@ def _build(
     # Try each parameter alone to name every one that fails, not just the first.
     problems = _type_problems({p: hints[p] for p in fields})
     raise ToolDefinitionError(name, problems or [_first_line(whole)]) from None
+
+
+def _validator_for(
+    schema: CoreSchema, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> tuple[CoreSchema, SchemaValidator | None]:
+    """`schema` rewritten by `change` (see `_rewrite`) and a validator built from it;
+    the same schema and None when `change` applies nowhere."""
+    classes: list[type] = []
+    patched = _rewrite(schema, change, classes)
+    if patched is schema:
+        return schema, None
+    # pydantic-core reuses a complete model's own validator (its "prebuilt" one)
+    # instead of building the model's schema, which would drop the rewritten parts.
+    # A model counts as complete by `__pydantic_complete__` in its class dict, so
+    # the flag is lowered while the validator is built. Only schema building reads
+    # it (pydantic's model_rebuild and pydantic-core's reuse); validating with the
+    # model meanwhile, in any thread, is unaffected.
+    # The lock keeps two tools defined at once in two threads from seeing each
+    # other's lowered flags (and restoring one while the other still builds).
+    with _LOWERING:
+        lowered = [c for c in classes if vars(c).get("__pydantic_complete__") is True]
+        for cls in lowered:
+            setattr(cls, "__pydantic_complete__", False)  # noqa: B010
+        try:
+            return patched, SchemaValidator(patched)
+        finally:
+            for cls in lowered:
+                setattr(cls, "__pydantic_complete__", True)  # noqa: B010
+
+
+_LOWERING = threading.Lock()
+
+
+def _rewrite(
+    node: Any, change: Callable[[dict[str, Any]], dict[str, Any] | None], classes: list[type]
+) -> Any:
+    """`node` with `change` applied to every schema in it, bottom up (`change` returns a
+    replacement, or None to keep a schema), and the class of every model or dataclass
+    whose schema changed added to `classes`. Containers are copied where something
+    changed; leaves are shared (they may be the user's validator functions)."""
+    if isinstance(node, list):
+        items = [_rewrite(item, change, classes) for item in node]
+        return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] | None = None
+    for name, child in node.items():
+        new = _rewrite(child, change, classes)
+        if new is not child:
+            out = dict(node) if out is None else out
+            out[name] = new
+    replaced = change(node if out is None else out)
+    out = replaced if replaced is not None else out
+    if out is not None and node.get("type") in ("model", "dataclass") and "cls" in node:
+        classes.append(node["cls"])
+    return node if out is None else out
+
+
+def _refuse_inf_nan(node: dict[str, Any]) -> dict[str, Any] | None:
+    """A model or dataclass whose config is silent about `allow_inf_nan`, refusing them.
+
+    The arguments' own config reaches plain types, TypedDicts and standard
+    dataclasses, but a pydantic model (or pydantic dataclass) validates with
+    its own config, whose default allows them. A model that sets it keeps its
+    choice.
+    """
+    config = node.get("config")
+    if (
+        node.get("type") in ("model", "dataclass")
+        and isinstance(config, dict)
+        and "allow_inf_nan" not in config
+    ):
+        return {**node, "config": {**config, "allow_inf_nan": False}}
+    return None
+
+
+def _ignore_unknown_arguments(schema: CoreSchema) -> CoreSchema:
+    """The arguments' schema with unknown arguments ignored rather than each an error."""
+    if schema["type"] == "definitions":
+        return {**schema, "schema": _ignore_unknown_arguments(schema["schema"])}
+    if schema["type"] == "typed-dict":
+        return {**schema, "extra_behavior": "ignore"}
+    return schema
+
+
+_SEQUENCES = frozenset({"list", "tuple", "set", "frozenset", "dict"})
+
+
+def _stop_at_first_error(node: dict[str, Any]) -> dict[str, Any] | None:
+    """A list, tuple, set or dict that stops at its first invalid item."""
+    if node.get("type") in _SEQUENCES and not node.get("fail_fast"):
+        return {**node, "fail_fast": True}
+    return None
 
 
 def _type_hints(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
@@ -26,7 +27,8 @@ from agentkit._exceptions import (
     ToolTimeoutError,
     UserError,
 )
-from agentkit._tools.schema import function_schema
+from agentkit._tools.schema import FunctionSchema, function_schema
+from agentkit._tools.threads import StuckCount, run_in_thread
 
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
@@ -38,6 +40,7 @@ R = TypeVar("R")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
+_MAX_ERRORS = 20  # errors listed to the model; beyond them, only their number
 
 
 class Tool(Generic[P, R]):
@@ -45,6 +48,12 @@ class Tool(Generic[P, R]):
 
     A `Tool` is still callable exactly like the function it wraps. Create one
     with `@tool` or `Tool.from_function`.
+
+    A sync function runs in a worker thread of anyio's default thread limiter
+    (40 per event loop). A call abandoned past its `timeout` (or with its run)
+    keeps its thread until it returns: when such stuck calls fill the pool,
+    sync calls fail with `ToolThreadsExhaustedError` and a warning is logged,
+    rather than a thread being added for each.
 
     Attributes:
         function: The wrapped function.
@@ -96,6 +105,8 @@ class Tool(Generic[P, R]):
         if problems:
             raise ToolDefinitionError(name, problems)
         functools.update_wrapper(self, function)
+        # This tool's calls abandoned while their thread runs, in any event loop.
+        self._stuck = StuckCount()
         self.function = function
         self.name = name
         self.description = schema.description
@@ -197,9 +208,9 @@ class Tool(Generic[P, R]):
                 validate; its message tells the model what to fix.
         """
         try:
-            return self._schema.adapter.validate_json(arguments or "{}")
+            return self._schema.validator.validate_json(arguments or "{}")  # type: ignore[no-any-return]
         except ValidationError as exc:
-            raise _arguments_error(self.name, exc) from None
+            raise _arguments_error(self.name, exc, self._schema, arguments or "{}") from None
 
     async def call(self, arguments: str, ctx: RunContext[Any] | None = None) -> str:
         """Validate a model's arguments, run the function and format its result.
@@ -252,12 +263,10 @@ class Tool(Generic[P, R]):
             return await fn(*args, **kwargs)
         # A worker thread keeps a slow sync tool from blocking other runs. On
         # cancellation or timeout the thread is abandoned (it cannot be
-        # interrupted) so the caller is not held up until it finishes.
-        import anyio.to_thread  # here: only sync tools need it, and it loads on first use
-
-        result = await anyio.to_thread.run_sync(
-            functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
-        )
+        # interrupted) so the caller is not held up until it finishes; it keeps
+        # its place in the bounded pool until it does (see `threads`).
+        call = functools.partial(fn, *args, **kwargs)
+        result = await run_in_thread(self.name, call, self._stuck)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             result = await result
         return result
@@ -291,6 +300,12 @@ def tool(
     """Turn a typed, documented function into a `Tool`.
 
     Use it bare (`@tool`) or with options (`@tool(strict=True, timeout=5)`).
+
+    Number arguments must be finite: NaN or ±Infinity for a `float` or `Decimal`
+    parameter (also inside pydantic models and dataclasses) goes back to the
+    model as an argument error naming the parameter. To accept them, say so
+    with pydantic: `Annotated[float, Field(allow_inf_nan=True)]`, or
+    `model_config = ConfigDict(allow_inf_nan=True)` on a model.
 
     Example:
         >>> @tool
@@ -359,11 +374,40 @@ def tools_by_name(
     return index
 
 
-def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
-    """A message the model can act on: every failing field, its reason and value."""
+def _arguments_error(
+    name: str, exc: ValidationError, schema: FunctionSchema, arguments: str
+) -> ToolArgumentsError:
+    """A message the model can act on: each failing field, its reason and value.
+
+    At most `_MAX_ERRORS` are listed, with the number of the rest: a list of a
+    million invalid items would otherwise take seconds (on the event loop) to
+    describe, for a message cut to its first characters anyway. pydantic has
+    found every error by now, but turning them into Python objects costs more
+    than finding them, so with too many the arguments are validated again with
+    each list and dict stopping at its first invalid item, and the first errors
+    of that pass are listed.
+    """
+    total = exc.error_count()
     errors: list[dict[str, str]] = []
     lines: list[str] = []
-    for error in exc.errors(include_url=False, include_context=False):
+    found = exc.errors(include_url=False, include_context=False) if total <= _MAX_ERRORS else []
+    unknown: list[str] = []
+    if total > _MAX_ERRORS:
+        # Each field at its first error, then unknown arguments, listed from the
+        # parsed object: a million unknown keys cost no more than a million items.
+        try:
+            schema.fail_fast_validator().validate_json(arguments)
+        except ValidationError as first_errors:
+            found = first_errors.errors(include_url=False, include_context=False)
+        if len(found) < _MAX_ERRORS:
+            try:
+                parsed = pydantic_core.from_json(arguments)
+            except ValueError:  # pydantic read it: only a parser limit would get here
+                parsed = None
+            unknown = schema.unknown_arguments(parsed, _MAX_ERRORS - len(found))
+    for error in found:
+        if len(errors) == _MAX_ERRORS:
+            break
         loc = ".".join(str(part) for part in error["loc"])
         kind = error["type"]
         if kind == "json_invalid":
@@ -376,20 +420,47 @@ def _arguments_error(name: str, exc: ValidationError) -> ToolArgumentsError:
             got = _json_type(error["input"])
             message = f"the arguments of tool {name!r} must be a JSON object, not {got}"
             return ToolArgumentsError(name, message, [{"loc": "", "msg": message}])
-        msg = "unexpected argument" if kind == "extra_forbidden" else error["msg"]
+        if kind == "extra_forbidden":
+            msg = "unexpected argument"
+        elif kind == "finite_number":
+            msg = "must be a finite number, not NaN or Infinity"
+        else:
+            msg = error["msg"]
         errors.append({"loc": loc, "msg": msg})
         shown = "" if kind in ("missing", "extra_forbidden") else _shown(error["input"])
         lines.append(f"- {loc or '(arguments)'}: {msg}{shown}")
-    count = f"{len(errors)} error" + ("s" if len(errors) > 1 else "")
+    for name in unknown:
+        errors.append({"loc": name, "msg": "unexpected argument"})
+        lines.append(f"- {name}: unexpected argument")
+    count = f"{total:,} error" + ("s" if total > 1 else "")
+    if total > len(errors):
+        listed = "the first is" if len(errors) == 1 else f"the first {len(errors)} are"
+        count += f"; {listed} listed, fix them and try again"
     message = f"invalid arguments for tool {name!r} ({count}):\n" + "\n".join(lines)
     return ToolArgumentsError(name, message, errors)
 
 
 def _shown(value: Any) -> str:
-    text = pydantic_core.to_json(value, fallback=repr).decode()
+    # NaN and Infinity as JSON spells them, not pydantic's default of null.
+    text = pydantic_core.to_json(_clip(value), fallback=repr, inf_nan_mode="constants").decode()
     if len(text) > _MAX_INPUT:
         text = text[: _MAX_INPUT - 3] + "..."
     return f" (got {text})"
+
+
+def _clip(value: Any, depth: int = 0) -> Any:
+    """As much of a value as an 80-character quote can show: serialising a list of a
+    million items to show its first few would cost as much as the list."""
+    if isinstance(value, str):
+        return value[:_MAX_INPUT]
+    if isinstance(value, list | dict) and depth >= 3:
+        return "..."
+    if isinstance(value, list):
+        return [_clip(item, depth + 1) for item in value[:8]]
+    if isinstance(value, dict):
+        items = itertools.islice(value.items(), 8)
+        return {key: _clip(item, depth + 1) for key, item in items}
+    return value
 
 
 def _json_type(value: Any) -> str:

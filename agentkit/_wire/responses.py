@@ -81,9 +81,7 @@ def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
     """The sum of two token breakdowns of one kind, field by field; None + x is x."""
     if a is None or b is None:
         return a if b is None else b
-    declared = type(a).model_fields  # the declared fields only, not the extra ones
-    mine = {name: getattr(a, name) for name in declared}
-    theirs = {name: getattr(b, name, None) for name in declared}
+    mine, theirs = vars(a), vars(b)  # the declared fields; extra ones are kept apart
     if not any(theirs.values()) and all(
         x is not None for field, x in mine.items() if theirs.get(field) is not None
     ):

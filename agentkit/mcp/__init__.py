@@ -37,7 +37,6 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -55,6 +54,7 @@ except ImportError as _error:  # pragma: no cover - exercised without the extra 
     ) from _error
 
 from agentkit._exceptions import MCPServerError, ToolCallError, UserError
+from agentkit._redact import display_url
 from agentkit._version import __version__
 from agentkit.mcp._tool import MCPTool, result_text
 
@@ -357,9 +357,8 @@ class MCPServerHTTP(MCPServer):
     ) -> None:
         self.url = url
         self.headers = dict(headers or {})
-        # Never shown: a query string or user info may carry a secret.
-        parts = urlsplit(url)
-        label = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        # Never shown as given: a query string or user info may carry a secret.
+        label = display_url(url)
         super().__init__(name=name, label=label, connect_timeout=connect_timeout)
 
     def __repr__(self) -> str:

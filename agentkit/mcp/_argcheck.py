@@ -8,16 +8,29 @@ required argument is missing, an unknown one is sent, a value has the wrong
 type or is not one of an `enum` — and ignores every keyword it does not know,
 so it never rejects what the schema allows. The tool's own side (the MCP
 server) still validates in full; its errors reach the model as tool errors.
+
+The work is bounded, since the schema is foreign and the arguments come from
+a model: whether a value matches an `anyOf`/`oneOf` branch is worked out once
+per value and branch (a recursive schema of 8 branches no longer tries 8**depth
+paths), a trial stops at its first error, at most `MAX_ERRORS` errors are
+collected, and after `MAX_STEPS` checks of single values the rest is accepted
+as it is, for the server to judge.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
 
-__all__ = ["check_arguments"]
+__all__ = ["MAX_ERRORS", "MAX_STEPS", "check_arguments"]
+
+MAX_ERRORS = 20
+"""Errors collected at most; `check_arguments` returns one more when there are more."""
+MAX_STEPS = 10_000
+"""Values checked at most (a few milliseconds); the rest are left to the server."""
 
 _MAX_DEPTH = 32  # $ref chains and nesting deeper than this are not followed
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
@@ -43,21 +56,54 @@ def check_arguments(value: Any, schema: Mapping[str, Any]) -> list[dict[str, str
     Returns:
         One `{"loc": "path.to.field", "msg": "reason"}` per problem found, the
         message quoting the offending value where it helps; empty when none.
+        At most `MAX_ERRORS + 1`: more than `MAX_ERRORS` means "and more".
     """
-    errors: list[dict[str, str]] = []
-    _Checker(schema, errors).check(value, schema, (), 0)
-    return errors
+    checker = _Checker(schema, _Shared(), MAX_ERRORS + 1)
+    try:
+        checker.check(value, schema, (), 0)
+    except _Enough:
+        pass
+    return checker.errors
+
+
+class _Enough(Exception):
+    """A checker has collected all the errors it was asked for."""
+
+
+class _Shared:
+    """What the main checker and its trials share: the step budget and the memo."""
+
+    __slots__ = ("memo", "steps")
+
+    def __init__(self) -> None:
+        self.steps = MAX_STEPS
+        # (id(value), id(branch), depth) -> whether the value matches the branch. The
+        # values and schemas stay alive for the whole check, so their ids are stable.
+        self.memo: dict[tuple[int, int, int], bool] = {}
 
 
 class _Checker:
-    def __init__(self, root: Mapping[str, Any], errors: list[dict[str, str]]) -> None:
+    def __init__(self, root: Mapping[str, Any], shared: _Shared, limit: int) -> None:
         self.root = root
-        self.errors = errors
+        self.shared = shared
+        self.limit = limit
+        self.errors: list[dict[str, str]] = []
 
     def fail(self, loc: tuple[str, ...], msg: str) -> None:
         self.errors.append({"loc": ".".join(loc), "msg": msg})
+        if len(self.errors) >= self.limit:
+            raise _Enough
 
     def check(self, value: Any, schema: Any, loc: tuple[str, ...], depth: int) -> None:
+        shared = self.shared
+        if shared.steps <= 0:
+            return  # out of budget: accepted, the server decides
+        shared.steps -= 1
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or Infinity (`NaN` tokens, `1e999`): no schema can allow them,
+            # and a check such as `amount > limit` on the other side would pass them.
+            self.fail(loc, f"must be a finite number, not {_got(value)}")
+            return
         if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
             return  # `true`, `false` and anything unexpected: accepted, the server decides
         ref = schema.get("$ref")
@@ -85,6 +131,8 @@ class _Checker:
             self._object(value, schema, loc, depth)
         elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
             for i, item in enumerate(value):
+                if self.shared.steps <= 0:
+                    break  # out of budget: the rest is the server's to judge
                 self.check(item, schema["items"], (*loc, str(i)), depth + 1)
 
     def _object(
@@ -97,6 +145,8 @@ class _Checker:
                 self.fail((*loc, name), "field required")
         extra = schema.get("additionalProperties", True)
         for name, item in value.items():
+            if self.shared.steps <= 0:
+                break  # out of budget: the rest is the server's to judge
             if name in properties:
                 self.check(item, properties[name], (*loc, name), depth + 1)
             elif extra is False:
@@ -105,9 +155,17 @@ class _Checker:
                 self.check(item, extra, (*loc, name), depth + 1)
 
     def _passes(self, value: Any, schema: Any, loc: tuple[str, ...], depth: int) -> bool:
-        trial = _Checker(self.root, [])
-        trial.check(value, schema, loc, depth + 1)
-        return not trial.errors
+        key = (id(value), id(schema), depth)
+        memo = self.shared.memo
+        passed = memo.get(key)
+        if passed is None:
+            trial = _Checker(self.root, self.shared, 1)  # one error settles it
+            try:
+                trial.check(value, schema, loc, depth + 1)
+            except _Enough:
+                pass
+            passed = memo[key] = not trial.errors
+        return passed
 
     def _resolve(self, ref: str) -> Any:
         if not ref.startswith("#/"):
@@ -142,7 +200,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _json(value: Any) -> str:
-    return pydantic_core.to_json(value, fallback=repr).decode()
+    return pydantic_core.to_json(value, fallback=repr, inf_nan_mode="constants").decode()
 
 
 def _got(value: Any) -> str:

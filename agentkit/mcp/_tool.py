@@ -25,7 +25,7 @@ from agentkit._exceptions import (
 )
 from agentkit._tools.strict import make_strict
 from agentkit._tools.tool import Tool
-from agentkit.mcp._argcheck import check_arguments
+from agentkit.mcp._argcheck import MAX_ERRORS, check_arguments
 
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
@@ -173,6 +173,9 @@ class MCPTool(Tool[..., Any]):
         errors = check_arguments(value, self.input_schema)
         if errors:
             count = f"{len(errors)} error" + ("s" if len(errors) > 1 else "")
+            if len(errors) > MAX_ERRORS:
+                errors = errors[:MAX_ERRORS]
+                count = f"more than {MAX_ERRORS} errors; the first {MAX_ERRORS} are listed"
             lines = "\n".join(f"- {e['loc'] or '(arguments)'}: {e['msg']}" for e in errors)
             message = f"invalid arguments for tool {self.name!r} ({count}):\n{lines}"
             raise ToolArgumentsError(self.name, message, errors)
