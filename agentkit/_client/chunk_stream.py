@@ -62,6 +62,8 @@ class ChatStream:
         self._events: deque[ServerSentEvent] = deque()
         self._first: ChatCompletionChunk | None = None
         self._done = False
+        self._finished = False
+        """A chunk with a `finish_reason` has arrived."""
         self._entered = False
 
     async def __aenter__(self) -> ChatStream:
@@ -134,6 +136,7 @@ class ChatStream:
         self._decoder = SSEDecoder()
         self._events.clear()
         self._done = False
+        self._finished = False
         try:
             self._first = await self._next_chunk()
         except BaseException:
@@ -154,6 +157,12 @@ class ChatStream:
                 data = await self._bytes.__anext__()
             except StopAsyncIteration:
                 events.extend(self._decoder.flush())
+                if not events and self._finished:
+                    # Some servers (llama.cpp forks, older TGI, some Azure deployments)
+                    # never send [DONE]: after a finish_reason, the body's end is the end.
+                    self._done = True
+                    await self.aclose()
+                    return None
                 if not events:
                     raise APIConnectionError(
                         f"the stream from {self._request.url} ended before data: [DONE]",
@@ -193,9 +202,19 @@ class ChatStream:
     def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
         assert self.response is not None
         try:
-            return ChatCompletionChunk.model_validate_json(event.data)
+            chunk = ChatCompletionChunk.model_validate_json(event.data)
         except ValidationError as exc:
             error = exc
+        else:
+            extra = chunk.__pydantic_extra__
+            if extra and extra.get("error") is not None:
+                # OpenRouter ends a 200 stream with a chunk that has both ordinary
+                # choices and an error: the error wins, as in the official SDK.
+                raise stream_error(self.response, from_json(event.data))
+            for choice in chunk.choices:
+                if choice.finish_reason is not None:
+                    self._finished = True
+            return chunk
         try:
             body = from_json(event.data)
         except ValueError:
@@ -204,7 +223,7 @@ class ChatStream:
                 request=self._request,
                 body=event.data,
             ) from None
-        if isinstance(body, dict) and "error" in body:
+        if isinstance(body, dict) and body.get("error") is not None:
             raise stream_error(self.response, body)
         first = error.errors()[0]
         loc = ".".join(str(part) for part in first["loc"]) or "(chunk)"

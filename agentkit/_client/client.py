@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from agentkit._client.encode import dump_messages, dump_wire
-from agentkit._client.errors import parse_body, redact_key, status_error, transport_error
+from agentkit._client.errors import (
+    parse_body,
+    redact_key,
+    status_error,
+    stream_error,
+    transport_error,
+)
 from agentkit._client.http import HTTPStackName, stack_named, stack_of
 from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._exceptions import (
@@ -200,7 +206,12 @@ class ChatClient:
 
         async def attempt() -> ChatCompletion:
             response = await self._send(request, stream=False)
-            return _parse(ChatCompletion, response)
+            completion = _parse(ChatCompletion, response)
+            extra = completion.__pydantic_extra__
+            if extra and extra.get("error") is not None:
+                # A 2xx body that carries an error object alongside a completion.
+                raise stream_error(response, parse_body(response.content), where="in the body")
+            return completion
 
         return await self.with_retries(attempt)
 
@@ -456,6 +467,9 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
         body = parse_body(response.content)
+        if isinstance(body, dict) and body.get("error") is not None:
+            # A proxy or router that reports an error with a 2xx status.
+            raise stream_error(response, body, where="in the body") from None
         if exc.errors()[0]["type"] == "json_invalid":
             what = f"is not JSON: {response.text[:200]!r}"
         else:

@@ -76,19 +76,28 @@ def status_error(response: httpx.Response, body: Any) -> APIStatusError:
     return cls(message, response=response, body=body)
 
 
-def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusError:
-    """The error for an `{"error": {...}}` object that arrived inside a stream."""
+def stream_error(
+    response: httpx.Response, body: dict[str, Any], *, where: str = "in the stream"
+) -> APIStatusError:
+    """The error for an `{"error": {...}}` object that arrived with a 2xx status:
+    inside a stream (`where`), or as the body of a plain response.
+
+    Its status is the error's `code` when that is an HTTP error status (OpenRouter
+    sends `"code": 400`), else the one its `type` or `code` names, else 500.
+    """
     error = body.get("error")
     error = error if isinstance(error, dict) else {}
     code = error.get("code")
-    if isinstance(code, int) and 400 <= code <= 599:
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
         status = code
     else:
         status = _STATUS_BY_TYPE.get(str(error.get("type")), 0) or _STATUS_BY_TYPE.get(
             str(code), 500
         )
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
-    message = f"error in the stream from {response.request.url}: {_describe(body)}"
+    message = f"error {where} from {response.request.url}: {_describe(body)}"
     return cls(message, response=response, body=body, status_code=status)
 
 
