@@ -19,7 +19,6 @@ OpenAI-compatible servers bend that, and the assembler accepts:
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from agentkit._client.model import ChatModel
 from agentkit._run.events import (
     EventHandler,
     OutputDelta,
+    ReasoningDelta,
     RefusalDelta,
     TextDelta,
     ToolCallArgumentsDelta,
@@ -40,15 +40,21 @@ from agentkit._run.events import (
 from agentkit._run.state import ModelResponse
 from agentkit._tools.output import OutputSpec
 from agentkit._wire.chunks import ChatCompletionChunk, ToolCallDelta
-from agentkit._wire.messages import AssistantMessage, FunctionCall, Message, ToolCall
+from agentkit._wire.messages import (
+    AssistantMessage,
+    FunctionCall,
+    Message,
+    ToolCall,
+    generated_call_id,
+)
 from agentkit._wire.responses import Usage
 
 __all__ = ["Assembler", "Piece", "streamed_response"]
 
 _NO_VALUE = object()
 
-Piece = TextDelta | RefusalDelta | ToolCallOpened | ToolCallArgumentsDelta
-"""The events a chunk adds: pieces of text, of a refusal, or of a tool call."""
+Piece = TextDelta | RefusalDelta | ReasoningDelta | ToolCallOpened | ToolCallArgumentsDelta
+"""The events a chunk adds: pieces of text, of a refusal, of reasoning, or of a tool call."""
 
 
 @dataclass
@@ -66,6 +72,9 @@ class Assembler:
         self._turn = turn
         self._text: list[str] = []
         self._refusal: list[str] = []
+        # Kept under the name the provider used, as the plain response would have it.
+        self._reasoning_content: list[str] = []
+        self._reasoning: list[str] = []
         self._calls: list[_Call] = []
         self._by_index: dict[int, int] = {}  # the server's index → position in _calls
         self._last: int | None = None
@@ -91,6 +100,14 @@ class Assembler:
                 self._refusal.append(delta.refusal)
                 if delta.refusal:
                     pieces.append(RefusalDelta(self._turn, delta.refusal))
+            reasoning_content, reasoning = delta.reasoning_content, delta.reasoning
+            if reasoning_content or reasoning:
+                if reasoning_content:
+                    self._reasoning_content.append(reasoning_content)
+                if reasoning:
+                    self._reasoning.append(reasoning)
+                # A server that fills in both names sends the same text twice: one event.
+                pieces.append(ReasoningDelta(self._turn, reasoning_content or reasoning or ""))
             for call_delta in delta.tool_calls or ():
                 pieces.extend(self._tool_delta(call_delta))
             if choice.finish_reason is not None:
@@ -138,17 +155,25 @@ class Assembler:
 
     def message(self) -> AssistantMessage:
         """The assistant message, as a non-streaming response would have given it."""
-        calls = [
-            ToolCall(
-                id=call.id or f"call_{uuid.uuid4().hex[:24]}",
-                function=FunctionCall(name=call.name or "", arguments="".join(call.arguments)),
+        content = "".join(self._text) if self._text else None
+        reasoning_content = "".join(self._reasoning_content) or None
+        reasoning = "".join(self._reasoning) or None
+        context = f"{content or ''}\0{reasoning_content or reasoning or ''}"
+        calls: list[ToolCall] = []
+        for position, call in enumerate(self._calls):
+            name, arguments = call.name or "", "".join(call.arguments)
+            calls.append(
+                ToolCall(
+                    id=call.id or generated_call_id(position, name, arguments, context),
+                    function=FunctionCall(name=name, arguments=arguments),
+                )
             )
-            for call in self._calls
-        ]
         return AssistantMessage(
-            content="".join(self._text) if self._text else None,
+            content=content,
             refusal="".join(self._refusal) if self._refusal else None,
             tool_calls=calls or None,
+            reasoning_content=reasoning_content,
+            reasoning=reasoning,
         )
 
     @property

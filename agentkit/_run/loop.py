@@ -45,6 +45,7 @@ from agentkit._wire.messages import (
     NamedToolChoice,
     ToolCall,
     UserMessage,
+    generated_call_id,
 )
 from agentkit._wire.responses import Usage
 
@@ -357,7 +358,12 @@ def _text(message: AssistantMessage) -> str | None:
 
 
 def _request_form(message: AssistantMessage) -> AssistantMessage:
-    """The response message as it goes back in a request: response-only fields dropped."""
+    """The response message as it goes back in a request: response-only fields and
+    empty stubs dropped, and an id given to each tool call that came without one.
+
+    Reasoning is kept when the provider sent some: DeepSeek rejects the next
+    request of a tool loop whose assistant message lacks its `reasoning_content`.
+    """
     # Built as one dict and validated in one call: the cheapest way to a new model.
     # The fields are read straight from `__dict__`: this runs every turn.
     given = message.__dict__
@@ -366,29 +372,42 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
         value = given[name]
         if value is not None:
             fields[name] = value
+    for name in ("reasoning_content", "reasoning"):
+        if given[name]:
+            fields[name] = given[name]
     audio = (message.__pydantic_extra__ or {}).get("audio")
-    if isinstance(audio, Mapping) and "id" in audio:
+    # Only an audio id refers to something; Snowflake sends an empty stub every time.
+    if isinstance(audio, Mapping) and isinstance(audio.get("id"), str) and audio["id"]:
         fields["audio"] = {"id": audio["id"]}
     if given["tool_calls"]:
         calls: list[Any] = []
-        for call in given["tool_calls"]:
+        context = ""
+        for position, call in enumerate(given["tool_calls"]):
+            call_id = call.id
+            if not call_id:
+                if not context:
+                    text = given["content"] if isinstance(given["content"], str) else ""
+                    context = f"{text or ''}\0{message.reasoning_text or ''}"
+                call_id = generated_call_id(position, call.tool_name, call.tool_input, context)
             # Fields a server adds to a call (`index`, say) are not part of a request.
             if isinstance(call, ToolCall):
                 function_call = call.function
                 if (
                     type(call) is ToolCall
+                    and call_id is call.id
                     and not call.__pydantic_extra__
                     and not function_call.__pydantic_extra__
                 ):
                     calls.append(call)  # nothing to drop: taken as it is, not rebuilt
                     continue
                 function = {"name": function_call.name, "arguments": function_call.arguments}
-                calls.append({"id": call.id, "type": "function", "function": function})
+                calls.append({"id": call_id, "type": "function", "function": function})
             elif isinstance(call, CustomToolCall):
                 custom = {"name": call.custom.name, "input": call.custom.input}
-                calls.append({"id": call.id, "type": "custom", "custom": custom})
+                calls.append({"id": call_id, "type": "custom", "custom": custom})
             else:
-                calls.append(call)  # unknown to us: sent back as the server gave it
+                # Unknown to us: sent back as the server gave it, with an id if it had none.
+                calls.append(call if call_id is call.id else {**call.model_dump(), "id": call_id})
         fields["tool_calls"] = calls
     # The validator itself, without `model_validate`'s Python layer around it.
     return AssistantMessage.__pydantic_validator__.validate_python(fields)  # type: ignore[no-any-return]

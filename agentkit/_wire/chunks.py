@@ -44,6 +44,10 @@ class ChoiceDelta(WireModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None
+    """A piece of the reasoning (DeepSeek, Z.ai, Qwen, vLLM)."""
+    reasoning: str | None = None
+    """A piece of the reasoning (OpenRouter, Groq, Ollama, Cerebras)."""
 
 
 class ChunkChoice(WireModel):

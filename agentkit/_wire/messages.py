@@ -17,6 +17,7 @@ Two dumps matter:
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
 import functools
+import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -59,6 +60,7 @@ __all__ = [
     "ToolMessage",
     "UserMessage",
     "MESSAGE_ADAPTER",
+    "generated_call_id",
 ]
 
 
@@ -210,6 +212,24 @@ AnyToolCall = Annotated[
 """Any tool call; its `type` picks the model. Each has `.id`, `.tool_name` and `.tool_input`."""
 
 
+def generated_call_id(position: int, name: str, arguments: str, context: str = "") -> str:
+    """An id for a tool call that came without one (Gemini's and Snowflake's
+    OpenAI-compatible endpoints send `"id": ""`).
+
+    Derived from the call rather than random, so that the streamed and the plain
+    form of one answer give the same history.
+
+    Args:
+        position: The call's position in its assistant message.
+        name: The tool's name.
+        arguments: The arguments as sent.
+        context: The message's text and reasoning, which tell apart the same call
+            made again in a later turn.
+    """
+    seed = f"{position}\0{name}\0{arguments}\0{context}".encode()
+    return f"call_{hashlib.sha256(seed).hexdigest()[:24]}"
+
+
 # --- request messages --------------------------------------------------------------
 
 
@@ -244,7 +264,8 @@ class UserMessage(WireModel):
 
 
 class AssistantMessage(WireModel):
-    """A message from the model: text, a refusal, tool calls, or several of these.
+    """A message from the model: text, a refusal, tool calls, or several of these,
+    and the reasoning that led to them when the provider returns it.
 
     The same model is used for `choices[].message` in responses, so an answer
     can be appended to the history as it is.
@@ -255,6 +276,16 @@ class AssistantMessage(WireModel):
     refusal: str | None = None
     tool_calls: list[AnyToolCall] | None = None
     name: str | None = None
+    reasoning_content: str | None = None
+    """The model's reasoning, as DeepSeek, Z.ai, Qwen and vLLM name it. Not part of
+    the answer; sent back with the message because some providers require it."""
+    reasoning: str | None = None
+    """The model's reasoning, as OpenRouter, Groq, Ollama and Cerebras name it."""
+
+    @property
+    def reasoning_text(self) -> str | None:
+        """The reasoning under whichever name the provider used, or None."""
+        return self.reasoning_content or self.reasoning or None
 
 
 class ToolMessage(WireModel):
