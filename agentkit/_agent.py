@@ -62,6 +62,9 @@ class Agent(Generic[OutputT]):
         output_type: `str` for text, or a type (a pydantic model, say) the final
             answer must validate against; it is requested with a strict JSON schema.
         settings: Sampling fields sent with every request.
+        extra_body: Provider-specific request fields (`thinking`, vLLM's
+            `chat_template_kwargs`, …) merged into every request body last,
+            over `settings.extra_body`.
         parallel_tool_calls: Sent as `parallel_tool_calls` when not None.
         max_tool_retries: Turns in a row in which a tool failed (bad arguments,
             an unknown name, an error) that are sent back to the model for it
@@ -111,6 +114,7 @@ class Agent(Generic[OutputT]):
         max_turns: int = 10,
         output_type: type[OutputT] = str,  # type: ignore[assignment]  # OutputT defaults to str
         settings: ModelSettings | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
         max_tool_retries: int = 2,
         output_retries: int = 2,
@@ -165,6 +169,8 @@ class Agent(Generic[OutputT]):
         self.timeout = timeout
         self.event_handler = event_handler
         params = self.settings.to_params()
+        if extra_body:
+            params["extra_body"] = {**params.get("extra_body", {}), **extra_body}
         if self.output.response_format is not None:
             params["response_format"] = self.output.response_format
         self.request_params: Mapping[str, Any] = params
