@@ -19,6 +19,7 @@ from agentkit._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
+    APIStatusError,
     UserError,
 )
 from agentkit._wire.chunks import ChatCompletionChunk
@@ -179,7 +180,15 @@ class ChatStream:
             await self._drain()
             await self.aclose()
             return None
-        return self._chunk(event)
+        try:
+            return self._chunk(event)
+        except APIStatusError:
+            # An error event: the server ends the body after it (with [DONE], mostly).
+            # Read to its end, as after [DONE], so that the connection is reused.
+            self._done = True
+            await self._drain()
+            await self.aclose()
+            raise
 
     async def _drain(self) -> None:
         """Read the body to its end, discarding it: normally only the end of the chunked

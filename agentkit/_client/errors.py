@@ -83,15 +83,20 @@ def stream_error(
     inside a stream (`where`), or as the body of a plain response.
 
     Its status is the error's `code` when that is an HTTP error status (OpenRouter
-    sends `"code": 400`), else the one its `type` or `code` names, else 500.
+    sends `"code": 400`), else its `status_code` or `status` (Groq), else the one
+    its `type` or `code` names, else 500.
     """
     error = body.get("error")
     error = error if isinstance(error, dict) else {}
     code = error.get("code")
     if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
-    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+    given = error.get("status_code", error.get("status"))  # Groq, Gemini
+    status: int
+    if isinstance(code, int) and _is_error_status(code):
         status = code
+    elif isinstance(given, int) and _is_error_status(given):
+        status = given
     else:
         status = _STATUS_BY_TYPE.get(str(error.get("type")), 0) or _STATUS_BY_TYPE.get(
             str(code), 500
@@ -99,6 +104,10 @@ def stream_error(
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     message = f"error {where} from {response.request.url}: {_describe(body)}"
     return cls(message, response=response, body=body, status_code=status)
+
+
+def _is_error_status(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
 
 
 def redact_key(error: APIError) -> APIError:

@@ -71,6 +71,9 @@ class Assembler:
     def __init__(self, turn: int) -> None:
         self._turn = turn
         self._text: list[str] = []
+        # The content as parts, once a server has sent some (Mistral's thinking):
+        # [kind, pieces] with kind "text" or "thinking", or a part kept as it came.
+        self._parts: list[list[Any]] | None = None
         self._refusal: list[str] = []
         # Kept under the name the provider used, as the plain response would have it.
         self._reasoning_content: list[str] = []
@@ -92,20 +95,25 @@ class Assembler:
             delta = choice.delta
             # An empty string still counts: the message then has "" where a
             # non-streaming response has "", rather than null.
-            if delta.content is not None:
-                self._text.append(delta.content)
-                if delta.content:
-                    pieces.append(TextDelta(self._turn, delta.content))
+            content = delta.content
+            if isinstance(content, str):
+                self._text.append(content)
+                if self._parts is not None:
+                    self._add_part("text", content)
+                if content:
+                    pieces.append(TextDelta(self._turn, content))
+            elif content is not None:
+                pieces.extend(self._content_parts(content))
             if delta.refusal is not None:
                 self._refusal.append(delta.refusal)
                 if delta.refusal:
                     pieces.append(RefusalDelta(self._turn, delta.refusal))
             reasoning_content, reasoning = delta.reasoning_content, delta.reasoning
+            if reasoning_content is not None:
+                self._reasoning_content.append(reasoning_content)
+            if reasoning is not None:
+                self._reasoning.append(reasoning)
             if reasoning_content or reasoning:
-                if reasoning_content:
-                    self._reasoning_content.append(reasoning_content)
-                if reasoning:
-                    self._reasoning.append(reasoning)
                 # A server that fills in both names sends the same text twice: one event.
                 pieces.append(ReasoningDelta(self._turn, reasoning_content or reasoning or ""))
             for call_delta in delta.tool_calls or ():
@@ -113,6 +121,55 @@ class Assembler:
             if choice.finish_reason is not None:
                 self.finish_reason = choice.finish_reason
         return pieces
+
+    def _content_parts(self, parts: list[dict[str, Any]]) -> list[Piece]:
+        if self._parts is None:
+            text = "".join(self._text)
+            self._parts = [["text", [text]]] if text else []
+        pieces: list[Piece] = []
+        for part in parts:
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                self._text.append(part["text"])
+                self._add_part("text", part["text"])
+                if part["text"]:
+                    pieces.append(TextDelta(self._turn, part["text"]))
+            elif kind == "thinking" and isinstance(part.get("thinking"), list):
+                text = "".join(
+                    p["text"]
+                    for p in part["thinking"]
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
+                self._add_part("thinking", text)
+                if text:
+                    pieces.append(ReasoningDelta(self._turn, text))
+            else:
+                self._parts.append(["other", part])
+        return pieces
+
+    def _add_part(self, kind: str, text: str) -> None:
+        assert self._parts is not None
+        if self._parts and self._parts[-1][0] == kind:
+            self._parts[-1][1].append(text)
+        elif text or kind != "text":
+            # An empty string between parts (Mistral's first and last deltas) is no part.
+            self._parts.append([kind, [text]])
+
+    def _content(self) -> str | list[dict[str, Any]] | None:
+        if self._parts is None:
+            return "".join(self._text) if self._text else None
+        # As the plain response has it: one part per run of text or of thinking.
+        parts: list[dict[str, Any]] = []
+        for kind, value in self._parts:
+            if kind == "text":
+                parts.append({"type": "text", "text": "".join(value)})
+            elif kind == "thinking":
+                parts.append(
+                    {"type": "thinking", "thinking": [{"type": "text", "text": "".join(value)}]}
+                )
+            else:
+                parts.append(value)
+        return parts
 
     def _tool_delta(self, delta: ToolCallDelta) -> list[Piece]:
         position = self._position(delta)
@@ -155,10 +212,12 @@ class Assembler:
 
     def message(self) -> AssistantMessage:
         """The assistant message, as a non-streaming response would have given it."""
-        content = "".join(self._text) if self._text else None
-        reasoning_content = "".join(self._reasoning_content) or None
-        reasoning = "".join(self._reasoning) or None
-        context = f"{content or ''}\0{reasoning_content or reasoning or ''}"
+        content = self._content()
+        # Kept when the provider sent the field at all, as the plain response would be.
+        reasoning_content = "".join(self._reasoning_content) if self._reasoning_content else None
+        reasoning = "".join(self._reasoning) if self._reasoning else None
+        text = content if isinstance(content, str) else ""
+        context = f"{text}\0{reasoning_content or reasoning or ''}"
         calls: list[ToolCall] = []
         for position, call in enumerate(self._calls):
             name, arguments = call.name or "", "".join(call.arguments)
@@ -170,7 +229,8 @@ class Assembler:
             )
         return AssistantMessage(
             content=content,
-            refusal="".join(self._refusal) if self._refusal else None,
+            # An empty refusal is a stub some servers put in every delta (Snowflake).
+            refusal="".join(self._refusal) or None,
             tool_calls=calls or None,
             reasoning_content=reasoning_content,
             reasoning=reasoning,

@@ -368,12 +368,16 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
     # The fields are read straight from `__dict__`: this runs every turn.
     given = message.__dict__
     fields: dict[str, Any] = {"role": "assistant"}
-    for name in ("content", "refusal", "name"):
-        value = given[name]
-        if value is not None:
-            fields[name] = value
-    for name in ("reasoning_content", "reasoning"):
+    if given["content"] is not None:
+        fields["content"] = given["content"]
+    # An empty refusal or name is a stub (Snowflake fills in every field).
+    for name in ("refusal", "name"):
         if given[name]:
+            fields[name] = given[name]
+    # Reasoning goes back whenever the provider sent it, even empty: DeepSeek rejects
+    # an assistant message of a tool loop without its `reasoning_content`.
+    for name in ("reasoning_content", "reasoning"):
+        if given[name] is not None:
             fields[name] = given[name]
     audio = (message.__pydantic_extra__ or {}).get("audio")
     # Only an audio id refers to something; Snowflake sends an empty stub every time.

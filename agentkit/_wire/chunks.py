@@ -41,7 +41,9 @@ class ChoiceDelta(WireModel):
     """What one chunk adds to a choice."""
 
     role: str | None = None
-    content: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    """A piece of the text; Mistral's reasoning models send their reasoning as
+    content parts (`{"type": "thinking", "thinking": [...]}`) before it."""
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     reasoning_content: str | None = None

@@ -284,8 +284,20 @@ class AssistantMessage(WireModel):
 
     @property
     def reasoning_text(self) -> str | None:
-        """The reasoning under whichever name the provider used, or None."""
-        return self.reasoning_content or self.reasoning or None
+        """The reasoning under whichever name the provider used, or in `thinking`
+        content parts (Mistral); None when there is none."""
+        if self.reasoning_content or self.reasoning:
+            return self.reasoning_content or self.reasoning
+        if isinstance(self.content, list):
+            texts = [
+                piece.get("text", "")
+                for part in self.content
+                if isinstance(part, OtherPart) and part.type == "thinking"
+                for piece in (part.model_extra or {}).get("thinking") or ()
+                if isinstance(piece, dict)
+            ]
+            return "".join(texts) or None
+        return None
 
 
 class ToolMessage(WireModel):
