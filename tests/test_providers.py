@@ -632,25 +632,27 @@ async def test_an_empty_tool_call_id_gets_the_same_id_on_both_paths() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "entry_id",
-    [
-        "snowflake-cortex:test_snowflake_tool_calling#0",
-        "snowflake-cortex:test_snowflake_tool_calling#1",
-    ],
-)
-async def test_empty_stubs_are_not_sent_back(entry_id: str) -> None:
-    entry = BY_ID[entry_id]
+async def test_empty_stubs_are_not_sent_back() -> None:
+    entry = BY_ID["snowflake-cortex:test_snowflake_tool_calling#0"]
     message = json.loads(entry["response_text"])["choices"][0]["message"]
     assert message["audio"]["id"] == "" and message["refusal"] == ""
-    if not message.get("tool_calls"):
-        pytest.skip("a final answer: nothing goes back")
     _, sent, _ = await run_agent(entry, lambda r: response_of(entry, r), stream=False)
     assistant = sent["messages"][-1 - len(message["tool_calls"])]
     assert "audio" not in assistant and "refusal" not in assistant
     assert "function_call" not in assistant
     assert all(set(call) == {"id", "type", "function"} for call in assistant["tool_calls"])
     validate_request(sent, forbid_unknown_keys=True)
+
+
+def test_the_stubs_of_a_final_answer_are_not_kept_for_the_next_request() -> None:
+    from agentkit._run.loop import _request_form
+
+    entry = BY_ID["snowflake-cortex:test_snowflake_tool_calling#1"]
+    raw = json.loads(entry["response_text"])["choices"][0]["message"]
+    wire = _request_form(AssistantMessage.model_validate(raw)).model_dump(
+        mode="json", exclude_none=True
+    )
+    assert wire == {"role": "assistant", "content": raw["content"]}
 
 
 @pytest.mark.anyio
@@ -715,3 +717,37 @@ async def test_a_stream_cut_before_its_finish_reason_is_an_error(entry: dict[str
     cut = "\n\n".join(events[:first_finish]) + "\n\n"
     with pytest.raises(APIConnectionError, match="ended before"):
         await stream_chunks(entry, cut)
+
+
+# --- provider fields ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.allow_unknown_request_keys  # `thinking` and `chat_template_kwargs` are not OpenAI's
+async def test_extra_body_on_the_agent_and_the_settings() -> None:
+    from agentkit import ModelSettings
+
+    # The request of the recorded DeepSeek thinking-mode stream, sent by an Agent.
+    entry = BY_ID["deepseek:deepseek_streamed_reasoning_content#0"]
+    recorded = entry["request"]
+    settings = ModelSettings(
+        max_tokens=1024,
+        reasoning_effort="high",
+        extra_body={"thinking": {"type": "disabled"}, "chat_template_kwargs": {"x": 1}},
+    )
+    with respx.mock(base_url=BASE) as api:
+        route = api.post("/chat/completions").mock(side_effect=lambda r: response_of(entry, r))
+        async with ChatClient(BASE, api_key="sk-test", max_retries=0) as client:
+            agent = Agent(
+                recorded["model"],
+                client=client,
+                instructions=recorded["messages"][0]["content"],
+                settings=settings,
+                extra_body={"thinking": {"type": "enabled"}},
+            )
+            async with agent.run_stream(recorded["messages"][1]["content"]) as run:
+                async for _ in run:
+                    pass
+    sent = json.loads(route.calls.last.request.content)
+    # The Agent's extra_body wins over the settings' for the same field.
+    assert sent == {**recorded, "chat_template_kwargs": {"x": 1}}
