@@ -172,7 +172,7 @@ def stream_of(completion: dict[str, Any]) -> str:
                 "tool_calls": [
                     {
                         "index": index,
-                        "id": call["id"],
+                        **({"id": call["id"]} if "id" in call else {}),
                         "type": "function",
                         "function": {"name": function["name"], "arguments": ""},
                     }
@@ -751,3 +751,79 @@ async def test_extra_body_on_the_agent_and_the_settings() -> None:
     sent = json.loads(route.calls.last.request.content)
     # The Agent's extra_body wins over the settings' for the same field.
     assert sent == {**recorded, "chat_template_kwargs": {"x": 1}}
+
+
+GEMINI = "gemini-(openai-compatible):test_compatible_api_with_tool_calls_without_id#0"
+
+
+def gemini_with_call(**changes: Any) -> dict[str, Any]:
+    """Derived: the Gemini recording with its tool call changed as given (a key set to
+    ... is removed)."""
+    completion = json.loads(BY_ID[GEMINI]["response_text"])
+    call = completion["choices"][0]["message"]["tool_calls"][0]
+    for key, value in changes.items():
+        if value is ...:
+            call.pop(key)
+        else:
+            call[key] = value
+    return completion
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("change", [{"id": ...}, {"id": None}, {"id": ""}], ids=str)
+async def test_a_tool_call_without_id_gets_the_same_id_on_both_paths(
+    change: dict[str, Any],
+) -> None:
+    completion = gemini_with_call(**change)
+    body = stream_of(completion).replace('"id": "", "type"', '"type"')
+    entry = BY_ID[GEMINI]
+    plain, sent, _ = await run_agent(
+        entry, lambda r: httpx.Response(200, json=completion), stream=False
+    )
+    streamed, _, events = await run_agent(
+        entry,
+        lambda r: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=body.encode()
+        ),
+        stream=True,
+    )
+    assert plain == streamed
+    call_id = sent["messages"][-2]["tool_calls"][0]["id"]
+    assert call_id.startswith("call_")
+    from agentkit import ToolCallComplete, ToolCallOpened
+
+    opened = [e for e in events if isinstance(e, ToolCallOpened)]
+    complete = [e for e in events if isinstance(e, ToolCallComplete)]
+    assert [e.tool_call_id for e in opened] == [e.tool_call_id for e in complete] == [call_id]
+    validate_request(sent, forbid_unknown_keys=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.allow_unknown_request_keys  # extra_content is Gemini's, not in OpenAI's spec
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_thought_signature_goes_back_with_its_call(stream: bool) -> None:
+    # Synthetic: the shape Gemini's OpenAI-compatible endpoint documents for the
+    # thought signature of a call, put on the recorded Gemini call.
+    signature = {"google": {"thought_signature": "AVSoXO4AzAXs7GGvOY63"}}
+    completion = gemini_with_call(id="call_1", extra_content=signature)
+    if stream:
+        chunks = [json.loads(d) for d in sse_datas(stream_of(completion))]
+        for chunk in chunks:
+            for delta in chunk["choices"][0]["delta"].get("tool_calls", []):
+                if "id" in delta:
+                    delta["extra_content"] = signature
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        answer = lambda r: httpx.Response(  # noqa: E731
+            200, headers={"content-type": "text/event-stream"}, content=body.encode()
+        )
+    else:
+        answer = lambda r: httpx.Response(200, json=completion)  # noqa: E731
+    _, sent, _ = await run_agent(BY_ID[GEMINI], answer, stream)
+    assert sent["messages"][-2]["tool_calls"] == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_current_time", "arguments": "{}"},
+            "extra_content": signature,
+        }
+    ]

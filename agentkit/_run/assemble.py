@@ -63,6 +63,7 @@ class _Call:
     name: str | None = None
     arguments: list[str] = field(default_factory=list)
     opened: bool = False
+    extra_content: Any = None
 
 
 class Assembler:
@@ -177,6 +178,10 @@ class Assembler:
         self._last = position
         if delta.id and not call.id:
             call.id = delta.id
+        extra = delta.__pydantic_extra__
+        if extra and call.extra_content is None:
+            # Gemini's thought signature, which must go back with the call.
+            call.extra_content = extra.get("extra_content")
         function = delta.function
         if function is not None and function.name and not call.name:
             call.name = function.name
@@ -221,10 +226,12 @@ class Assembler:
         calls: list[ToolCall] = []
         for position, call in enumerate(self._calls):
             name, arguments = call.name or "", "".join(call.arguments)
+            extra = {} if call.extra_content is None else {"extra_content": call.extra_content}
             calls.append(
                 ToolCall(
                     id=call.id or generated_call_id(position, name, arguments, context),
                     function=FunctionCall(name=name, arguments=arguments),
+                    **extra,
                 )
             )
         return AssistantMessage(
@@ -235,6 +242,10 @@ class Assembler:
             reasoning_content=reasoning_content,
             reasoning=reasoning,
         )
+
+    def opened(self, position: int) -> bool:
+        """Whether a `ToolCallOpened` event went out for the call at `position`."""
+        return self._calls[position].opened
 
     @property
     def text(self) -> str:
@@ -286,6 +297,9 @@ async def streamed_response(
     message = assembler.message()
     for index, call in enumerate(message.tool_calls or ()):
         assert isinstance(call, ToolCall)
+        if not assembler.opened(index):
+            # A call that never got an id from the server has one only now.
+            await emit(events, ToolCallOpened(turn, index, call.id, call.function.name))
         await emit(
             events,
             ToolCallComplete(turn, index, call.id, call.function.name, call.function.arguments),

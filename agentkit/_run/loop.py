@@ -405,7 +405,12 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
                     calls.append(call)  # nothing to drop: taken as it is, not rebuilt
                     continue
                 function = {"name": function_call.name, "arguments": function_call.arguments}
-                calls.append({"id": call_id, "type": "function", "function": function})
+                rebuilt = {"id": call_id, "type": "function", "function": function}
+                extra_content = (call.__pydantic_extra__ or {}).get("extra_content")
+                if extra_content is not None:
+                    # Gemini's thought signature: it must go back with the call.
+                    rebuilt["extra_content"] = extra_content
+                calls.append(rebuilt)
             elif isinstance(call, CustomToolCall):
                 custom = {"name": call.custom.name, "input": call.custom.input}
                 calls.append({"id": call_id, "type": "custom", "custom": custom})

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -134,10 +135,19 @@ class FunctionCall(WireModel):
     arguments: str
 
 
+def _no_id(value: Any) -> Any:
+    return "" if value is None else value
+
+
+CallId = Annotated[str, BeforeValidator(_no_id)]
+"""A tool call's id: some servers send none, or null (Gemini and Snowflake send
+`""`); such a call gets one when its message goes back into the history."""
+
+
 class ToolCall(WireModel):
     """A function tool call made by the model."""
 
-    id: str
+    id: CallId = ""
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -162,7 +172,7 @@ class CustomCall(WireModel):
 class CustomToolCall(WireModel):
     """A call of a custom (free-form input) tool."""
 
-    id: str
+    id: CallId = ""
     type: Literal["custom"] = "custom"
     custom: CustomCall
 
@@ -180,7 +190,7 @@ class CustomToolCall(WireModel):
 class OtherToolCall(WireModel):
     """A tool call of a type not modelled here, kept as the server sent it."""
 
-    id: str
+    id: CallId = ""
     type: str
 
     @property
