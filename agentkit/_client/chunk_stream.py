@@ -221,7 +221,7 @@ class ChatStream:
                 # choices and an error: the error wins, as in the official SDK.
                 raise stream_error(self.response, from_json(event.data))
             for choice in chunk.choices:
-                if choice.finish_reason is not None:
+                if choice.finish_reason:  # not "": Snowflake's stub of one
                     self._finished = True
             return chunk
         try:
