@@ -235,7 +235,9 @@ def test_the_corpus_covers_the_providers_and_the_quirks() -> None:
     assert any(is_stream(e) for e in WITH_CALLS)  # streamed tool calls
     for entry in CORPUS:
         source = entry["source"]
-        assert source["repository"] and source["path"] and len(source["commit"]) == 40
+        # A file at a commit of a repository, or an issue thread that pastes the stream.
+        assert source["repository"]
+        assert (source.get("path") and len(source["commit"]) == 40) or source.get("url")
         assert "authorization" not in json.dumps(entry).lower()
     text = json.dumps(CORPUS)
     for quirk in (
@@ -246,6 +248,16 @@ def test_the_corpus_covers_the_providers_and_the_quirks() -> None:
         "event: error",
     ):
         assert quirk in text, quirk
+    # Real streams that end without data: [DONE] after their finish_reason.
+    assert [e["id"] for e in OK if is_stream(e) and "[DONE]" not in e["response_text"]]
+
+
+@pytest.mark.anyio
+async def test_a_real_stream_without_done_ends_normally() -> None:
+    entry = BY_ID["llama.cpp:ik_llama.cpp-issue-467-observed"]
+    assert "[DONE]" not in entry["response_text"]
+    chunks = await stream_chunks(entry, entry["response_text"])
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, "length"]
 
 
 # --- every exchange through the client -------------------------------------------------
@@ -679,7 +691,12 @@ DONE_STREAMS = [
     and (completion_of(e) or {"choices": [{}]})["choices"][0].get("finish_reason") is not None
 ]
 # Snowflake's streams carry no finish_reason at all: without [DONE] they are truncated.
-NO_FINISH = [e for e in OK if is_stream(e) and e not in DONE_STREAMS]
+NO_FINISH = [
+    e
+    for e in OK
+    if is_stream(e)
+    and not (completion_of(e) or {"choices": [{}]})["choices"][0].get("finish_reason")
+]
 
 
 @pytest.mark.anyio
