@@ -844,3 +844,29 @@ async def test_a_thought_signature_goes_back_with_its_call(stream: bool) -> None
             "extra_content": signature,
         }
     ]
+
+
+def test_parallel_calls_of_one_tool_without_index_or_id_stay_apart() -> None:
+    from agentkit._run.assemble import Assembler
+    from agentkit._wire.chunks import ChatCompletionChunk
+
+    # Synthetic, in the shape of the Gemini recording's call: two whole calls of one
+    # tool in one delta, with neither index nor id.
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+    ]
+    chunk = {"id": "c", "created": 0, "model": "m", "choices": [{"delta": {"tool_calls": calls}}]}
+    assembler = Assembler(1)
+    assembler.feed(ChatCompletionChunk.model_validate(chunk))
+    got = assembler.message().tool_calls or []
+    assert [c.tool_input for c in got] == ['{"city": "Paris"}', '{"city": "Rome"}']
+    assert len({c.id for c in got}) == 2
+    # A name repeated with each piece of one call's arguments is still one call.
+    pieces = ['{"city": ', '"Paris"}']
+    assembler = Assembler(1)
+    for piece in pieces:
+        delta = {"tool_calls": [{"function": {"name": "get_weather", "arguments": piece}}]}
+        chunk = {"id": "c", "created": 0, "model": "m", "choices": [{"delta": delta}]}
+        assembler.feed(ChatCompletionChunk.model_validate(chunk))
+    assert [c.tool_input for c in assembler.message().tool_calls or []] == ['{"city": "Paris"}']

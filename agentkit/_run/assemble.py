@@ -207,8 +207,10 @@ class Assembler:
                 for position, call in enumerate(self._calls):
                     if call.id == delta.id:
                         return position
-            if self._last is not None and not _starts_new(self._calls[self._last], delta.id, name):
-                return self._last
+            if self._last is not None:
+                last = self._calls[self._last]
+                if not (_starts_new(last, delta.id, name) or _another_whole_call(last, delta)):
+                    return self._last
         self._calls.append(_Call())
         position = len(self._calls) - 1
         if delta.index is not None:
@@ -251,6 +253,21 @@ class Assembler:
     def text(self) -> str:
         """The text so far."""
         return "".join(self._text)
+
+
+def _another_whole_call(call: _Call, delta: ToolCallDelta) -> bool:
+    """Without index or id, a delta naming the same tool again starts another call when
+    the call so far is complete JSON and the delta brings arguments of its own: Gemini
+    sends parallel calls of one tool so. (A server that repeats the name in every
+    delta of one call sends it with pieces of arguments that are not complete yet.)"""
+    function = delta.function
+    if function is None or not function.name or not function.arguments or not call.arguments:
+        return False
+    try:
+        from_json("".join(call.arguments))
+    except ValueError:
+        return False
+    return True
 
 
 def _starts_new(call: _Call, new_id: str | None, new_name: str | None) -> bool:
