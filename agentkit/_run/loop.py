@@ -374,8 +374,8 @@ def _request_form(message: AssistantMessage) -> AssistantMessage:
     for name in ("refusal", "name"):
         if given[name]:
             fields[name] = given[name]
-    # Reasoning goes back whenever the provider sent it, even empty: DeepSeek rejects
-    # an assistant message of a tool loop without its `reasoning_content`.
+    # Reasoning stays whenever the provider sent it, even empty: DeepSeek rejects an
+    # assistant message of a tool loop without its `reasoning_content`.
     for name in ("reasoning_content", "reasoning"):
         if given[name] is not None:
             fields[name] = given[name]

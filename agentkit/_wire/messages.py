@@ -288,9 +288,10 @@ class AssistantMessage(WireModel):
     name: str | None = None
     reasoning_content: str | None = None
     """The model's reasoning, as DeepSeek, Z.ai, Qwen and vLLM name it. Not part of
-    the answer; sent back with the message because some providers require it."""
+    the answer; sent back with the message because DeepSeek requires it."""
     reasoning: str | None = None
-    """The model's reasoning, as OpenRouter, Groq, Ollama and Cerebras name it."""
+    """The model's reasoning, as OpenRouter, Groq, Ollama and Cerebras name it. Kept
+    here but not sent back: Groq rejects a message that has it."""
 
     @property
     def reasoning_text(self) -> str | None:
@@ -340,15 +341,26 @@ def _message_list() -> TypeAdapter[Any]:
 
 
 def wire_messages(messages: Sequence[BaseModel]) -> list[dict[str, Any]]:
-    """Message models in wire form: fields that are None are left out."""
+    """Message models in wire form: fields that are None are left out, and so is an
+    assistant message's `reasoning`.
+
+    `reasoning` stays on the message for the caller but is not sent: Groq, which
+    returns it, rejects a request that has it ("property 'reasoning' is
+    unsupported"), and no provider needs it back. `reasoning_content` is sent:
+    DeepSeek rejects a tool loop's follow-up without it.
+    """
     if all(type(message) in _MESSAGE_TYPES for message in messages):
         # One call for the whole list: cheaper than one dump per message.
         dumped: list[dict[str, Any]] = _message_list().dump_python(
             messages, mode="json", exclude_none=True, by_alias=True
         )
-        return dumped
-    # A subclass, or a model of the caller's own, is dumped by its own serializer.
-    return [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in messages]
+    else:
+        # A subclass, or a model of the caller's own, is dumped by its own serializer.
+        dumped = [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in messages]
+    for message in dumped:
+        if "reasoning" in message and message.get("role") == "assistant":
+            del message["reasoning"]
+    return dumped
 
 
 # --- tools, tool choice and response format ---------------------------------------
