@@ -223,8 +223,18 @@ class Assembler:
         # Kept when the provider sent the field at all, as the plain response would be.
         reasoning_content = "".join(self._reasoning_content) if self._reasoning_content else None
         reasoning = "".join(self._reasoning) if self._reasoning else None
+        message = AssistantMessage(
+            content=content,
+            # An empty refusal is a stub some servers put in every delta (Snowflake).
+            refusal="".join(self._refusal) or None,
+            reasoning_content=reasoning_content,
+            reasoning=reasoning,
+        )
+        if not self._calls:
+            return message
+        # The same context as the plain path's (loop._request_form) for a call without id.
         text = content if isinstance(content, str) else ""
-        context = f"{text}\0{reasoning_content or reasoning or ''}"
+        context = f"{text}\0{message.reasoning_text or ''}"
         calls: list[ToolCall] = []
         for position, call in enumerate(self._calls):
             name, arguments = call.name or "", "".join(call.arguments)
@@ -236,14 +246,8 @@ class Assembler:
                     **extra,
                 )
             )
-        return AssistantMessage(
-            content=content,
-            # An empty refusal is a stub some servers put in every delta (Snowflake).
-            refusal="".join(self._refusal) or None,
-            tool_calls=calls or None,
-            reasoning_content=reasoning_content,
-            reasoning=reasoning,
-        )
+        message.tool_calls = calls
+        return message
 
     def opened(self, position: int) -> bool:
         """Whether a `ToolCallOpened` event went out for the call at `position`."""
