@@ -41,6 +41,7 @@ from agentkit._run.state import ModelResponse
 from agentkit._tools.output import OutputSpec
 from agentkit._wire.chunks import ChatCompletionChunk, ToolCallDelta
 from agentkit._wire.messages import (
+    AnyToolCall,
     AssistantMessage,
     FunctionCall,
     Message,
@@ -235,7 +236,7 @@ class Assembler:
         # The same context as the plain path's (loop._request_form) for a call without id.
         text = content if isinstance(content, str) else ""
         context = f"{text}\0{message.reasoning_text or ''}"
-        calls: list[ToolCall] = []
+        calls: list[AnyToolCall] = []
         for position, call in enumerate(self._calls):
             name, arguments = call.name or "", "".join(call.arguments)
             extra = {} if call.extra_content is None else {"extra_content": call.extra_content}
