@@ -196,7 +196,8 @@ class ChatClient:
 
         Raises:
             UserError: An unknown parameter or a malformed message.
-            APIStatusError: The server answered with an error (a subclass per status).
+            APIStatusError: The server answered with an error (a subclass per
+                status), or with a 2xx body that carries an `error` object.
             APIConnectionError: The server could not be reached, after all retries.
             APIResponseValidationError: The response is not a chat completion.
         """
@@ -228,6 +229,17 @@ class ChatClient:
         manager; leaving the block early closes the response and returns the
         connection to the pool. Opening the stream is retried like `create`;
         once the first chunk has reached the caller, nothing is retried.
+
+        The stream ends at `data: [DONE]`, or at the end of the body once a
+        chunk with a `finish_reason` has arrived (some servers send no
+        `[DONE]`). An event carrying a top-level `error` raises the matching
+        `APIStatusError` (status from the error's numeric `code`), even when
+        the rest of it is an ordinary chunk.
+
+        Raises:
+            APIStatusError: An error status, or an error event in the stream.
+            APIConnectionError: The body ended before any `finish_reason`.
+            APIResponseValidationError: An event that is not a chunk.
 
         Example:
             >>> async with client.stream(model="gpt-4o-mini", messages=msgs) as chunks:
