@@ -875,3 +875,24 @@ def test_parallel_calls_of_one_tool_without_index_or_id_stay_apart() -> None:
         chunk = {"id": "c", "created": 0, "model": "m", "choices": [{"delta": delta}]}
         assembler.feed(ChatCompletionChunk.model_validate(chunk))
     assert [c.tool_input for c in assembler.message().tool_calls or []] == ['{"city": "Paris"}']
+
+
+def test_null_identity_fields_a_missing_created_and_a_null_delta_are_accepted() -> None:
+    from agentkit import ChatCompletion, ChatCompletionChunk
+
+    # Synthetic: the fields that only identify a response, null or left out, and
+    # `"delta": null` on a finish chunk; what a chunk or completion must hold stays
+    # required.
+    chunk = ChatCompletionChunk.model_validate(
+        {"id": None, "model": None, "choices": [{"delta": None, "finish_reason": "stop"}]}
+    )
+    assert (chunk.id, chunk.created, chunk.model) == ("", 0, "")
+    assert chunk.choices[0].delta.content is None
+    completion = ChatCompletion.model_validate(
+        {"id": None, "model": "m", "choices": [{"message": {"role": "assistant"}}]}
+    )
+    assert completion.created == 0
+    with pytest.raises(ValueError, match="id"):
+        ChatCompletionChunk.model_validate({"model": "m", "choices": []})
+    with pytest.raises(ValueError, match="choices"):
+        ChatCompletion.model_validate({"id": "x", "model": "m"})

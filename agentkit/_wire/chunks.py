@@ -5,12 +5,12 @@ Apart from `_responses` so that a program that never streams does not build them
 
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from agentkit._wire.messages import WireModel
-from agentkit._wire.responses import Usage
+from agentkit._wire.responses import Created, ResponseId, Usage
 
 __all__ = [
     "ChatCompletionChunk",
@@ -56,7 +56,11 @@ class ChunkChoice(WireModel):
     """One choice of a stream chunk."""
 
     index: int = 0
-    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
+    delta: Annotated[
+        ChoiceDelta,
+        # `"delta": null` on a finish chunk (some servers) adds nothing.
+        BeforeValidator(lambda value: {} if value is None else value),
+    ] = Field(default_factory=ChoiceDelta)
     finish_reason: str | None = None
     logprobs: dict[str, Any] | None = None
 
@@ -68,10 +72,10 @@ class ChatCompletionChunk(WireModel):
     `choices` and the `usage` of the whole request.
     """
 
-    id: str
+    id: ResponseId
     object: str = "chat.completion.chunk"
-    created: int
-    model: str
+    created: Created = 0
+    model: ResponseId
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
