@@ -896,3 +896,11 @@ def test_null_identity_fields_a_missing_created_and_a_null_delta_are_accepted() 
         ChatCompletionChunk.model_validate({"model": "m", "choices": []})
     with pytest.raises(ValueError, match="choices"):
         ChatCompletion.model_validate({"id": "x", "model": "m"})
+
+
+def test_a_null_token_count_is_zero() -> None:
+    from agentkit import Usage
+
+    # Synthetic: a server that sends null for a count it does not keep.
+    usage = Usage.model_validate({"prompt_tokens": 3, "completion_tokens": None})
+    assert (usage + usage).prompt_tokens == 6 and usage.completion_tokens == 0

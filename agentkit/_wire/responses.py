@@ -33,6 +33,10 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "functi
 """The finish reasons OpenAI sends; other servers may send other strings."""
 
 
+Count = Annotated[int, BeforeValidator(lambda value: 0 if value is None else value)]
+"""A token count; null (sent by some servers for a count they do not keep) is 0."""
+
+
 class PromptTokensDetails(WireModel):
     """Breakdown of the prompt tokens."""
 
@@ -58,9 +62,9 @@ class Usage(WireModel):
         30
     """
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    total_tokens: Count = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
