@@ -672,8 +672,7 @@ def test_the_stubs_of_a_final_answer_are_not_kept_for_the_next_request() -> None
     assert wire == {"role": "assistant", "content": raw["content"]}
 
 
-@pytest.mark.anyio
-async def test_an_audio_id_is_sent_back() -> None:
+def test_an_audio_id_is_sent_back() -> None:
     from agentkit._run.loop import _request_form
 
     message = AssistantMessage.model_validate(
