@@ -166,7 +166,8 @@ class ChatStream:
                     return None
                 if not events:
                     raise APIConnectionError(
-                        f"the stream from {self._request.url} ended before data: [DONE]",
+                        f"the stream from {self._request.url} ended before data: [DONE] "
+                        "and before any finish_reason: the response is cut off",
                         request=self._request,
                     ) from None
                 break
