@@ -101,6 +101,9 @@ class Agent(Generic[OutputT]):
         output_type: `str` for text, or a type (a pydantic model, say) the final
             answer must validate against; it is requested with a strict JSON schema.
         settings: Sampling fields sent with every request.
+        extra_body: Provider-specific request fields (`thinking`, vLLM's
+            `chat_template_kwargs`, …) merged into every request body last,
+            over `settings.extra_body`.
         parallel_tool_calls: Sent as `parallel_tool_calls` when not None.
         max_tool_retries: Turns in a row in which a tool failed (bad arguments,
             an unknown name, an error) that are sent back to the model for it
@@ -168,6 +171,7 @@ class Agent(Generic[OutputT]):
     output_validators = _Setting["tuple[OutputValidator, ...]"]()
     usage_limits = _Setting["UsageLimits | None"]()
     tool_error_detail = _Setting["ToolErrorDetail | None"]()
+    extra_body = _Setting["Mapping[str, Any] | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
     tool_choice = _Setting[str | NamedToolChoice]()
     max_turns = _Setting[int]()
@@ -196,6 +200,7 @@ class Agent(Generic[OutputT]):
         max_turns: int = 10,
         output_type: type[OutputT] = str,  # type: ignore[assignment]  # OutputT defaults to str
         settings: ModelSettings | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
         max_tool_retries: int = 2,
         output_retries: int = 2,
@@ -239,6 +244,7 @@ class Agent(Generic[OutputT]):
             usage_limits=usage_limits,
             handoffs=[_as_handoff(target) for target in handoffs],
             tool_error_detail=tool_error_detail,
+            extra_body=extra_body,
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client

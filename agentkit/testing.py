@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Union
 
-from agentkit._client.encode import dump_wire
+from agentkit._client.encode import dump_messages, dump_wire
 from agentkit._exceptions import UserError
 from agentkit._wire.chunks import ChatCompletionChunk
 from agentkit._wire.messages import AssistantMessage, FunctionCall, Message, ToolCall
@@ -182,7 +182,8 @@ class ScriptedModel(FunctionModel):
 def _body(model: str, messages: Sequence[Message], params: Mapping[str, Any]) -> dict[str, Any]:
     """The body `ChatClient` would send: `extra_body` merged in last, and the
     per-call options that are not part of the body (`extra_headers`, `timeout`) left out."""
-    body = {"model": model, "messages": dump_wire(list(messages))}
+    # As the client dumps them: an assistant message's `reasoning` is not sent.
+    body = {"model": model, "messages": dump_messages(messages) if messages else []}
     fields = {k: v for k, v in params.items() if k not in _NOT_BODY and v is not None}
     body.update({k: dump_wire(v) for k, v in fields.items()})
     body.update({k: dump_wire(v) for k, v in (params.get("extra_body") or {}).items()})

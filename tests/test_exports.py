@@ -14,7 +14,7 @@ from agentkit import _exceptions
 # The private modules of the foundation layer, and the names in their `__all__`
 # that are shared between modules but are not part of the public API.
 INTERNAL: dict[str, set[str]] = {
-    "agentkit._wire.messages": {"MESSAGE_ADAPTER"},
+    "agentkit._wire.messages": {"MESSAGE_ADAPTER", "generated_call_id"},
     "agentkit._wire.responses": set(),
     "agentkit._wire.chunks": set(),
     "agentkit._wire.bodies": {"ModelList"},

@@ -150,10 +150,27 @@ def test_unknown_content_parts_are_kept() -> None:
 
 def test_unknown_message_fields_are_kept() -> None:
     message = MESSAGE_ADAPTER.validate_python(
-        {"role": "assistant", "content": "x", "reasoning_content": "thought"}
+        {"role": "assistant", "content": "x", "reasoning_details": [{"type": "reasoning.text"}]}
     )
-    assert message.model_extra == {"reasoning_content": "thought"}
-    assert wire(message) == {"role": "assistant", "content": "x", "reasoning_content": "thought"}
+    assert message.model_extra == {"reasoning_details": [{"type": "reasoning.text"}]}
+    assert wire(message) == {
+        "role": "assistant",
+        "content": "x",
+        "reasoning_details": [{"type": "reasoning.text"}],
+    }
+
+
+def test_reasoning_is_a_field_under_either_name() -> None:
+    for name in ("reasoning_content", "reasoning"):
+        message = MESSAGE_ADAPTER.validate_python(
+            {"role": "assistant", "content": "x", name: "thought"}
+        )
+        assert isinstance(message, AssistantMessage)
+        assert message.model_extra == {}
+        assert message.reasoning_text == "thought"
+        assert wire(message) == {"role": "assistant", "content": "x", name: "thought"}
+    assert AssistantMessage(content="x").reasoning_text is None
+    assert wire(AssistantMessage(content="x")) == {"role": "assistant", "content": "x"}
 
 
 def test_custom_tool_calls_parse_and_dump() -> None:

@@ -25,6 +25,7 @@ from agentkit._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
+    APIStatusError,
     UserError,
 )
 from agentkit._redact import display_url, scrub, scrub_value
@@ -69,6 +70,8 @@ class ChatStream:
         self._events: deque[ServerSentEvent] = deque()
         self._first: ChatCompletionChunk | None = None
         self._done = False
+        self._finished = False
+        """A chunk with a `finish_reason` has arrived."""
         self._entered = False
 
     async def __aenter__(self) -> ChatStream:
@@ -141,6 +144,7 @@ class ChatStream:
         self._decoder = SSEDecoder()
         self._events.clear()
         self._done = False
+        self._finished = False
         try:
             self._first = await self._next_chunk()
         except BaseException:
@@ -161,10 +165,16 @@ class ChatStream:
                 data = await self._bytes.__anext__()
             except StopAsyncIteration:
                 events.extend(self._decoder.flush())
+                if not events and self._finished:
+                    # Some servers (llama.cpp forks, older TGI, some Azure deployments)
+                    # never send [DONE]: after a finish_reason, the body's end is the end.
+                    self._done = True
+                    await self.aclose()
+                    return None
                 if not events:
                     raise APIConnectionError(
-                        f"the stream from {display_url(self._request.url)} ended "
-                        "before data: [DONE]",
+                        f"the stream from {display_url(self._request.url)} ended before "
+                        "data: [DONE] and before any finish_reason: the response is cut off",
                         request=self._request,
                     ) from None
                 break
@@ -178,7 +188,15 @@ class ChatStream:
             await self._drain()
             await self.aclose()
             return None
-        return self._chunk(event)
+        try:
+            return self._chunk(event)
+        except APIStatusError:
+            # An error event: the server ends the body after it (with [DONE], mostly).
+            # Read to its end, as after [DONE], so that the connection is reused.
+            self._done = True
+            await self._drain()
+            await self.aclose()
+            raise
 
     async def _drain(self) -> None:
         """Read the body to its end, discarding it: normally only the end of the chunked
@@ -201,9 +219,19 @@ class ChatStream:
     def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
         assert self.response is not None
         try:
-            return ChatCompletionChunk.model_validate_json(event.data)
+            chunk = ChatCompletionChunk.model_validate_json(event.data)
         except ValidationError as exc:
             error = exc
+        else:
+            extra = chunk.__pydantic_extra__
+            if extra and extra.get("error") is not None:
+                # OpenRouter ends a 200 stream with a chunk that has both ordinary
+                # choices and an error: the error wins, as in the official SDK.
+                raise stream_error(self.response, from_json(event.data))
+            for choice in chunk.choices:
+                if choice.finish_reason:  # not "": Snowflake's stub of one
+                    self._finished = True
+            return chunk
         url = display_url(self._request.url)
         secrets = request_secrets(self._request)
         try:
@@ -214,7 +242,7 @@ class ChatStream:
                 request=self._request,
                 body=scrub(event.data, secrets),
             ) from None
-        if isinstance(body, dict) and "error" in body:
+        if isinstance(body, dict) and body.get("error") is not None:
             raise stream_error(self.response, body)
         first = error.errors()[0]
         loc = ".".join(str(part) for part in first["loc"]) or "(chunk)"

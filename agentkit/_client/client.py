@@ -21,6 +21,7 @@ from agentkit._client.errors import (
     redact_key,
     request_secrets,
     status_error,
+    stream_error,
     transport_error,
 )
 from agentkit._client.http import HTTPStackName, stack_named, stack_of
@@ -201,7 +202,8 @@ class ChatClient:
 
         Raises:
             UserError: An unknown parameter or a malformed message.
-            APIStatusError: The server answered with an error (a subclass per status).
+            APIStatusError: The server answered with an error (a subclass per
+                status), or with a 2xx body that carries an `error` object.
             APIConnectionError: The server could not be reached, after all retries.
             APIResponseValidationError: The response is not a chat completion.
         """
@@ -211,7 +213,12 @@ class ChatClient:
 
         async def attempt() -> ChatCompletion:
             response = await self._send(request, stream=False)
-            return _parse(ChatCompletion, response)
+            completion = _parse(ChatCompletion, response)
+            extra = completion.__pydantic_extra__
+            if extra and extra.get("error") is not None:
+                # A 2xx body that carries an error object alongside a completion.
+                raise stream_error(response, parse_body(response.content), where="in the body")
+            return completion
 
         return await self.with_retries(attempt)
 
@@ -228,6 +235,17 @@ class ChatClient:
         manager; leaving the block early closes the response and returns the
         connection to the pool. Opening the stream is retried like `create`;
         once the first chunk has reached the caller, nothing is retried.
+
+        The stream ends at `data: [DONE]`, or at the end of the body once a
+        chunk with a `finish_reason` has arrived (some servers send no
+        `[DONE]`). An event carrying a top-level `error` raises the matching
+        `APIStatusError` (status from the error's numeric `code`), even when
+        the rest of it is an ordinary chunk.
+
+        Raises:
+            APIStatusError: An error status, or an error event in the stream.
+            APIConnectionError: The body ended before any `finish_reason`.
+            APIResponseValidationError: An event that is not a chunk.
 
         Example:
             >>> async with client.stream(model="gpt-4o-mini", messages=msgs) as chunks:
@@ -466,6 +484,9 @@ def _parse(model: type[M], response: httpx.Response) -> M:
     except ValidationError as exc:
         secrets = request_secrets(response.request)
         body = scrub_value(parse_body(response.content), secrets)
+        if isinstance(body, dict) and body.get("error") is not None:
+            # A proxy or router that reports an error with a 2xx status.
+            raise stream_error(response, body, where="in the body") from None
         if exc.errors()[0]["type"] == "json_invalid":
             what = f"is not JSON: {quote(response.text, secrets, 200)!r}"
         else:

@@ -109,13 +109,27 @@ def status_error(response: httpx.Response, body: Any) -> APIStatusError:
     return cls(message, response=response, body=scrub_value(body, secrets))
 
 
-def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusError:
-    """The error for an `{"error": {...}}` object that arrived inside a stream."""
+def stream_error(
+    response: httpx.Response, body: dict[str, Any], *, where: str = "in the stream"
+) -> APIStatusError:
+    """The error for an `{"error": {...}}` object that arrived with a 2xx status:
+    inside a stream (`where`), or as the body of a plain response.
+
+    Its status is the error's `code` when that is an HTTP error status (OpenRouter
+    sends `"code": 400`), else its `status_code` or `status` (Groq), else the one
+    its `type` or `code` names, else 500.
+    """
     error = body.get("error")
     error = error if isinstance(error, dict) else {}
     code = error.get("code")
-    if isinstance(code, int) and 400 <= code <= 599:
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    given = error.get("status_code", error.get("status"))  # Groq, Gemini
+    status: int
+    if isinstance(code, int) and _is_error_status(code):
         status = code
+    elif isinstance(given, int) and _is_error_status(given):
+        status = given
     else:
         status = _STATUS_BY_TYPE.get(str(error.get("type")), 0) or _STATUS_BY_TYPE.get(
             str(code), 500
@@ -123,8 +137,12 @@ def stream_error(response: httpx.Response, body: dict[str, Any]) -> APIStatusErr
     cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     secrets = request_secrets(response.request)
     url = display_url(response.request.url)
-    message = f"error in the stream from {url}: {_describe(body, secrets)}"
+    message = f"error {where} from {url}: {_describe(body, secrets)}"
     return cls(message, response=response, body=scrub_value(body, secrets), status_code=status)
+
+
+def _is_error_status(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
 
 
 def redact_key(error: APIError) -> APIError:

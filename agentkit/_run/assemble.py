@@ -19,7 +19,6 @@ OpenAI-compatible servers bend that, and the assembler accepts:
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from agentkit._client.model import ChatModel
 from agentkit._run.events import (
     EventHandler,
     OutputDelta,
+    ReasoningDelta,
     RefusalDelta,
     TextDelta,
     ToolCallArgumentsDelta,
@@ -40,15 +40,22 @@ from agentkit._run.events import (
 from agentkit._run.state import ModelResponse
 from agentkit._tools.output import OutputSpec
 from agentkit._wire.chunks import ChatCompletionChunk, ToolCallDelta
-from agentkit._wire.messages import AssistantMessage, FunctionCall, Message, ToolCall
+from agentkit._wire.messages import (
+    AnyToolCall,
+    AssistantMessage,
+    FunctionCall,
+    Message,
+    ToolCall,
+    generated_call_id,
+)
 from agentkit._wire.responses import Usage
 
 __all__ = ["Assembler", "Piece", "streamed_response"]
 
 _NO_VALUE = object()
 
-Piece = TextDelta | RefusalDelta | ToolCallOpened | ToolCallArgumentsDelta
-"""The events a chunk adds: pieces of text, of a refusal, or of a tool call."""
+Piece = TextDelta | RefusalDelta | ReasoningDelta | ToolCallOpened | ToolCallArgumentsDelta
+"""The events a chunk adds: pieces of text, of a refusal, of reasoning, or of a tool call."""
 
 
 @dataclass
@@ -57,6 +64,7 @@ class _Call:
     name: str | None = None
     arguments: list[str] = field(default_factory=list)
     opened: bool = False
+    extra_content: Any = None
 
 
 class Assembler:
@@ -65,7 +73,13 @@ class Assembler:
     def __init__(self, turn: int) -> None:
         self._turn = turn
         self._text: list[str] = []
+        # The content as parts, once a server has sent some (Mistral's thinking):
+        # [kind, pieces] with kind "text" or "thinking", or a part kept as it came.
+        self._parts: list[list[Any]] | None = None
         self._refusal: list[str] = []
+        # Kept under the name the provider used, as the plain response would have it.
+        self._reasoning_content: list[str] = []
+        self._reasoning: list[str] = []
         self._calls: list[_Call] = []
         self._by_index: dict[int, int] = {}  # the server's index → position in _calls
         self._last: int | None = None
@@ -83,19 +97,81 @@ class Assembler:
             delta = choice.delta
             # An empty string still counts: the message then has "" where a
             # non-streaming response has "", rather than null.
-            if delta.content is not None:
-                self._text.append(delta.content)
-                if delta.content:
-                    pieces.append(TextDelta(self._turn, delta.content))
+            content = delta.content
+            if isinstance(content, str):
+                self._text.append(content)
+                if self._parts is not None:
+                    self._add_part("text", content)
+                if content:
+                    pieces.append(TextDelta(self._turn, content))
+            elif content is not None:
+                pieces.extend(self._content_parts(content))
             if delta.refusal is not None:
                 self._refusal.append(delta.refusal)
                 if delta.refusal:
                     pieces.append(RefusalDelta(self._turn, delta.refusal))
+            reasoning_content, reasoning = delta.reasoning_content, delta.reasoning
+            if reasoning_content is not None:
+                self._reasoning_content.append(reasoning_content)
+            if reasoning is not None:
+                self._reasoning.append(reasoning)
+            if reasoning_content or reasoning:
+                # A server that fills in both names sends the same text twice: one event.
+                pieces.append(ReasoningDelta(self._turn, reasoning_content or reasoning or ""))
             for call_delta in delta.tool_calls or ():
                 pieces.extend(self._tool_delta(call_delta))
             if choice.finish_reason is not None:
                 self.finish_reason = choice.finish_reason
         return pieces
+
+    def _content_parts(self, parts: list[dict[str, Any]]) -> list[Piece]:
+        if self._parts is None:
+            text = "".join(self._text)
+            self._parts = [["text", [text]]] if text else []
+        pieces: list[Piece] = []
+        for part in parts:
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                self._text.append(part["text"])
+                self._add_part("text", part["text"])
+                if part["text"]:
+                    pieces.append(TextDelta(self._turn, part["text"]))
+            elif kind == "thinking" and isinstance(part.get("thinking"), list):
+                text = "".join(
+                    p["text"]
+                    for p in part["thinking"]
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
+                self._add_part("thinking", text)
+                if text:
+                    pieces.append(ReasoningDelta(self._turn, text))
+            else:
+                self._parts.append(["other", part])
+        return pieces
+
+    def _add_part(self, kind: str, text: str) -> None:
+        assert self._parts is not None
+        if self._parts and self._parts[-1][0] == kind:
+            self._parts[-1][1].append(text)
+        elif text or kind != "text":
+            # An empty string between parts (Mistral's first and last deltas) is no part.
+            self._parts.append([kind, [text]])
+
+    def _content(self) -> str | list[dict[str, Any]] | None:
+        if self._parts is None:
+            return "".join(self._text) if self._text else None
+        # As the plain response has it: one part per run of text or of thinking.
+        parts: list[dict[str, Any]] = []
+        for kind, value in self._parts:
+            if kind == "text":
+                parts.append({"type": "text", "text": "".join(value)})
+            elif kind == "thinking":
+                parts.append(
+                    {"type": "thinking", "thinking": [{"type": "text", "text": "".join(value)}]}
+                )
+            else:
+                parts.append(value)
+        return parts
 
     def _tool_delta(self, delta: ToolCallDelta) -> list[Piece]:
         position = self._position(delta)
@@ -103,6 +179,10 @@ class Assembler:
         self._last = position
         if delta.id and not call.id:
             call.id = delta.id
+        extra = delta.__pydantic_extra__
+        if extra and call.extra_content is None:
+            # Gemini's thought signature, which must go back with the call.
+            call.extra_content = extra.get("extra_content")
         function = delta.function
         if function is not None and function.name and not call.name:
             call.name = function.name
@@ -128,8 +208,10 @@ class Assembler:
                 for position, call in enumerate(self._calls):
                     if call.id == delta.id:
                         return position
-            if self._last is not None and not _starts_new(self._calls[self._last], delta.id, name):
-                return self._last
+            if self._last is not None:
+                last = self._calls[self._last]
+                if not (_starts_new(last, delta.id, name) or _another_whole_call(last, delta)):
+                    return self._last
         self._calls.append(_Call())
         position = len(self._calls) - 1
         if delta.index is not None:
@@ -138,23 +220,59 @@ class Assembler:
 
     def message(self) -> AssistantMessage:
         """The assistant message, as a non-streaming response would have given it."""
-        calls = [
-            ToolCall(
-                id=call.id or f"call_{uuid.uuid4().hex[:24]}",
-                function=FunctionCall(name=call.name or "", arguments="".join(call.arguments)),
-            )
-            for call in self._calls
-        ]
-        return AssistantMessage(
-            content="".join(self._text) if self._text else None,
-            refusal="".join(self._refusal) if self._refusal else None,
-            tool_calls=calls or None,
+        content = self._content()
+        # Kept when the provider sent the field at all, as the plain response would be.
+        reasoning_content = "".join(self._reasoning_content) if self._reasoning_content else None
+        reasoning = "".join(self._reasoning) if self._reasoning else None
+        message = AssistantMessage(
+            content=content,
+            # An empty refusal is a stub some servers put in every delta (Snowflake).
+            refusal="".join(self._refusal) or None,
+            reasoning_content=reasoning_content,
+            reasoning=reasoning,
         )
+        if not self._calls:
+            return message
+        # The same context as the plain path's (loop._request_form) for a call without id.
+        text = content if isinstance(content, str) else ""
+        context = f"{text}\0{message.reasoning_text or ''}"
+        calls: list[AnyToolCall] = []
+        for position, call in enumerate(self._calls):
+            name, arguments = call.name or "", "".join(call.arguments)
+            extra = {} if call.extra_content is None else {"extra_content": call.extra_content}
+            calls.append(
+                ToolCall(
+                    id=call.id or generated_call_id(position, name, arguments, context),
+                    function=FunctionCall(name=name, arguments=arguments),
+                    **extra,
+                )
+            )
+        message.tool_calls = calls
+        return message
+
+    def opened(self, position: int) -> bool:
+        """Whether a `ToolCallOpened` event went out for the call at `position`."""
+        return self._calls[position].opened
 
     @property
     def text(self) -> str:
         """The text so far."""
         return "".join(self._text)
+
+
+def _another_whole_call(call: _Call, delta: ToolCallDelta) -> bool:
+    """Without index or id, a delta naming the same tool again starts another call when
+    the call so far is complete JSON and the delta brings arguments of its own: Gemini
+    sends parallel calls of one tool so. (A server that repeats the name in every
+    delta of one call sends it with pieces of arguments that are not complete yet.)"""
+    function = delta.function
+    if function is None or not function.name or not function.arguments or not call.arguments:
+        return False
+    try:
+        from_json("".join(call.arguments))
+    except ValueError:
+        return False
+    return True
 
 
 def _starts_new(call: _Call, new_id: str | None, new_name: str | None) -> bool:
@@ -201,6 +319,9 @@ async def streamed_response(
     message = assembler.message()
     for index, call in enumerate(message.tool_calls or ()):
         assert isinstance(call, ToolCall)
+        if not assembler.opened(index):
+            # A call that never got an id from the server has one only now.
+            await emit(events, ToolCallOpened(turn, index, call.id, call.function.name))
         await emit(
             events,
             ToolCallComplete(turn, index, call.id, call.function.name, call.function.arguments),

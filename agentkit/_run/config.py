@@ -103,6 +103,7 @@ class RunConfig:
     """
 
     __slots__ = (
+        "extra_body",
         "handoffs",
         "instructions",
         "max_tool_result_chars",
@@ -136,6 +137,8 @@ class RunConfig:
     max_turns: int
     output_spec: OutputSpec[Any]
     settings: ModelSettings
+    extra_body: Mapping[str, Any] | None
+    """Provider-specific request fields, merged over `settings.extra_body`."""
     parallel_tool_calls: bool | None
     max_tool_retries: int
     output_retries: int
@@ -207,6 +210,7 @@ class RunConfig:
         usage_limits: UsageLimits | None = None,
         handoffs: Iterable[Handoff] = (),
         tool_error_detail: ToolErrorDetail | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> RunConfig:
         """A validated configuration.
 
@@ -254,6 +258,10 @@ class RunConfig:
             raise UserError(f"usage_limits must be a UsageLimits, got {usage_limits!r}")
         output_spec: OutputSpec[Any] = OutputSpec(output_type)
         params = settings.to_params()
+        if extra_body is not None:
+            if not isinstance(extra_body, Mapping):
+                raise UserError(f"extra_body must be a mapping of field names, got {extra_body!r}")
+            params["extra_body"] = {**params.get("extra_body", {}), **extra_body}
         if output_spec.response_format is not None:
             params["response_format"] = output_spec.response_format
         return cls(
@@ -278,6 +286,7 @@ class RunConfig:
             usage_limits=usage_limits,
             handoffs=MappingProxyType({way.tool.name: way for way in ways}),
             tool_error_detail=tool_error_detail,
+            extra_body=extra_body,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
             request_params=MappingProxyType(params),
         )
@@ -295,6 +304,7 @@ class RunConfig:
             "tools": tuple(t for t in self.tools.values() if id(t) not in handoff_tools),
             "handoffs": tuple(self.handoffs.values()),
             "tool_error_detail": self.tool_error_detail,
+            "extra_body": self.extra_body,
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
             "output_type": self.output_type,

@@ -28,6 +28,7 @@ __all__ = [
     "ModelRequestEnd",
     "ModelRequestStart",
     "OutputDelta",
+    "ReasoningDelta",
     "RefusalDelta",
     "RunComplete",
     "RunEvent",
@@ -144,6 +145,15 @@ class RefusalDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning (`reasoning_content` or `reasoning`), which
+    some providers stream before the answer; it is never part of the output."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolCallOpened:
     """The model started a tool call; its id and name are known, its arguments are coming."""
 
@@ -200,6 +210,7 @@ StreamEvent = Union[  # noqa: UP007
     HandedOff,
     TextDelta,
     RefusalDelta,
+    ReasoningDelta,
     ToolCallOpened,
     ToolCallArgumentsDelta,
     ToolCallComplete,

@@ -43,6 +43,7 @@ from agentkit._wire.messages import (
     NamedToolChoice,
     ToolCall,
     UserMessage,
+    generated_call_id,
 )
 from agentkit._wire.responses import Usage
 
@@ -422,32 +423,63 @@ def _limited(step: Any, limiter: anyio.CapacityLimiter) -> Any:
 
 
 def request_form(message: AssistantMessage) -> AssistantMessage:
-    """The response message as it goes back in a request: response-only fields dropped."""
+    """The response message as it goes back in a request: response-only fields and
+    empty stubs dropped, and an id given to each tool call that came without one.
+
+    Reasoning is kept when the provider sent some: DeepSeek rejects the next
+    request of a tool loop whose assistant message lacks its `reasoning_content`.
+    """
     fields: dict[str, Any] = {"role": "assistant"}
-    for name in ("content", "refusal", "name"):
+    if message.content is not None:
+        fields["content"] = message.content
+    # An empty refusal or name is a stub (Snowflake fills in every field).
+    for name in ("refusal", "name"):
+        value = getattr(message, name)
+        if value:
+            fields[name] = value
+    # Reasoning stays whenever the provider sent it, even empty (DeepSeek).
+    for name in ("reasoning_content", "reasoning"):
         value = getattr(message, name)
         if value is not None:
             fields[name] = value
     audio = (message.model_extra or {}).get("audio")
-    if isinstance(audio, Mapping) and "id" in audio:
+    # Only an audio id refers to something; Snowflake sends an empty stub every time.
+    if isinstance(audio, Mapping) and isinstance(audio.get("id"), str) and audio["id"]:
         fields["audio"] = {"id": audio["id"]}
     if message.tool_calls:
-        fields["tool_calls"] = [_request_call(call) for call in message.tool_calls]
+        text = message.content if isinstance(message.content, str) else ""
+        context = f"{text or ''}\0{message.reasoning_text or ''}"
+        fields["tool_calls"] = [
+            _request_call(call, position, context)
+            for position, call in enumerate(message.tool_calls)
+        ]
     return AssistantMessage.model_validate(fields)
 
 
-def _request_call(call: Any) -> Any:
-    """A response's tool call as it goes back: fields a server adds (`index`, say) dropped."""
+def _request_call(call: Any, position: int, context: str) -> Any:
+    """A response's tool call as it goes back: fields a server adds (`index`, say)
+    dropped, and an id made for one that came without (Gemini sends `""`)."""
+    call_id = call.id or generated_call_id(position, call.tool_name, call.tool_input, context)
     if isinstance(call, ToolCall):
         function = call.function
-        if type(call) is ToolCall and not call.model_extra and not function.model_extra:
+        if (
+            type(call) is ToolCall
+            and call_id is call.id
+            and not call.model_extra
+            and not function.model_extra
+        ):
             return call  # nothing to drop: taken as it is, not rebuilt
-        return {
-            "id": call.id,
+        rebuilt: dict[str, Any] = {
+            "id": call_id,
             "type": "function",
             "function": {"name": function.name, "arguments": function.arguments},
         }
+        extra_content = (call.model_extra or {}).get("extra_content")
+        if extra_content is not None:
+            rebuilt["extra_content"] = extra_content  # Gemini's thought signature goes back
+        return rebuilt
     if isinstance(call, CustomToolCall):
         custom = {"name": call.custom.name, "input": call.custom.input}
-        return {"id": call.id, "type": "custom", "custom": custom}
-    return call  # unknown to us: sent back as the server gave it
+        return {"id": call_id, "type": "custom", "custom": custom}
+    # Unknown to us: sent back as the server gave it, with an id if it had none.
+    return call if call_id is call.id else {**call.model_dump(), "id": call_id}

@@ -7,7 +7,7 @@ from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
-from agentkit._wire.messages import Message
+from agentkit._wire.messages import AssistantMessage, Message
 from agentkit._wire.responses import Usage
 
 __all__ = ["RunResult"]
@@ -24,7 +24,9 @@ class RunResult(Generic[OutputT]):
         messages: The whole conversation, as message models. Each one's
             `model_dump(mode="json", exclude_none=True)` is its wire form;
             pass the list as `message_history` to continue the conversation.
-        usage: Tokens summed over every request of the run.
+        usage: Tokens summed over every request of the run; reasoning tokens
+            are in `usage.completion_tokens_details.reasoning_tokens` when the
+            provider counts them.
         turns: Model requests made.
         last_agent: The agent that gave the answer: the one run, or the last
             one the run was handed to.
@@ -35,3 +37,21 @@ class RunResult(Generic[OutputT]):
     usage: Usage
     turns: int
     last_agent: Any = None
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning the provider returned during this run (`reasoning_content` or
+        `reasoning` of each answer), one paragraph per answer; None if there was none.
+
+        It is never part of `output`. Messages of an earlier conversation passed
+        as `message_history` do not count.
+        """
+        # Each turn appends exactly one assistant message: this run's are the last `turns`.
+        answers: list[AssistantMessage] = []
+        for message in reversed(self.messages):
+            if len(answers) == self.turns:
+                break
+            if isinstance(message, AssistantMessage):
+                answers.append(message)
+        texts = [text for m in reversed(answers) if (text := m.reasoning_text)]
+        return "\n\n".join(texts) if texts else None

@@ -5,12 +5,12 @@ Apart from `_responses` so that a program that never streams does not build them
 
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from agentkit._wire.messages import WireModel
-from agentkit._wire.responses import Usage
+from agentkit._wire.responses import Created, ResponseId, Usage
 
 __all__ = [
     "ChatCompletionChunk",
@@ -41,16 +41,26 @@ class ChoiceDelta(WireModel):
     """What one chunk adds to a choice."""
 
     role: str | None = None
-    content: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    """A piece of the text; Mistral's reasoning models send their reasoning as
+    content parts (`{"type": "thinking", "thinking": [...]}`) before it."""
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None
+    """A piece of the reasoning (DeepSeek, Z.ai, Qwen, vLLM)."""
+    reasoning: str | None = None
+    """A piece of the reasoning (OpenRouter, Groq, Ollama, Cerebras)."""
 
 
 class ChunkChoice(WireModel):
     """One choice of a stream chunk."""
 
     index: int = 0
-    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
+    delta: Annotated[
+        ChoiceDelta,
+        # `"delta": null` on a finish chunk (some servers) adds nothing.
+        BeforeValidator(lambda value: {} if value is None else value),
+    ] = Field(default_factory=ChoiceDelta)
     finish_reason: str | None = None
     logprobs: dict[str, Any] | None = None
 
@@ -62,10 +72,10 @@ class ChatCompletionChunk(WireModel):
     `choices` and the `usage` of the whole request.
     """
 
-    id: str
+    id: ResponseId
     object: str = "chat.completion.chunk"
-    created: int
-    model: str
+    created: Created = 0
+    model: ResponseId
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None

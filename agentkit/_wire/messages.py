@@ -17,11 +17,13 @@ Two dumps matter:
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
 import functools
+import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -59,6 +61,7 @@ __all__ = [
     "ToolMessage",
     "UserMessage",
     "MESSAGE_ADAPTER",
+    "generated_call_id",
 ]
 
 
@@ -132,10 +135,19 @@ class FunctionCall(WireModel):
     arguments: str
 
 
+def _no_id(value: Any) -> Any:
+    return "" if value is None else value
+
+
+CallId = Annotated[str, BeforeValidator(_no_id)]
+"""A tool call's id: some servers send none, or null (Gemini and Snowflake send
+`""`); such a call gets one when its message goes back into the history."""
+
+
 class ToolCall(WireModel):
     """A function tool call made by the model."""
 
-    id: str
+    id: CallId = ""
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -160,7 +172,7 @@ class CustomCall(WireModel):
 class CustomToolCall(WireModel):
     """A call of a custom (free-form input) tool."""
 
-    id: str
+    id: CallId = ""
     type: Literal["custom"] = "custom"
     custom: CustomCall
 
@@ -178,7 +190,7 @@ class CustomToolCall(WireModel):
 class OtherToolCall(WireModel):
     """A tool call of a type not modelled here, kept as the server sent it."""
 
-    id: str
+    id: CallId = ""
     type: str
 
     @property
@@ -208,6 +220,24 @@ AnyToolCall = Annotated[
     Discriminator(_call_tag),
 ]
 """Any tool call; its `type` picks the model. Each has `.id`, `.tool_name` and `.tool_input`."""
+
+
+def generated_call_id(position: int, name: str, arguments: str, context: str = "") -> str:
+    """An id for a tool call that came without one (Gemini's and Snowflake's
+    OpenAI-compatible endpoints send `"id": ""`).
+
+    Derived from the call rather than random, so that the streamed and the plain
+    form of one answer give the same history.
+
+    Args:
+        position: The call's position in its assistant message.
+        name: The tool's name.
+        arguments: The arguments as sent.
+        context: The message's text and reasoning, which tell apart the same call
+            made again in a later turn.
+    """
+    seed = f"{position}\0{name}\0{arguments}\0{context}".encode()
+    return f"call_{hashlib.sha256(seed).hexdigest()[:24]}"
 
 
 # --- request messages --------------------------------------------------------------
@@ -244,7 +274,8 @@ class UserMessage(WireModel):
 
 
 class AssistantMessage(WireModel):
-    """A message from the model: text, a refusal, tool calls, or several of these.
+    """A message from the model: text, a refusal, tool calls, or several of these,
+    and the reasoning that led to them when the provider returns it.
 
     The same model is used for `choices[].message` in responses, so an answer
     can be appended to the history as it is.
@@ -255,6 +286,29 @@ class AssistantMessage(WireModel):
     refusal: str | None = None
     tool_calls: list[AnyToolCall] | None = None
     name: str | None = None
+    reasoning_content: str | None = None
+    """The model's reasoning, as DeepSeek, Z.ai, Qwen and vLLM name it. Not part of
+    the answer; sent back with the message because DeepSeek requires it."""
+    reasoning: str | None = None
+    """The model's reasoning, as OpenRouter, Groq, Ollama and Cerebras name it. Kept
+    here but not sent back: Groq rejects a message that has it."""
+
+    @property
+    def reasoning_text(self) -> str | None:
+        """The reasoning under whichever name the provider used, or in `thinking`
+        content parts (Mistral); None when there is none."""
+        if self.reasoning_content or self.reasoning:
+            return self.reasoning_content or self.reasoning
+        if isinstance(self.content, list):
+            texts = [
+                piece.get("text", "")
+                for part in self.content
+                if isinstance(part, OtherPart) and part.type == "thinking"
+                for piece in (part.model_extra or {}).get("thinking") or ()
+                if isinstance(piece, dict)
+            ]
+            return "".join(texts) or None
+        return None
 
 
 class ToolMessage(WireModel):
@@ -287,15 +341,26 @@ def _message_list() -> TypeAdapter[Any]:
 
 
 def wire_messages(messages: Sequence[BaseModel]) -> list[dict[str, Any]]:
-    """Message models in wire form: fields that are None are left out."""
+    """Message models in wire form: fields that are None are left out, and so is an
+    assistant message's `reasoning`.
+
+    `reasoning` stays on the message for the caller but is not sent: Groq, which
+    returns it, rejects a request that has it ("property 'reasoning' is
+    unsupported"), and no provider needs it back. `reasoning_content` is sent:
+    DeepSeek rejects a tool loop's follow-up without it.
+    """
     if all(type(message) in _MESSAGE_TYPES for message in messages):
         # One call for the whole list: cheaper than one dump per message.
         dumped: list[dict[str, Any]] = _message_list().dump_python(
             messages, mode="json", exclude_none=True, by_alias=True
         )
-        return dumped
-    # A subclass, or a model of the caller's own, is dumped by its own serializer.
-    return [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in messages]
+    else:
+        # A subclass, or a model of the caller's own, is dumped by its own serializer.
+        dumped = [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in messages]
+    for message in dumped:
+        if "reasoning" in message and message.get("role") == "assistant":
+            del message["reasoning"]
+    return dumped
 
 
 # --- tools, tool choice and response format ---------------------------------------

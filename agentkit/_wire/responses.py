@@ -6,7 +6,9 @@ each loads when first used, so that a program pays for the models it uses."""
 
 # Annotations stay objects (no `from __future__ import annotations`): as strings,
 # pydantic would have to compile each one when the model classes are built at import.
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 from agentkit._wire.messages import AssistantMessage, WireModel
 
@@ -22,8 +24,17 @@ __all__ = [
 
 # --- responses ---------------------------------------------------------------------
 
+# Some servers send null for the fields that only identify a response, or leave out
+# `created` (Azure's first chunk has `id: ""` and `created: 0`); nothing depends on them.
+ResponseId = Annotated[str, BeforeValidator(lambda value: "" if value is None else value)]
+Created = Annotated[int, BeforeValidator(lambda value: 0 if value is None else value)]
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 """The finish reasons OpenAI sends; other servers may send other strings."""
+
+
+Count = Annotated[int, BeforeValidator(lambda value: 0 if value is None else value)]
+"""A token count; null (sent by some servers for a count they do not keep) is 0."""
 
 
 class PromptTokensDetails(WireModel):
@@ -51,9 +62,9 @@ class Usage(WireModel):
         30
     """
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    total_tokens: Count = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
@@ -108,10 +119,10 @@ class Choice(WireModel):
 class ChatCompletion(WireModel):
     """A non-streaming response of `POST /chat/completions`."""
 
-    id: str
+    id: ResponseId
     object: str = "chat.completion"
-    created: int
-    model: str
+    created: Created = 0
+    model: ResponseId
     choices: list[Choice]
     usage: Usage | None = None
     system_fingerprint: str | None = None

@@ -32,7 +32,9 @@ class ModelSettings:
     )
     service_tier: str | None = None
     extra_body: Mapping[str, Any] | None = field(default=None)
-    """Provider-specific request fields, merged into the body last."""
+    """Provider-specific request fields, merged into the body last: DeepSeek's
+    `{"thinking": {"type": "enabled"}}`, vLLM's
+    `{"chat_template_kwargs": {"enable_thinking": False}}`, …"""
 
     def to_params(self) -> dict[str, Any]:
         """The fields that are set, as request parameters."""
