@@ -13,56 +13,58 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 if TYPE_CHECKING:
+    # The seam's protocols are for the type checker only: nothing checks them at run
+    # time, and defining a Protocol class costs import time.
+    from typing import Protocol
+
     from anyio.abc import TaskGroup, TaskStatus
 
-__all__ = ["Backend", "Event", "Task", "current"]
+    class Event(Protocol):
+        """The part of `anyio.Event` a run uses."""
+
+        def set(self) -> None: ...
+        def wait(self) -> Awaitable[Any]: ...
+
+    class Task(Protocol):
+        """A function running in a task of its own, until it ends or is stopped."""
+
+        async def stop(self) -> None:
+            """Cancel the task unless it has ended, wait for its end, and raise what it raised."""
+            ...
+
+    class Backend(Protocol):
+        """The primitives, on one async library."""
+
+        async def run_all(
+            self,
+            function: Callable[[A], Awaitable[R]],
+            arguments: Sequence[tuple[int, A]],
+            results: list[R | None],
+        ) -> None:
+            """Run `function(argument)` for each `(index, argument)` at once, started in
+            their order, each result stored at its index in `results` as it comes (so a
+            cancelled caller keeps what finished). The first exception is raised as it
+            is, not in a group, once the others have been cancelled and have ended."""
+            ...
+
+        def new_event(self) -> Event:
+            """A new, unset event."""
+            ...
+
+        async def start(self, function: Callable[[], Coroutine[Any, Any, None]]) -> Task:
+            """Start `function()` in a task of its own."""
+            ...
+
+
+__all__ = ["current"]  # and, for the type checker, Backend, Event and Task
 
 A = TypeVar("A")
 R = TypeVar("R")
-
-
-class Event(Protocol):
-    """The part of `anyio.Event` a run uses."""
-
-    def set(self) -> None: ...
-    def wait(self) -> Awaitable[Any]: ...
-
-
-class Task(Protocol):
-    """A function running in a task of its own, until it ends or is stopped."""
-
-    async def stop(self) -> None:
-        """Cancel the task unless it has ended, wait for its end, and raise what it raised."""
-        ...
-
-
-class Backend(Protocol):
-    """The primitives, on one async library."""
-
-    async def run_all(
-        self,
-        function: Callable[[A], Awaitable[R]],
-        arguments: Sequence[tuple[int, A]],
-        results: list[R | None],
-    ) -> None:
-        """Run `function(argument)` for each `(index, argument)` at once, started in
-        their order, each result stored at its index in `results` as it comes (so a
-        cancelled caller keeps what finished). The first exception is raised as it
-        is, not in a group, once the others have been cancelled and have ended."""
-        ...
-
-    def new_event(self) -> Event:
-        """A new, unset event."""
-        ...
-
-    async def start(self, function: Callable[[], Coroutine[Any, Any, None]]) -> Task:
-        """Start `function()` in a task of its own."""
-        ...
 
 
 def current() -> Backend:
