@@ -21,6 +21,7 @@ from agentkit import (
 )
 from agentkit._client.sse import SSEDecoder
 from agentkit._run.assemble import Assembler
+from tests.growth import growth
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")
@@ -270,3 +271,24 @@ def test_any_split_gives_the_same_events_and_message(
     again, _ = assemble([ChatCompletionChunk.model_validate_json(d) for d in split[:-1]])
     assert again.message() == reference.message()
     assert again.usage == reference.usage
+
+
+# --- cost growing with the number of calls -----------------------------------------
+
+
+def test_calls_named_by_id_alone_take_linear_time() -> None:
+    # Deltas without `index`, each starting a call with a new id: finding whether an id
+    # is known must not scan every call so far (8x the calls took ~64x the time).
+    chunks = [
+        chunk(calls_delta({"id": f"call_{i}", "function": {"name": "f", "arguments": "{}"}}))
+        for i in range(16_000)
+    ]
+
+    def run(n: int) -> None:
+        assembler = Assembler(TURN)
+        for c in chunks[:n]:
+            assembler.feed(c)
+        assert len(assembler.message().tool_calls or []) == n
+
+    ratio = growth(run, 2_000, 8, limit=20)
+    assert ratio < 20, f"8x the calls took {ratio:.1f}x the time"

@@ -68,6 +68,9 @@ class Assembler:
         self._refusal: list[str] = []
         self._calls: list[_Call] = []
         self._by_index: dict[int, int] = {}  # the server's index → position in _calls
+        # A call's id → its position, for deltas that name their call by id alone: a
+        # scan of every call per new id made many such calls quadratic.
+        self._by_id: dict[str, int] = {}
         self._last: int | None = None
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -103,6 +106,7 @@ class Assembler:
         self._last = position
         if delta.id and not call.id:
             call.id = delta.id
+            self._by_id.setdefault(delta.id, position)  # the first call with an id keeps it
         function = delta.function
         if function is not None and function.name and not call.name:
             call.name = function.name
@@ -125,9 +129,9 @@ class Assembler:
                 return position
         elif delta.index is None:
             if delta.id:
-                for position, call in enumerate(self._calls):
-                    if call.id == delta.id:
-                        return position
+                known = self._by_id.get(delta.id)
+                if known is not None:
+                    return known
             if self._last is not None and not _starts_new(self._calls[self._last], delta.id, name):
                 return self._last
         self._calls.append(_Call())
