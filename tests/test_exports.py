@@ -22,7 +22,13 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._client.client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
     "agentkit._client.chunk_stream": set(),
     "agentkit._wire.params": {"PARAM_NAMES"},
-    "agentkit._client.sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
+    "agentkit._client.sse": {
+        "DEFAULT_MAX_EVENT_BYTES",
+        "EventTooLargeError",
+        "SSEDecoder",
+        "ServerSentEvent",
+        "aiter_events",
+    },
     "agentkit._client.retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
     "agentkit._client.errors": {
         "parse_body",
