@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
         AgentRunError as AgentRunError,
         APIConnectionError as APIConnectionError,
         APIError as APIError,
+        APIResponseTooLargeError as APIResponseTooLargeError,
         APIResponseValidationError as APIResponseValidationError,
         APIStatusError as APIStatusError,
         APITimeoutError as APITimeoutError,
@@ -150,6 +151,7 @@ if _typing.TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "APIConnectionError": "agentkit._exceptions",
     "APIError": "agentkit._exceptions",
+    "APIResponseTooLargeError": "agentkit._exceptions",
     "APIResponseValidationError": "agentkit._exceptions",
     "APIStatusError": "agentkit._exceptions",
     "APITimeoutError": "agentkit._exceptions",
@@ -267,6 +269,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APIResponseTooLargeError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",

@@ -19,7 +19,14 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._wire.chunks": set(),
     "agentkit._wire.bodies": {"ModelList"},
     "agentkit._exceptions": set(),
-    "agentkit._client.client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
+    "agentkit._client.client": {
+        "DEFAULT_ATTEMPT_TIMEOUT",
+        "DEFAULT_BASE_URL",
+        "DEFAULT_LIMITS",
+        "DEFAULT_MAX_EVENT_BYTES",
+        "DEFAULT_MAX_RESPONSE_BYTES",
+        "DEFAULT_TIMEOUT",
+    },
     "agentkit._client.chunk_stream": set(),
     "agentkit._wire.params": {"PARAM_NAMES"},
     "agentkit._client.sse": {
@@ -103,6 +110,8 @@ def test_error_hierarchy() -> None:
     assert issubclass(a.APIConnectionError, a.APIError)
     assert issubclass(a.APITimeoutError, a.APIConnectionError)
     assert issubclass(a.APIResponseValidationError, a.APIError)
+    assert issubclass(a.APIResponseTooLargeError, a.APIError)
+    assert not issubclass(a.APIResponseTooLargeError, a.APIConnectionError)  # not retried
     assert issubclass(a.APIStatusError, a.APIError)
     for name in (
         "BadRequestError",
