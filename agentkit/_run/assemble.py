@@ -46,6 +46,8 @@ from agentkit._wire.responses import Usage
 __all__ = ["Assembler", "Piece", "streamed_response"]
 
 _NO_VALUE = object()
+_EAGER_PARSE = 2048
+"""Up to this many characters, structured output is parsed again on every text delta."""
 
 Piece = TextDelta | RefusalDelta | ToolCallOpened | ToolCallArgumentsDelta
 """The events a chunk adds: pieces of text, of a refusal, or of a tool call."""
@@ -186,6 +188,8 @@ async def streamed_response(
     """
     assembler = Assembler(turn)
     partial: Any = _NO_VALUE
+    # Characters of text so far, and when it was last parsed for OutputDelta events.
+    size = parsed = 0
     params = {**params, "stream_options": {"include_usage": True}}
     async with client.stream(model=model, messages=messages, **params) as chunks:
         async for chunk in chunks:
@@ -197,11 +201,24 @@ async def streamed_response(
                     result = events(piece)
                     if result is not None and inspect.isawaitable(result):
                         await result
-            if not output.is_text and any(isinstance(p, TextDelta) for p in pieces):
-                value = _partial(assembler.text, output)
-                if value is not _NO_VALUE and value != partial:
-                    partial = value
-                    await emit(events, OutputDelta(turn, value))
+            if not output.is_text:
+                for piece in pieces:
+                    if isinstance(piece, TextDelta):
+                        size += len(piece.text)
+                # Parsing reads the whole text: done on every delta, a long answer costs
+                # time quadratic in its length. Past the first few KiB, the text is parsed
+                # again only once it has grown by an eighth, which keeps the total linear.
+                if size > parsed and size - parsed >= (parsed - _EAGER_PARSE) >> 3:
+                    parsed = size
+                    value = _partial(assembler.text, output)
+                    if value is not _NO_VALUE and value != partial:
+                        partial = value
+                        await emit(events, OutputDelta(turn, value))
+    if size > parsed:
+        # The text that came since the last parse: the last OutputDelta has all of it.
+        value = _partial(assembler.text, output)
+        if value is not _NO_VALUE and value != partial:
+            await emit(events, OutputDelta(turn, value))
     message = assembler.message()
     for index, call in enumerate(message.tool_calls or ()):
         assert isinstance(call, ToolCall)
