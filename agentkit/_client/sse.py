@@ -101,14 +101,14 @@ class SSEDecoder:
                 )
             ]
         if pending:
-            pending.append(chunk)
-            self._pending_size += len(chunk)
-            if b"\n" not in chunk and b"\r" not in chunk and not pending[-2].endswith(b"\r"):
+            if b"\n" not in chunk and b"\r" not in chunk and not pending[-1].endswith(b"\r"):
                 # Still no line end: keep the piece (a held CR may start a CRLF).
+                pending.append(chunk)
+                self._pending_size += len(chunk)
                 if self._pending_size > self._max:
                     raise EventTooLargeError(self._max)
                 return []
-            buffer = b"".join(pending)
+            buffer = pending[0] + chunk if len(pending) == 1 else b"".join([*pending, chunk])
             pending.clear()
         else:
             buffer = chunk
