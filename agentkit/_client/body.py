@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = ["BadEncodingError", "read_limited"]
 
+_PIECE = 1024 * 1024
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 
@@ -21,10 +22,11 @@ class BadEncodingError(ValueError):
     """The body is not valid in its `content-encoding`."""
 
 
-async def read_limited(response: Any, limit: int) -> tuple[bytes, bool]:
+async def read_limited(response: Any, limit: int, *, keep: bool = True) -> tuple[bytes, bool]:
     """The decoded body of an unread (streamed) httpx or httpx2 response, read up to
     `limit` bytes: the bytes and True when it all fit, else the first `limit` bytes
-    and False, having read no further. The caller closes the response.
+    (or nothing, unless `keep`) and False, having read no further. The caller closes
+    the response.
 
     Raises:
         BadEncodingError: A gzip or deflate body that does not decompress.
@@ -39,11 +41,15 @@ async def read_limited(response: Any, limit: int) -> tuple[bytes, bool]:
     else:
         chunks = response.aiter_bytes()
         fits = await _collect(chunks, limit, parts)
-    if not fits:
-        # Finished here rather than by the garbage collector (trio warns).
-        await chunks.aclose()  # type: ignore[attr-defined]
-    content = b"".join(parts)
-    return (content, True) if fits else (content[:limit], False)
+    if fits:
+        return b"".join(parts), True
+    # Finished here rather than by the garbage collector (trio warns).
+    await chunks.aclose()  # type: ignore[attr-defined]
+    if not keep:
+        return b"", False
+    over = sum(map(len, parts)) - limit
+    parts[-1] = parts[-1][: len(parts[-1]) - over]
+    return b"".join(parts), False
 
 
 async def _collect(chunks: AsyncIterator[bytes], limit: int, parts: list[bytes]) -> bool:
@@ -65,8 +71,9 @@ async def _inflate(
     async for data in chunks:
         while data and not decompressor.eof:
             try:
-                # Never more than one byte past the limit, whatever the ratio.
-                out = decompressor.decompress(data, limit - size + 1)
+                # Never more than one byte past the limit, whatever the ratio, and in
+                # pieces of at most 1 MiB (zlib holds a piece twice while making it).
+                out = decompressor.decompress(data, min(limit - size + 1, _PIECE))
             except zlib.error as exc:
                 if not first:
                     raise BadEncodingError(str(exc)) from None

@@ -483,7 +483,7 @@ class ChatClient:
                     return await response.aread()
                 if not cut:
                     raise _too_large(request, limit)
-            content, fits = await read_limited(response, limit)
+            content, fits = await read_limited(response, limit, keep=cut)
             if not fits and not cut:
                 raise _too_large(request, limit)
             # What `aread` would have kept: errors and callers read `response.content`.
