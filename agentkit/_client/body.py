@@ -12,6 +12,8 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 __all__ = ["BadEncodingError", "read_limited"]
 
 _PIECE = 1024 * 1024
@@ -34,17 +36,21 @@ async def read_limited(response: Any, limit: int, *, keep: bool = True) -> tuple
     parts: list[bytes] = []
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     wbits = _WBITS.get(encoding)
-    chunks: AsyncIterator[bytes]
-    if wbits is not None and not response.is_stream_consumed:
-        chunks = response.aiter_raw()
-        fits = await _inflate(chunks, wbits, limit, parts)
-    else:
-        chunks = response.aiter_bytes()
-        fits = await _collect(chunks, limit, parts)
-    if fits:
-        return b"".join(parts), True
-    # Finished here rather than by the garbage collector (trio warns).
-    await chunks.aclose()  # type: ignore[attr-defined]
+    chunks: Any
+    try:
+        if wbits is not None and not response.is_stream_consumed:
+            chunks = response.aiter_raw()
+            fits = await _inflate(chunks, wbits, limit, parts)
+        else:
+            chunks = response.aiter_bytes()
+            fits = await _collect(chunks, limit, parts)
+        if fits:
+            return b"".join(parts), True
+    finally:
+        # Finished here rather than by the garbage collector (trio warns), even when
+        # the attempt's deadline cancels the read.
+        with anyio.CancelScope(shield=True):
+            await chunks.aclose()
     if not keep:
         return b"", False
     over = sum(map(len, parts)) - limit
