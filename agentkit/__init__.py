@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:
         AgentRunError as AgentRunError,
         APIConnectionError as APIConnectionError,
         APIError as APIError,
+        APIResponseTooLargeError as APIResponseTooLargeError,
         APIResponseValidationError as APIResponseValidationError,
         APIStatusError as APIStatusError,
         APITimeoutError as APITimeoutError,
@@ -172,6 +173,7 @@ _LAZY: dict[str, str] = {
     "handoff": "agentkit._agent",
     "APIConnectionError": "agentkit._exceptions",
     "APIError": "agentkit._exceptions",
+    "APIResponseTooLargeError": "agentkit._exceptions",
     "APIResponseValidationError": "agentkit._exceptions",
     "APIStatusError": "agentkit._exceptions",
     "APITimeoutError": "agentkit._exceptions",
@@ -293,6 +295,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APIResponseTooLargeError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",

@@ -141,6 +141,9 @@ class Agent(Generic[OutputT]):
             run ends on time even while a sync tool blocks in its worker
             thread: the call is answered as cancelled and the thread, which
             cannot be interrupted, is left to finish in the background.
+            None (the default): no limit on the run, which may rightly take
+            hours of tool calls; each request to the model is still bounded
+            by its `ChatClient`'s `attempt_timeout` (600 s by default).
         event_handler: Called with each `RunEvent`; see `agentkit.RunEvent`.
         output_validators: Functions `(ctx, output) -> output` (or `(output) ->
             output`), sync or async, applied in order to a final answer that has

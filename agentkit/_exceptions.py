@@ -9,6 +9,7 @@ AgentKitError
 │   ├── APIConnectionError     the server could not be reached or the connection broke
 │   │   └── APITimeoutError
 │   ├── APIResponseValidationError   a successful response whose body is not what the API promises
+│   ├── APIResponseTooLargeError     a body, or one stream event, over the client's size limit
 │   └── APIStatusError         .status_code .type .code .param .request_id .body .response
 │       ├── BadRequestError            400
 │       ├── AuthenticationError        401
@@ -84,6 +85,7 @@ __all__ = [
     "UsageLimitExceeded",
     "APIConnectionError",
     "APIError",
+    "APIResponseTooLargeError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
@@ -298,6 +300,24 @@ class APIResponseValidationError(APIError):
 
     def __init__(self, message: str, *, request: httpx.Request, body: Any) -> None:
         self.body = body
+        super().__init__(message, request=request)
+
+
+class APIResponseTooLargeError(APIError):
+    """A response body, or one event of a stream, is larger than the client allows.
+
+    Reading stops at the limit: the rest is never read or decompressed. Not retried,
+    since the same request would most likely get the same answer.
+
+    Attributes:
+        limit: The limit in bytes.
+        setting: The `ChatClient` argument that sets it (`max_response_bytes` or
+            `max_event_bytes`).
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request, limit: int, setting: str) -> None:
+        self.limit = limit
+        self.setting = setting
         super().__init__(message, request=request)
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings, strategies as st
+from pydantic import BaseModel
 
 from agentkit import (
     AssistantMessage,
     ChatCompletionChunk,
     FunctionCall,
+    OutputDelta,
     RefusalDelta,
     TextDelta,
     ToolCall,
@@ -20,7 +26,9 @@ from agentkit import (
     ToolCallOpened,
 )
 from agentkit._client.sse import SSEDecoder
-from agentkit._run.assemble import Assembler
+from agentkit._run.assemble import Assembler, streamed_response
+from agentkit._tools.output import OutputSpec
+from tests.growth import growth
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")
@@ -270,3 +278,103 @@ def test_any_split_gives_the_same_events_and_message(
     again, _ = assemble([ChatCompletionChunk.model_validate_json(d) for d in split[:-1]])
     assert again.message() == reference.message()
     assert again.usage == reference.usage
+
+
+# --- cost growing with the number of calls -----------------------------------------
+
+
+def test_calls_named_by_id_alone_take_linear_time() -> None:
+    # Deltas without `index`, each starting a call with a new id: finding whether an id
+    # is known must not scan every call so far (8x the calls took ~64x the time).
+    chunks = [
+        chunk(calls_delta({"id": f"call_{i}", "function": {"name": "f", "arguments": "{}"}}))
+        for i in range(16_000)
+    ]
+
+    def run(n: int) -> None:
+        assembler = Assembler(TURN)
+        for c in chunks[:n]:
+            assembler.feed(c)
+        assert len(assembler.message().tool_calls or []) == n
+
+    ratio = growth(run, 2_000, 8, limit=20)
+    assert ratio < 20, f"8x the calls took {ratio:.1f}x the time"
+
+
+# --- structured output parsed while it streams ---------------------------------------
+
+
+class Answer(BaseModel):
+    items: list[str]
+
+
+class ChunkModel:
+    """A model that streams the given chunks, whatever it is asked."""
+
+    def __init__(self, chunks: list[ChatCompletionChunk]) -> None:
+        self.chunks = chunks
+
+    def stream(self, **request: Any) -> Any:
+        @asynccontextmanager
+        async def opened() -> AsyncIterator[AsyncIterator[ChatCompletionChunk]]:
+            async def each() -> AsyncIterator[ChatCompletionChunk]:
+                for c in self.chunks:
+                    yield c
+
+            yield each()
+
+        return opened()
+
+
+def text_chunks(text: str, size: int) -> list[ChatCompletionChunk]:
+    return [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)] + [
+        chunk({}, finish="stop")
+    ]
+
+
+async def stream_answer(chunks: list[ChatCompletionChunk]) -> tuple[list[Any], AssistantMessage]:
+    partials: list[Any] = []
+
+    def handler(event: object) -> None:
+        if isinstance(event, OutputDelta):
+            partials.append(event.partial)
+
+    response = await streamed_response(
+        ChunkModel(chunks),  # type: ignore[arg-type]
+        model="m",
+        messages=[],
+        params={},
+        turn=TURN,
+        events=handler,
+        output=OutputSpec(Answer),
+    )
+    return partials, response.message
+
+
+def test_structured_output_in_small_deltas_is_parsed_in_linear_time() -> None:
+    # Every delta used to parse the whole answer: 8x the answer took ~64x the time.
+    answers = {n: json.dumps({"items": ["abc"] * n}) for n in (1_200, 9_600)}
+    streams = {n: text_chunks(answer, 4) for n, answer in answers.items()}
+
+    def run(n: int) -> None:
+        partials, message = anyio.run(stream_answer, streams[n])
+        assert message.content == answers[n]
+        assert partials[-1] == {"items": ["abc"] * n}
+
+    ratio = growth(run, 1_200, 8, limit=24)
+    assert ratio < 24, f"an answer 8x as long took {ratio:.1f}x the time"
+
+
+@pytest.mark.parametrize("size", [1, 4, 333, 100_000])
+@pytest.mark.anyio
+async def test_output_deltas_grow_and_end_with_the_whole_answer(size: int) -> None:
+    items = [f"item {i}" for i in range(3_000)]
+    answer = json.dumps({"items": items})
+    partials, message = await stream_answer(text_chunks(answer, size))
+    assert message.content == answer
+    assert partials[-1] == {"items": items}
+    # Each partial is a step on the way: its list only grows.
+    for before, after in itertools.pairwise(partials):
+        assert after.get("items", [])[: len(before.get("items", []))] == before.get("items", [])
+    if size < 100:
+        assert len(partials) >= 20  # still a stream of partial values, not one at the end

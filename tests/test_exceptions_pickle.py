@@ -82,6 +82,7 @@ VALUES: dict[str, Any] = {
     "status_code": None,
     "stuck": 40,
     "limit": 40,
+    "setting": "max_event_bytes",
     "usage": Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
 }
 

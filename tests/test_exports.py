@@ -20,10 +20,23 @@ INTERNAL: dict[str, set[str]] = {
     "agentkit._wire.bodies": {"ModelList"},
     "agentkit._exceptions": set(),
     "agentkit._redact": {"MARK", "MIN_SECRET", "display_url", "scrub", "scrub_value", "secrets_of"},
-    "agentkit._client.client": {"DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT"},
+    "agentkit._client.client": {
+        "DEFAULT_ATTEMPT_TIMEOUT",
+        "DEFAULT_BASE_URL",
+        "DEFAULT_LIMITS",
+        "DEFAULT_MAX_EVENT_BYTES",
+        "DEFAULT_MAX_RESPONSE_BYTES",
+        "DEFAULT_TIMEOUT",
+    },
     "agentkit._client.chunk_stream": set(),
     "agentkit._wire.params": {"PARAM_NAMES"},
-    "agentkit._client.sse": {"SSEDecoder", "ServerSentEvent", "aiter_events"},
+    "agentkit._client.sse": {
+        "DEFAULT_MAX_EVENT_BYTES",
+        "EventTooLargeError",
+        "SSEDecoder",
+        "ServerSentEvent",
+        "aiter_events",
+    },
     "agentkit._client.retry": {"MAX_RETRY_AFTER", "backoff_delay", "retry_after", "should_retry"},
     "agentkit._client.errors": {
         "parse_body",
@@ -100,6 +113,8 @@ def test_error_hierarchy() -> None:
     assert issubclass(a.APIConnectionError, a.APIError)
     assert issubclass(a.APITimeoutError, a.APIConnectionError)
     assert issubclass(a.APIResponseValidationError, a.APIError)
+    assert issubclass(a.APIResponseTooLargeError, a.APIError)
+    assert not issubclass(a.APIResponseTooLargeError, a.APIConnectionError)  # not retried
     assert issubclass(a.APIStatusError, a.APIError)
     for name in (
         "BadRequestError",

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from agentkit._client.sse import ServerSentEvent, SSEDecoder, aiter_events
+from agentkit._client.sse import EventTooLargeError, ServerSentEvent, SSEDecoder, aiter_events
+from tests.growth import growth
 
 RECORDINGS = json.loads(
     (Path(__file__).parent / "recordings" / "extracted.json").read_text(encoding="utf-8")
@@ -234,3 +235,75 @@ def test_any_split_gives_the_same_events(
     pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
     assert b"".join(pieces) == body
     assert data_of(decode(*pieces)) == expected_events(entry)
+
+
+# --- cost and size limits ----------------------------------------------------------
+
+
+def test_one_long_line_in_many_chunks_takes_linear_time() -> None:
+    # The decoder used to copy its whole buffer on every chunk: 8x the line, 64x the time.
+    pieces = {n: cut(b"data: " + b"x" * n + b"\n\n", 1024) for n in (128 * 1024, 1024 * 1024)}
+
+    def run(n: int) -> None:
+        decoder = SSEDecoder(max_event_bytes=None)
+        events = [event for piece in pieces[n] for event in decoder.feed(piece)]
+        assert [len(e.data) for e in events] == [n]
+
+    ratio = growth(run, 128 * 1024, 8, limit=24)
+    assert ratio < 24, f"a line 8x as long took {ratio:.1f}x the time"
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096], ids=lambda size: f"cut-{size}")
+def test_many_small_events_take_linear_time(size: int) -> None:
+    event = b'data: {"choices":[{"index":0,"delta":{"content":"abc"}}]}\n\n'
+    pieces = {n: cut(event * n, size) for n in (1_000, 8_000)}
+
+    def run(n: int) -> None:
+        decoder = SSEDecoder()
+        assert sum(len(decoder.feed(piece)) for piece in pieces[n]) == n
+
+    ratio = growth(run, 1_000, 8, limit=24)
+    assert ratio < 24, f"8x the events took {ratio:.1f}x the time"
+
+
+def cut(body: bytes, size: int) -> list[bytes]:
+    return [body[start : start + size] for start in range(0, len(body), size)]
+
+
+def test_a_line_over_the_limit_stops_the_decoder_early() -> None:
+    decoder = SSEDecoder(max_event_bytes=10_000)
+    fed = 0
+    with pytest.raises(EventTooLargeError) as caught:
+        for _ in range(1_000):
+            decoder.feed(b"data: " if fed == 0 else b"y" * 1000)
+            fed += 1
+    assert caught.value.limit == 10_000
+    assert "10,000 bytes" in str(caught.value)
+    assert fed <= 12  # raised at the limit, not after buffering everything sent
+
+
+def test_an_event_of_many_data_lines_over_the_limit_is_refused() -> None:
+    decoder = SSEDecoder(max_event_bytes=10_000)
+    with pytest.raises(EventTooLargeError):
+        for _ in range(1_000):
+            decoder.feed(b"data: " + b"z" * 100 + b"\n")
+
+
+def test_a_whole_event_in_one_chunk_over_the_limit_is_refused() -> None:
+    with pytest.raises(EventTooLargeError):
+        SSEDecoder(max_event_bytes=100).feed(b"data: " + b"a" * 200 + b"\n\n")
+
+
+def test_events_up_to_the_limit_pass_and_the_count_starts_again_per_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    body = (b"data: " + b"a" * 50 + b"\ndata: " + b"b" * 49 + b"\n\n") * 50
+    events = [
+        e for start in range(0, len(body), 33) for e in decoder.feed(body[start : start + 33])
+    ]
+    assert len(events) == 50 and all(len(e.data) == 100 for e in events)
+
+
+def test_no_limit_with_none() -> None:
+    decoder = SSEDecoder(max_event_bytes=None)
+    (event,) = decoder.feed(b"data: " + b"a" * 20_000_000 + b"\n\n")
+    assert len(event.data) == 20_000_000

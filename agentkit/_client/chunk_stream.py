@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -20,12 +21,19 @@ from agentkit._client.errors import (
     transport_error,
 )
 from agentkit._client.http import Stack
-from agentkit._client.sse import ServerSentEvent, SSEDecoder
+from agentkit._client.sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventTooLargeError,
+    ServerSentEvent,
+    SSEDecoder,
+)
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
+    APIResponseTooLargeError,
     APIResponseValidationError,
     APIStatusError,
+    APITimeoutError,
     UserError,
 )
 from agentkit._redact import display_url, scrub, scrub_value
@@ -59,6 +67,8 @@ class ChatStream:
         *,
         request: httpx.Request,
         stack: Stack,
+        attempt_timeout: float | None = None,
+        max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._open_response = open_response
         self._retrier = retrier
@@ -66,7 +76,9 @@ class ChatStream:
         self._stack = stack
         self.response: httpx.Response | None = None
         self._bytes: AsyncIterator[bytes] | None = None
-        self._decoder = SSEDecoder()
+        self._attempt_timeout = attempt_timeout
+        self._max_event_bytes = max_event_bytes
+        self._decoder = SSEDecoder(max_event_bytes)
         self._events: deque[ServerSentEvent] = deque()
         self._first: ChatCompletionChunk | None = None
         self._done = False
@@ -78,7 +90,7 @@ class ChatStream:
         if self._entered:
             raise UserError("a ChatStream can be entered only once")
         self._entered = True
-        await self._retrier(self._open)
+        await self._retrier(self._open_within_deadline)
         return self
 
     async def __aexit__(
@@ -125,6 +137,21 @@ class ChatStream:
             if response is not None:
                 await response.aclose()
 
+    async def _open_within_deadline(self) -> None:
+        """`_open`, within `attempt_timeout`: a server trickling bytes that never make an
+        event, or its headers, is cut off like one that does not answer."""
+        if self._attempt_timeout is None:
+            return await self._open()
+        with anyio.move_on_after(self._attempt_timeout):
+            return await self._open()
+        # Cancelled in `_open`, which closed the response on its way out.
+        raise APITimeoutError(
+            f"the stream from {self._request.url} sent no event within attempt_timeout="
+            f"{self._attempt_timeout:g} s; pass ChatClient(attempt_timeout=...) to wait "
+            "longer (None: no limit)",
+            request=self._request,
+        )
+
     async def _open(self) -> None:
         """One attempt: open the response and read up to its first chunk.
 
@@ -141,7 +168,7 @@ class ChatStream:
             response.headers.get("content-encoding", "identity") in ("identity", "")
         )
         self._bytes = response.aiter_raw() if raw else response.aiter_bytes()
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(self._max_event_bytes)
         self._events.clear()
         self._done = False
         self._finished = False
@@ -158,13 +185,18 @@ class ChatStream:
         # The events of the bytes read so far, reading more until there is one; inline
         # rather than a method of its own, as this runs for every chunk of every answer.
         events = self._events
+        gap = self._attempt_timeout
+        if gap is not None and not events:
+            # Against a server that keeps the connection busy with bytes that never
+            # complete an event; plain silence ends in the read timeout, set to `gap`.
+            deadline = time.monotonic() + gap
         while not events:
             if self._bytes is None or self.response is None:
                 raise UserError("the stream is closed")
             try:
                 data = await self._bytes.__anext__()
             except StopAsyncIteration:
-                events.extend(self._decoder.flush())
+                events.extend(self._flush())
                 if not events and self._finished:
                     # Some servers (llama.cpp forks, older TGI, some Azure deployments)
                     # never send [DONE]: after a finish_reason, the body's end is the end.
@@ -179,8 +211,19 @@ class ChatStream:
                     ) from None
                 break
             except self._stack.transport_error as exc:
+                if (
+                    gap is not None
+                    and isinstance(exc, self._stack.timeout_error)
+                    and time.monotonic() >= deadline
+                ):
+                    raise self._gap_error(gap) from exc  # the read timeout set to `gap`
                 raise transport_error(exc, self._request, self._stack) from exc
-            events.extend(self._decoder.feed(data))
+            try:
+                events.extend(self._decoder.feed(data))
+            except EventTooLargeError as exc:
+                raise self._too_large(exc) from None
+            if gap is not None and not events and time.monotonic() > deadline:
+                raise self._gap_error(gap)
         event = events.popleft()
         if event.data == "[DONE]":
             # Anything after [DONE] is ignored; the connection goes back to the pool now.
@@ -197,6 +240,30 @@ class ChatStream:
             await self._drain()
             await self.aclose()
             raise
+
+    def _flush(self) -> list[ServerSentEvent]:
+        try:
+            return self._decoder.flush()
+        except EventTooLargeError as exc:
+            raise self._too_large(exc) from None
+
+    def _gap_error(self, gap: float) -> APITimeoutError:
+        return APITimeoutError(
+            f"the stream from {self._request.url} sent no event for more than "
+            f"attempt_timeout={gap:g} s; pass ChatClient(attempt_timeout=...) to wait "
+            "longer (None: no limit)",
+            request=self._request,
+        )
+
+    def _too_large(self, exc: EventTooLargeError) -> APIResponseTooLargeError:
+        return APIResponseTooLargeError(
+            f"the stream from {self._request.url} sent an event over max_event_bytes="
+            f"{exc.limit:,} bytes; pass ChatClient(max_event_bytes=...) to allow larger "
+            "events (None: no limit)",
+            request=self._request,
+            limit=exc.limit,
+            setting="max_event_bytes",
+        )
 
     async def _drain(self) -> None:
         """Read the body to its end, discarding it: normally only the end of the chunked

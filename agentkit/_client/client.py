@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
+from agentkit._client.body import BadEncodingError, read_limited
 from agentkit._client.encode import dump_messages, dump_wire
 from agentkit._client.errors import (
     parse_body,
@@ -29,7 +30,9 @@ from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, 
 from agentkit._exceptions import (
     APIConnectionError,
     APIError,
+    APIResponseTooLargeError,
     APIResponseValidationError,
+    APITimeoutError,
     UserError,
 )
 from agentkit._redact import display_url, scrub, scrub_value, secrets_of
@@ -44,13 +47,29 @@ if TYPE_CHECKING:
     from agentkit._client.chunk_stream import ChatStream
     from agentkit._wire.bodies import Model
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "ChatClient"]
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "ChatClient",
+]
 
 logger = logging.getLogger("agentkit")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 """Ten minutes to read a long completion, five seconds to connect."""
+DEFAULT_ATTEMPT_TIMEOUT = 600.0
+"""Ten minutes for one attempt in all, however slowly the server sends its bytes: httpx's
+own timeouts are per read, and a server sending a byte now and then never trips them."""
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""32 MiB of decoded body: a completion with many long choices is a few MiB at most."""
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+"""8 MiB of data in one stream event, the SSE decoder's own default (not imported from
+it: the decoder loads with the first stream). A chunk is a few hundred bytes."""
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 """At most 100 connections, all kept alive (5 s idle expiry), on both stacks. Measured
 (`python -m benchmarks --parts load --concurrency 1000 --pool 100,1000,1000/100 --no-gate`,
@@ -95,9 +114,27 @@ class ChatClient:
             connections beat 1,000 on both stacks (httpx2: 3-6 s against 19-31 s;
             httpx: 15-28 s at either size). For more requests in flight, such as a
             slow model on a provider that allows them, pass an `http_client`.
-        timeout: Seconds, or an `httpx.Timeout`. Defaults to 600 s (5 s to
-            connect) for a client built here, and to the settings of a given
-            `http_client`.
+        timeout: Seconds, or an `httpx.Timeout`: httpx's timeouts for each
+            operation (to connect, for each read, each write). Defaults to 600 s
+            (5 s to connect) for a client built here, and to the settings of a
+            given `http_client`.
+        attempt_timeout: Seconds one attempt of a request may take in all, on top
+            of the per-read `timeout`, so a server that trickles its bytes cannot
+            hold a request forever. For `create` and `list_models` it runs from
+            sending the request to the last byte of the body. For `stream` it runs
+            from sending the request to the first event, and then again between
+            any two events: a stream that keeps sending events lasts as long as
+            it needs. Past it, `APITimeoutError`, retried like any timeout (a
+            stream only until its first chunk has reached the caller). Defaults
+            to 600 s; None: only the per-read `timeout`.
+        max_response_bytes: The most bytes of a body, after decompression, read
+            from a response that is not streamed (an error status's too). Reading
+            stops at the limit, so a compressed bomb is never decompressed whole:
+            `APIResponseTooLargeError`, or for an error status the status error
+            with the start of its body. Defaults to 32 MiB; None: no limit.
+        max_event_bytes: The most bytes of data in one event of a stream (and
+            in any one line of it); past it, `APIResponseTooLargeError`. Defaults
+            to 8 MiB; None: no limit.
         max_retries: Retries after a connection error, a timeout, or a status of
             408, 409, 429 or 500 and above. 0 disables retrying.
         default_headers: Headers added to every request.
@@ -118,6 +155,9 @@ class ChatClient:
         http_client: Any = None,
         http: HTTPStackName = "httpx",
         timeout: float | httpx.Timeout | Any | None = None,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES,
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -133,6 +173,28 @@ class ChatClient:
             raise UserError(f"base_url {shown!r} must be an http:// or https:// URL")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise UserError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if attempt_timeout is not None and (
+            isinstance(attempt_timeout, bool)
+            or not isinstance(attempt_timeout, (int, float))
+            or not attempt_timeout > 0
+        ):
+            raise UserError(
+                "attempt_timeout must be a positive number of seconds, or None for no "
+                f"limit; got {attempt_timeout!r}"
+            )
+        for name, size in (
+            ("max_response_bytes", max_response_bytes),
+            ("max_event_bytes", max_event_bytes),
+        ):
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 1
+            ):
+                raise UserError(
+                    f"{name} must be a positive integer (bytes), or None for no limit; got {size!r}"
+                )
+        self.attempt_timeout = attempt_timeout
+        self.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
         self.base_url = url.rstrip("/")
         # Endpoints are joined to the path, so a query (Azure's ?api-version=...) is kept.
         prefix = parsed.path.rstrip("/")
@@ -257,11 +319,21 @@ class ChatClient:
         )
 
         request = self._chat_request(model, messages, dict(params), stream=True)
+        gap = self.attempt_timeout
+        if gap is not None:
+            # A read waiting longer than the longest gap allowed between events is over
+            # it already; the stream checks the gap itself against a server that trickles.
+            timeouts = request.extensions.get("timeout")
+            read = timeouts.get("read") if isinstance(timeouts, dict) else None
+            if isinstance(timeouts, dict) and (read is None or read > gap):
+                request.extensions["timeout"] = {**timeouts, "read": gap}
         return ChatStream(
             lambda: self._send(request, stream=True),
             self.with_retries,
             request=request,
             stack=self._stack,
+            attempt_timeout=gap,
+            max_event_bytes=self.max_event_bytes,
         )
 
     async def list_models(self) -> list[Model]:
@@ -365,12 +437,30 @@ class ChatClient:
         return {} if chosen is None else {"timeout": chosen}
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        """One attempt: the response if its status is 2xx, else the matching error."""
+        """One attempt: the response if its status is 2xx, else the matching error.
+
+        Not streamed, the body is read (up to `max_response_bytes`) within
+        `attempt_timeout`; streamed, the response comes back open, and the stream
+        keeps to `attempt_timeout` itself.
+        """
+        if stream or self.attempt_timeout is None:
+            return await self._send_once(request, stream=stream)
+        with anyio.move_on_after(self.attempt_timeout):
+            return await self._send_once(request, stream=False)
+        raise APITimeoutError(
+            f"no complete response to {request.method} {request.url} within "
+            f"attempt_timeout={self.attempt_timeout:g} s; pass "
+            "ChatClient(attempt_timeout=...) to wait longer (None: no limit)",
+            request=request,
+        )
+
+    async def _send_once(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         if self._http.is_closed:
             raise UserError("this ChatClient, or the http_client it was given, is closed")
         started = time.perf_counter()
         try:
-            response = await self._http.send(request, stream=stream)
+            # Always streamed, so a body that is not is read here, where its size is kept.
+            response = await self._http.send(request, stream=True)
         except self._stack.local_protocol_error as exc:
             # The request itself is malformed, such as a header name with a space.
             # httpx's message quotes the header, which may hold a key: leave it out,
@@ -391,15 +481,52 @@ class ChatClient:
                 (time.perf_counter() - started) * 1000,
             )
         if response.is_success:
+            if not stream:
+                await self._read(response, request, cut=False)
             return response
+        content = await self._read(response, request, cut=True)
+        # A server may quote the key back ("invalid key sk-…"): status_error masks it.
+        raise status_error(response, parse_body(content))
+
+    async def _read(self, response: httpx.Response, request: httpx.Request, *, cut: bool) -> bytes:
+        """The body of a response, read to its end and closed; `response.content` too.
+
+        Over `max_response_bytes` of decoded body, reading stops: `cut` keeps what
+        was read up to the limit, else `APIResponseTooLargeError`.
+        """
+        limit = self.max_response_bytes
         try:
-            content = await response.aread()
+            if limit is None:
+                return await response.aread()
+            headers = response.headers
+            length = headers.get("content-length")
+            if (
+                length is not None
+                and length.isdigit()
+                and headers.get("content-encoding", "identity") in ("identity", "")
+            ):
+                # Not compressed, and of a known length, which h11 never reads past.
+                if int(length) <= limit:
+                    return await response.aread()
+                if not cut:
+                    raise _too_large(request, limit)
+            content, fits = await read_limited(response, limit, keep=cut)
+            if not fits and not cut:
+                raise _too_large(request, limit)
+            # What `aread` would have kept: errors and callers read `response.content`.
+            response._content = content
+            return content
+        except BadEncodingError as exc:
+            raise APIResponseValidationError(
+                f"the response to {request.method} {request.url} is not valid "
+                f"{response.headers.get('content-encoding')}: {exc}",
+                request=request,
+                body=None,
+            ) from None
         except self._stack.transport_error as exc:
             raise transport_error(exc, request, self._stack) from exc
         finally:
             await response.aclose()
-        # A server may quote the key back ("invalid key sk-…"): status_error masks it.
-        raise status_error(response, parse_body(content))
 
     async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` until it succeeds, the error is final, or retries run out."""
@@ -439,6 +566,17 @@ class ChatClient:
         if wait is None:
             return backoff_delay(retries)
         return wait if wait <= MAX_RETRY_AFTER else None
+
+
+def _too_large(request: httpx.Request, limit: int) -> APIResponseTooLargeError:
+    return APIResponseTooLargeError(
+        f"the response to {request.method} {request.url} is over max_response_bytes="
+        f"{limit:,} bytes (decoded); pass ChatClient(max_response_bytes=...) to allow more "
+        "(None: no limit)",
+        request=request,
+        limit=limit,
+        setting="max_response_bytes",
+    )
 
 
 def _check_key(key: str | None) -> str | None:

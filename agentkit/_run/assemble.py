@@ -53,6 +53,8 @@ from agentkit._wire.responses import Usage
 __all__ = ["Assembler", "Piece", "streamed_response"]
 
 _NO_VALUE = object()
+_EAGER_PARSE = 2048
+"""Up to this many characters, structured output is parsed again on every text delta."""
 
 Piece = TextDelta | RefusalDelta | ReasoningDelta | ToolCallOpened | ToolCallArgumentsDelta
 """The events a chunk adds: pieces of text, of a refusal, of reasoning, or of a tool call."""
@@ -82,6 +84,9 @@ class Assembler:
         self._reasoning: list[str] = []
         self._calls: list[_Call] = []
         self._by_index: dict[int, int] = {}  # the server's index → position in _calls
+        # A call's id → its position, for deltas that name their call by id alone: a
+        # scan of every call per new id made many such calls quadratic.
+        self._by_id: dict[str, int] = {}
         self._last: int | None = None
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -179,6 +184,7 @@ class Assembler:
         self._last = position
         if delta.id and not call.id:
             call.id = delta.id
+            self._by_id.setdefault(delta.id, position)  # the first call with an id keeps it
         extra = delta.__pydantic_extra__
         if extra and call.extra_content is None:
             # Gemini's thought signature, which must go back with the call.
@@ -205,9 +211,9 @@ class Assembler:
                 return position
         elif delta.index is None:
             if delta.id:
-                for position, call in enumerate(self._calls):
-                    if call.id == delta.id:
-                        return position
+                known = self._by_id.get(delta.id)
+                if known is not None:
+                    return known
             if self._last is not None:
                 last = self._calls[self._last]
                 if not (_starts_new(last, delta.id, name) or _another_whole_call(last, delta)):
@@ -300,6 +306,8 @@ async def streamed_response(
     """
     assembler = Assembler(turn)
     partial: Any = _NO_VALUE
+    # Characters of text so far, and when it was last parsed for OutputDelta events.
+    size = parsed = 0
     params = {**params, "stream_options": {"include_usage": True}}
     async with client.stream(model=model, messages=messages, **params) as chunks:
         async for chunk in chunks:
@@ -311,11 +319,24 @@ async def streamed_response(
                     result = events(piece)
                     if result is not None and inspect.isawaitable(result):
                         await result
-            if not output.is_text and any(isinstance(p, TextDelta) for p in pieces):
-                value = _partial(assembler.text, output)
-                if value is not _NO_VALUE and value != partial:
-                    partial = value
-                    await emit(events, OutputDelta(turn, value))
+            if not output.is_text:
+                for piece in pieces:
+                    if isinstance(piece, TextDelta):
+                        size += len(piece.text)
+                # Parsing reads the whole text: done on every delta, a long answer costs
+                # time quadratic in its length. Past the first few KiB, the text is parsed
+                # again only once it has grown by an eighth, which keeps the total linear.
+                if size > parsed and size - parsed >= (parsed - _EAGER_PARSE) >> 3:
+                    parsed = size
+                    value = _partial(assembler.text, output)
+                    if value is not _NO_VALUE and value != partial:
+                        partial = value
+                        await emit(events, OutputDelta(turn, value))
+    if size > parsed:
+        # The text that came since the last parse: the last OutputDelta has all of it.
+        value = _partial(assembler.text, output)
+        if value is not _NO_VALUE and value != partial:
+            await emit(events, OutputDelta(turn, value))
     message = assembler.message()
     for index, call in enumerate(message.tool_calls or ()):
         assert isinstance(call, ToolCall)
