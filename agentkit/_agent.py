@@ -328,6 +328,21 @@ class Agent(Generic[OutputT]):
         self.output_validators = (*self.output_validators, function)
         return function
 
+    def start_state(self, prompt: Prompt, message_history: History | None = None) -> RunState:
+        """The state a run of this agent starts from: the history, checked, and the prompt.
+
+        A durable engine or a caller that stores runs itself makes the state here and
+        drives it with `resume`; `run` does the same in one call.
+
+        Args:
+            prompt: The user's message: text, or content parts.
+            message_history: An earlier conversation to continue.
+
+        Raises:
+            UserError: The history breaks the tool-call invariant, or the prompt is empty.
+        """
+        return RunState(messages=self._start(prompt, message_history))
+
     async def run(
         self,
         prompt: Prompt,

@@ -114,6 +114,7 @@ class Run(Generic[OutputT]):
                     self._within(calls, limits.check_tool_calls, state, len(calls))
             if step == "run_tools":
                 await self._run_tools(calls)
+                state.step += 1
                 continue
             output = await self._finish(step, response)
             if output is not _RETRY:
@@ -239,11 +240,17 @@ class Run(Generic[OutputT]):
         return history if system is None else [system, *history]
 
     def _context(self, tool_call_id: str | None = None) -> RunContext[Any]:
+        state = self.state
+        key = None
+        if tool_call_id is not None:
+            key = f"{state.run_id}:{state.turns}:{_call_index(state, tool_call_id)}:{tool_call_id}"
         return RunContext(
             deps=self.deps,
-            messages=tuple(self.state.messages),
-            usage=self.state.usage,
+            messages=tuple(state.messages),
+            usage=state.usage,
             tool_call_id=tool_call_id,
+            run_id=state.run_id,
+            idempotency_key=key,
             event_handler=self.events,
         )
 
@@ -261,6 +268,7 @@ class Run(Generic[OutputT]):
     def _record(self, response: ModelResponse) -> None:
         state = self.state
         state.turns += 1
+        state.step += 1
         state.last_prompt_tokens = response.usage.prompt_tokens
         state.usage = state.usage + response.usage
         state.messages.append(response.message)
@@ -400,6 +408,18 @@ def _attempts_for(client: Any) -> list[Any] | None:
     if fallback is None or not isinstance(client, fallback.FallbackModel):
         return None
     return []
+
+
+def _call_index(state: RunState, tool_call_id: str) -> int:
+    """The position of a call in its turn: the calls being answered are those of the
+    last assistant message (their answers are appended once the turn ends)."""
+    for message in reversed(state.messages):
+        if isinstance(message, AssistantMessage):
+            for i, call in enumerate(message.tool_calls or ()):
+                if call.id == tool_call_id:
+                    return i
+            break
+    return 0
 
 
 def _takes_context(function: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit._wire.messages import AssistantMessage, Message
@@ -16,6 +18,11 @@ class RunState(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     messages: list[Message]
+    run_id: str = Field(default_factory=lambda: os.urandom(16).hex())
+    """The run's id, the same across a pause and its resume: with `step`, it names
+    one moment of one run (a store keyed on both sees a second resume of a state)."""
+    step: int = 0
+    """Steps completed: each model request and each turn of tool calls counts one."""
     usage: Usage = Field(default_factory=Usage)
     turns: int = 0
     """Model requests made so far."""
