@@ -89,9 +89,12 @@ if _typing.TYPE_CHECKING:
         UsageLimits as UsageLimits,
     )
     from agentkit._run.result import (
+        Paused as Paused,
+        Reject as Reject,
         RunResult as RunResult,
     )
     from agentkit._run.state import (
+        PendingCall as PendingCall,
         RunState as RunState,
     )
     from agentkit._run.streamed_run import (
@@ -223,12 +226,15 @@ _LAZY: dict[str, str] = {
     "OtherToolCall": "agentkit._wire.messages",
     "OutputDelta": "agentkit._run.events",
     "OutputValidationError": "agentkit._exceptions",
+    "Paused": "agentkit._run.result",
+    "PendingCall": "agentkit._run.state",
     "PermissionDeniedError": "agentkit._exceptions",
     "PromptTokensDetails": "agentkit._wire.responses",
     "RateLimitError": "agentkit._exceptions",
     "RefusalDelta": "agentkit._run.events",
     "RefusalError": "agentkit._exceptions",
     "RefusalPart": "agentkit._wire.messages",
+    "Reject": "agentkit._run.result",
     "RepeatedToolCallError": "agentkit._exceptions",
     "ResponseFormat": "agentkit._wire.messages",
     "ResponseFormatJSONObject": "agentkit._wire.messages",
@@ -347,12 +353,15 @@ __all__ = [
     "OtherToolCall",
     "OutputDelta",
     "OutputValidationError",
+    "Paused",
+    "PendingCall",
     "PermissionDeniedError",
     "PromptTokensDetails",
     "RateLimitError",
     "RefusalDelta",
     "RefusalError",
     "RefusalPart",
+    "Reject",
     "RepeatedToolCallError",
     "ResponseFormat",
     "ResponseFormatJSONObject",

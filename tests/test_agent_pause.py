@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
 import pytest
 
-from agentkit import Agent, RunContext, RunState, tool
+from agentkit import (
+    Agent,
+    Message,
+    Paused,
+    PendingCall,
+    Reject,
+    RunContext,
+    RunResult,
+    RunState,
+    UserError,
+    tool,
+)
+from agentkit._run.result import PENDING_ANSWER
 from agentkit.testing import ScriptedModel, call, tool_calls
 from tests.chat_server import assert_history_valid
 
@@ -49,3 +66,226 @@ async def test_tools_get_the_run_id_and_an_idempotency_key_per_call() -> None:
         [f"{run_id}:1:0:{ids[0]}", f"{run_id}:1:1:{ids[1]}", f"{run_id}:2:0:{ids[2]}"]
     )
     assert state.run_id != run_id
+
+
+# --- approval and resume ---------------------------------------------------------------
+
+refunds: list[int] = []
+
+
+@tool(requires_approval=True)
+def refund(amount: int) -> str:
+    """Refund a payment.
+
+    Args:
+        amount: In euros.
+    """
+    refunds.append(amount)
+    return f"refunded {amount}"
+
+
+@tool
+def balance() -> int:
+    """The account's balance."""
+    return 100
+
+
+def wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude_none=True) for m in messages]
+
+
+def pausing(script: Sequence[Any], **options: Any) -> Agent[str, Paused]:
+    return Agent(
+        "m", client=ScriptedModel(script), tools=[refund, balance], pauses=Paused, **options
+    )
+
+
+async def test_a_gated_call_pauses_the_run_and_resume_runs_it() -> None:
+    refunds.clear()
+    script = [call("refund", amount=30), "Refunded."]
+    agent = pausing(script)
+    paused = await agent.run("Refund 30")
+    assert isinstance(paused, Paused)
+    (pending,) = paused.pending
+    call_id = script[0].tool_calls[0].id
+    assert (pending.tool_call_id, pending.tool_name, pending.arguments) == (
+        call_id,
+        "refund",
+        {"amount": 30},
+    )
+    assert pending.kind == "approval" and refunds == []
+    assert paused.state.pending == paused.pending and paused.turns == 1
+    assert_history_valid(paused.messages)
+    assert paused.messages[-1].content == PENDING_ANSWER  # type: ignore[union-attr]
+    result = await agent.resume(paused.state, {call_id: True})
+    assert isinstance(result, RunResult)
+    assert result.output == "Refunded." and refunds == [30]
+    assert_history_valid(result.messages)
+    # The same conversation without a pause has the same history.
+    plain = Agent("m", client=ScriptedModel(script), tools=[refund.function, balance])
+    assert wire((await plain.run("Refund 30")).messages) == wire(result.messages)
+
+
+async def test_a_rejected_call_is_answered_with_the_reason() -> None:
+    refunds.clear()
+    script = [call("refund", amount=500), "I could not refund it."]
+    model = ScriptedModel(script)
+    agent = Agent("m", client=model, tools=[refund], pauses=Paused)
+    paused = await agent.run("Refund 500")
+    assert isinstance(paused, Paused)
+    call_id = paused.pending[0].tool_call_id
+    result = await agent.resume(paused.state, {call_id: Reject("above the 100 EUR limit")})
+    assert isinstance(result, RunResult) and refunds == []
+    answer = model.requests[1]["messages"][-1]
+    assert answer["role"] == "tool" and answer["tool_call_id"] == call_id
+    assert "rejected: above the 100 EUR limit" in answer["content"]
+    assert_history_valid(result.messages)
+    # False rejects with a default reason.
+    agent = pausing([call("refund", amount=5), "ok"])
+    paused = await agent.run("Refund 5")
+    assert isinstance(paused, Paused)
+    result = await agent.resume(paused.state, {paused.pending[0].tool_call_id: False})
+    assert isinstance(result, RunResult) and refunds == []
+    assert "rejected" in str(result.messages[2].content)
+
+
+async def test_unguarded_calls_of_the_turn_run_before_the_pause_and_keep_their_order() -> None:
+    refunds.clear()
+    script = [
+        tool_calls(("balance", {}), ("refund", {"amount": 1}), ("refund", {"amount": 2})),
+        "Done.",
+    ]
+    agent = pausing(script)
+    paused = await agent.run("Check and refund")
+    assert isinstance(paused, Paused)
+    assert [p.arguments["amount"] for p in paused.pending] == [1, 2]
+    assert [a.content for a in paused.state.answered] == ["100"]
+    assert_history_valid(paused.messages)
+    assert [m.content for m in paused.messages[-3:]] == ["100", PENDING_ANSWER, PENDING_ANSWER]  # type: ignore[union-attr]
+    first, second = (p.tool_call_id for p in paused.pending)
+    result = await agent.resume(paused.state, {first: True, second: Reject("no")})
+    assert isinstance(result, RunResult) and refunds == [1]
+    assert_history_valid(result.messages)
+    contents = [m.content for m in result.messages[2:5]]  # type: ignore[union-attr]
+    assert contents[:2] == ["100", "refunded 1"] and "rejected: no" in str(contents[2])
+    assert result.messages[1] == script[0]
+
+
+async def test_a_function_decides_per_call() -> None:
+    paid: list[int] = []
+
+    def above_limit(ctx: RunContext[None], call: PendingCall) -> bool:
+        return call.arguments["amount"] > 100
+
+    @tool(requires_approval=above_limit)
+    async def pay(amount: int) -> str:
+        """Pay."""
+        paid.append(amount)
+        return "paid"
+
+    script = [tool_calls(("pay", {"amount": 50}), ("pay", {"amount": 500})), "ok"]
+    agent = Agent("m", client=ScriptedModel(script), tools=[pay], pauses=Paused)
+    paused = await agent.run("pay")
+    assert isinstance(paused, Paused) and paused.pending[0].arguments == {"amount": 500}
+    assert paid == [50]
+    result = await agent.resume(paused.state, {paused.pending[0].tool_call_id: True})
+    assert isinstance(result, RunResult) and paid == [50, 500]
+    assert_history_valid(result.messages)
+
+
+async def test_bad_arguments_to_a_gated_tool_go_back_to_the_model_without_a_pause() -> None:
+    refunds.clear()
+    agent = pausing([call("refund", amount="lots"), "sorry"])
+    result = await agent.run("Refund")
+    assert isinstance(result, RunResult) and refunds == []
+    assert "invalid arguments" in str(result.messages[2].content)
+
+
+async def test_an_agent_with_gated_tools_must_be_made_to_pause() -> None:
+    agent = Agent("m", client=ScriptedModel(["hi"]), tools=[refund])
+    with pytest.raises(UserError, match=r"pauses=Paused"):
+        await agent.run("hi")
+
+
+async def test_a_run_can_pause_again_after_a_resume() -> None:
+    script = [call("refund", amount=1), call("refund", amount=2), "ok"]
+    agent = pausing(script)
+    paused = await agent.run("two refunds")
+    assert isinstance(paused, Paused)
+    run_id, step = paused.state.run_id, paused.state.step
+    again = await agent.resume(paused.state, {paused.pending[0].tool_call_id: True})
+    assert isinstance(again, Paused) and again.pending[0].arguments == {"amount": 2}
+    assert again.state.run_id == run_id and again.state.step > step
+    assert_history_valid(again.messages)
+    result = await agent.resume(again.state, {again.pending[0].tool_call_id: True})
+    assert isinstance(result, RunResult) and result.turns == 3
+
+
+async def test_resuming_twice_or_with_wrong_decisions_is_refused() -> None:
+    agent = pausing([call("refund", amount=1), "ok"])
+    paused = await agent.run("refund")
+    assert isinstance(paused, Paused)
+    call_id = paused.pending[0].tool_call_id
+    with pytest.raises(UserError, match=rf"no decision for pending call\(s\) {call_id}"):
+        await agent.resume(paused.state, {})
+    with pytest.raises(UserError, match=r"does not wait on call\(s\) call_nope"):
+        await agent.resume(paused.state, {call_id: True, "call_nope": True})
+    with pytest.raises(UserError, match="needs an approval, not a result"):
+        await agent.resume(paused.state, results={call_id: "x"})
+    await agent.resume(paused.state, {call_id: True})
+    with pytest.raises(UserError, match=r"is not paused.*resumed already"):
+        await agent.resume(paused.state, {call_id: True})
+
+
+async def test_resuming_with_an_agent_whose_tool_changed_is_a_clear_error() -> None:
+    script = [call("refund", amount=1), "ok"]
+    paused = await pausing(script).run("refund")
+    assert isinstance(paused, Paused)
+    call_id = paused.pending[0].tool_call_id
+    state = RunState.model_validate_json(paused.state.model_dump_json())
+
+    @tool(name="refund", requires_approval=True)
+    def refund_v2(amount: int, currency: str) -> str:
+        """Refund, now in any currency."""
+        return "ok"
+
+    changed = Agent("m", client=ScriptedModel(["ok"]), tools=[refund_v2], pauses=Paused)
+    with pytest.raises(UserError, match=rf"call {call_id} is to tool 'refund'.*no longer fit"):
+        await changed.resume(state, {call_id: True})
+    gone = Agent("m", client=ScriptedModel(["ok"]), tools=[balance], pauses=Paused)
+    with pytest.raises(UserError, match="has no tool of that name"):
+        await gone.resume(state, {call_id: True})
+    # A rejected call needs no tool: the changed agent can still refuse it.
+    result = await gone.resume(state, {call_id: Reject("gone")})
+    assert isinstance(result, RunResult)
+    assert_history_valid(result.messages)
+
+
+_CHILD = """
+import sys
+from agentkit import Agent, Paused, RunState, tool
+from agentkit.testing import ScriptedModel
+
+@tool(requires_approval=True)
+def refund(amount: int) -> str:
+    \"\"\"Refund a payment.\"\"\"
+    return f"refunded {amount} in another process"
+
+state = RunState.model_validate_json(sys.stdin.read())
+agent = Agent("m", client=ScriptedModel(["Refunded."]), tools=[refund], pauses=Paused)
+result = agent.resume_sync(state, {state.pending[0].tool_call_id: True})
+print(RunState(messages=result.messages).model_dump_json())
+"""
+
+
+async def test_a_paused_state_resumes_in_another_process_from_its_json() -> None:
+    paused = await pausing([call("refund", amount=7)]).run("Refund 7")
+    assert isinstance(paused, Paused)
+    done = await anyio.run_process(
+        [sys.executable, "-c", _CHILD], input=paused.state.model_dump_json().encode(), check=True
+    )
+    messages = RunState.model_validate_json(done.stdout).messages
+    assert_history_valid(messages)
+    assert messages[:2] == paused.state.messages
+    assert messages[2].content == "refunded 7 in another process"  # type: ignore[union-attr]
+    assert messages[3].content == "Refunded."  # type: ignore[union-attr]

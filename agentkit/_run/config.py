@@ -104,6 +104,7 @@ class RunConfig:
 
     __slots__ = (
         "_system",
+        "gated",
         "handoffs",
         "instructions",
         "max_tool_result_chars",
@@ -154,6 +155,9 @@ class RunConfig:
     # Derived from the settings above when the configuration is built.
     tool_definitions: WireList
     """The tools' definitions in wire form, sent with every request."""
+    gated: frozenset[str]
+    """The tools whose calls may pause a run (approval, or an external result); empty
+    for most agents, so the loop's check costs one attribute read per turn."""
     request_params: Mapping[str, Any]
     """The request fields every request of a run carries besides the conversation
     and the tools: the model settings and the response format."""
@@ -283,6 +287,12 @@ class RunConfig:
             handoffs=MappingProxyType({way.tool.name: way for way in ways}),
             tool_error_detail=tool_error_detail,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
+            gated=frozenset(
+                name
+                for name, t in by_name.items()
+                if getattr(t, "requires_approval", False) is not False
+                or getattr(t, "external", False)
+            ),
             request_params=MappingProxyType(params),
         )
 

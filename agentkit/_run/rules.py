@@ -8,19 +8,21 @@ results, they decide the same way: the property a durable engine replays on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Literal
 
 from agentkit._exceptions import (
     MaxTurnsExceeded,
     RepeatedToolCallError,
+    ToolArgumentsError,
     ToolExecutionError,
     ToolRetryError,
+    UserError,
 )
 from agentkit._run.config import RunConfig
 from agentkit._run.state import RunState
 from agentkit._run.tool_step import AnyCall, ToolOutcome
-from agentkit._wire.messages import AssistantMessage, NamedToolChoice
+from agentkit._wire.messages import AssistantMessage, NamedToolChoice, ToolCall
 
 __all__ = [
     "FINISH_STEPS",
@@ -28,8 +30,10 @@ __all__ = [
     "Step",
     "call_key",
     "check_outcomes",
+    "check_resume",
     "count_failures",
     "forget_failed",
+    "gated_calls",
     "message_text",
     "next_step",
     "output_retry",
@@ -219,6 +223,61 @@ def forget_failed(streaks: Mapping[str, int], failed: Sequence[AnyCall]) -> dict
     retry, bounded by `max_tool_retries`, not a loop over results the model has."""
     drop = {same_call(call_key(call)) for call in failed}
     return {key: streak for key, streak in streaks.items() if same_call(key) not in drop}
+
+
+def gated_calls(config: RunConfig, calls: Sequence[AnyCall], answered: Container[int]) -> list[int]:
+    """The positions of a turn's calls that may pause the run: calls of a tool that
+    requires approval (always, or as its function decides) or is external, unless
+    they are answered already (a repeat, a second handoff)."""
+    gated = config.gated
+    return [
+        i
+        for i, call in enumerate(calls)
+        if call.tool_name in gated and isinstance(call, ToolCall) and i not in answered
+    ]
+
+
+def check_resume(config: RunConfig, state: RunState, approved: Container[str]) -> None:
+    """Refuse to resume `state` with `config` when it is not paused, or when the
+    agent changed so that a call to run now (an approved one, or an external one
+    still to be answered) no longer fits a tool of it.
+
+    Raises:
+        UserError: Naming the run, the call and the tool, and what to do.
+    """
+    if not state.pending:
+        raise UserError(
+            f"run {state.run_id} (step {state.step}) is not paused: it has no pending calls; "
+            "was it resumed already? Resume the state of a `Paused` result, once"
+        )
+    message = state.messages[-1] if state.messages else None
+    calls = {call.id: call for call in getattr(message, "tool_calls", None) or ()}
+    for pending in state.pending:
+        call = calls.get(pending.tool_call_id)
+        if call is None:
+            raise UserError(
+                f"run {state.run_id}: the pending call {pending.tool_call_id} is not in the "
+                "last message of its history; the state was changed since it paused"
+            )
+        if pending.kind == "approval" and pending.tool_call_id not in approved:
+            continue  # rejected: answered without its tool
+        tool = config.tools.get(pending.tool_name)
+        problem = None
+        if tool is None:
+            problem = "the agent has no tool of that name now"
+        elif (pending.kind == "external") != bool(getattr(tool, "external", False)):
+            problem = f"the tool is {'not ' if pending.kind == 'external' else ''}external now"
+        else:
+            try:
+                tool.validate_arguments(call.tool_input)
+            except ToolArgumentsError as exc:
+                problem = f"its arguments no longer fit the tool ({exc})"
+        if problem is not None:
+            raise UserError(
+                f"cannot resume run {state.run_id}: call {pending.tool_call_id} is to tool "
+                f"{pending.tool_name!r}, and {problem}; resume with the agent the run paused "
+                "with, or reject the call"
+            )
 
 
 def output_retry(config: RunConfig, failures: int) -> bool:

@@ -31,10 +31,14 @@ from agentkit._tools.schema import function_schema
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
 
-__all__ = ["Tool", "tool", "tools_by_name"]
+__all__ = ["ApprovalRule", "Tool", "tool", "tools_by_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ApprovalRule = Callable[["RunContext[Any]", Any], Any]
+"""A function `(ctx, call) -> bool`, sync or async: whether this call (a `PendingCall`,
+its arguments validated) needs a person's approval."""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
@@ -60,6 +64,10 @@ class Tool(Generic[P, R]):
         retries: Failed turns in a row this tool is allowed before the run ends
             with `ToolRetryError`; `None` leaves it to the agent's
             `max_tool_retries`.
+        requires_approval: Whether a call waits for a person's yes: `True`,
+            `False`, or a function `(ctx, call) -> bool` (sync or async) deciding
+            per call, given the run context and the `PendingCall` (its
+            arguments validated). See `Agent.resume`.
     """
 
     function: Callable[P, R]
@@ -69,6 +77,7 @@ class Tool(Generic[P, R]):
     strict: bool
     timeout: float | None
     retries: int | None
+    requires_approval: bool | ApprovalRule
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class Tool(Generic[P, R]):
         strict: bool = False,
         timeout: float | None = None,
         retries: int | None = None,
+        requires_approval: bool | ApprovalRule = False,
     ) -> None:
         """Build a tool; see `Tool.from_function`."""
         name = getattr(function, "__name__", "<unnamed>") if name is None else name
@@ -89,6 +99,11 @@ class Tool(Generic[P, R]):
             isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
         ):
             problems.append(f"retries must be an integer >= 0 or None, not {retries!r}")
+        if not (isinstance(requires_approval, bool) or callable(requires_approval)):
+            problems.append(
+                f"requires_approval must be True, False or a function (ctx, call) -> bool, "
+                f"not {requires_approval!r}"
+            )
         try:
             schema = function_schema(function, name=name, description=description, strict=strict)
         except ToolDefinitionError as exc:
@@ -103,6 +118,7 @@ class Tool(Generic[P, R]):
         self.strict = strict
         self.timeout = timeout
         self.retries = retries
+        self.requires_approval = requires_approval
         self._schema = schema
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
 
@@ -116,6 +132,7 @@ class Tool(Generic[P, R]):
         strict: bool = False,
         timeout: float | None = None,
         retries: int | None = None,
+        requires_approval: bool | ApprovalRule = False,
     ) -> Tool[P, R]:
         """Make a tool of a function without decorating it.
 
@@ -134,6 +151,8 @@ class Tool(Generic[P, R]):
                 interrupted; it is left to finish in the background.
             retries: Failed turns in a row allowed for this tool, instead of
                 the agent's `max_tool_retries`.
+            requires_approval: `True` (or a function `(ctx, call) -> bool`
+                deciding per call) to make a call wait for a person's yes.
 
         Returns:
             The tool.
@@ -142,7 +161,13 @@ class Tool(Generic[P, R]):
             ToolDefinitionError: Listing every problem with the function.
         """
         return cls(
-            fn, name=name, description=description, strict=strict, timeout=timeout, retries=retries
+            fn,
+            name=name,
+            description=description,
+            strict=strict,
+            timeout=timeout,
+            retries=retries,
+            requires_approval=requires_approval,
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -275,6 +300,7 @@ def tool(
     strict: bool = False,
     timeout: float | None = None,
     retries: int | None = None,
+    requires_approval: bool | ApprovalRule = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -287,6 +313,7 @@ def tool(
     strict: bool = False,
     timeout: float | None = None,
     retries: int | None = None,
+    requires_approval: bool | ApprovalRule = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a typed, documented function into a `Tool`.
 
@@ -310,6 +337,9 @@ def tool(
         timeout: Seconds a call may take before it fails with `ToolTimeoutError`.
         retries: Failed turns in a row allowed for this tool before the run
             ends with `ToolRetryError`, instead of the agent's `max_tool_retries`.
+        requires_approval: `True`, or a function `(ctx, call) -> bool` deciding
+            per call, to make calls wait for a person's yes (the run pauses; see
+            `Agent.resume`).
 
     Returns:
         The tool, or a decorator that makes one.
@@ -326,6 +356,7 @@ def tool(
             strict=strict,
             timeout=timeout,
             retries=retries,
+            requires_approval=requires_approval,
         )
 
     return decorate if fn is None else decorate(fn)
