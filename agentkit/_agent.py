@@ -815,8 +815,7 @@ def _decisions(
             if call_id not in results:
                 missing.append(f"{call_id} ({pending.tool_name}: its result)")
                 continue
-            tool = config.tools.get(pending.tool_name)
-            content = _external_content(tool, pending.tool_name, results[call_id], config)
+            content = _external_content(pending.tool_name, results[call_id], config)
             answers[call_id] = ToolOutcome(
                 ToolMessage(tool_call_id=call_id, content=content), pending.tool_name
             )
@@ -825,7 +824,7 @@ def _decisions(
     return approved, answers
 
 
-def _external_content(tool: Any, name: str, value: Any, config: RunConfig) -> str:
+def _external_content(name: str, value: Any, config: RunConfig) -> str:
     """An external tool's result as tool-message content, as a tool's return value."""
     from agentkit._run.tool_step import limit_content
     from agentkit._tools.tool import _to_content

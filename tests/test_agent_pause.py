@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import BaseModel, Field
 
 from agentkit import (
     Agent,
@@ -18,6 +19,8 @@ from agentkit import (
     RunContext,
     RunResult,
     RunState,
+    Tool,
+    ToolResultError,
     UserError,
     tool,
 )
@@ -289,3 +292,60 @@ async def test_a_paused_state_resumes_in_another_process_from_its_json() -> None
     assert messages[:2] == paused.state.messages
     assert messages[2].content == "refunded 7 in another process"  # type: ignore[union-attr]
     assert messages[3].content == "Refunded."  # type: ignore[union-attr]
+
+
+# --- external tools --------------------------------------------------------------------
+
+
+class Location(BaseModel):
+    """The user's location, as their browser reports it."""
+
+    precision: int = Field(3, ge=0, description="Decimals of the coordinates.")
+    reason: str
+
+
+locate = Tool.external("get_location", Location)
+
+
+def test_an_external_tool_has_the_schema_of_its_model() -> None:
+    function = locate.definition["function"]
+    assert function["name"] == "get_location"
+    assert function["description"] == "The user's location, as their browser reports it."
+    assert function["parameters"]["required"] == ["reason"]
+    assert function["parameters"]["properties"]["precision"]["minimum"] == 0
+    assert locate.is_external and not refund.is_external
+
+
+async def test_an_external_call_pauses_and_its_result_comes_with_resume() -> None:
+    script = [tool_calls(("get_location", {"reason": "weather"}), ("balance", {})), "Sunny."]
+    model = ScriptedModel(script)
+    agent = Agent("m", client=model, tools=[locate, balance], pauses=Paused)
+    paused = await agent.run("Weather here?")
+    assert isinstance(paused, Paused)
+    (pending,) = paused.pending
+    assert pending.kind == "external"
+    assert pending.arguments == {"precision": 3, "reason": "weather"}
+    assert_history_valid(paused.messages)
+    call_id = pending.tool_call_id
+    with pytest.raises(UserError, match="needs a result"):
+        await agent.resume(paused.state, {call_id: True})
+    with pytest.raises(ToolResultError):
+        await agent.resume(paused.state, results={call_id: object()})
+    state = RunState.model_validate_json(paused.state.model_dump_json())
+    result = await agent.resume(state, results={call_id: {"lat": 48.85, "lon": 2.35}})
+    assert isinstance(result, RunResult) and result.output == "Sunny."
+    assert_history_valid(result.messages)
+    assert [m["content"] for m in model.requests[1]["messages"][-2:]] == [
+        '{"lat":48.85,"lon":2.35}',
+        "100",
+    ]
+
+
+async def test_bad_arguments_to_an_external_tool_go_back_to_the_model() -> None:
+    agent = Agent(
+        "m", client=ScriptedModel([call("get_location", precision=-1), "ok"]), tools=[locate]
+    )
+    agent.pauses = Paused
+    result = await agent.run("where?")
+    assert isinstance(result, RunResult)
+    assert "invalid arguments for tool 'get_location'" in str(result.messages[2].content)

@@ -291,7 +291,7 @@ class RunConfig:
                 name
                 for name, t in by_name.items()
                 if getattr(t, "requires_approval", False) is not False
-                or getattr(t, "external", False)
+                or getattr(t, "is_external", False)
             ),
             request_params=MappingProxyType(params),
         )

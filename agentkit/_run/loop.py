@@ -350,7 +350,7 @@ class Run(Generic[OutputT]):
         for i in rules.gated_calls(self.config, calls, answered):
             call = calls[i]
             tool = self.config.tools[call.tool_name]
-            external = bool(getattr(tool, "external", False))
+            external = bool(getattr(tool, "is_external", False))
             try:
                 arguments = tool.validate_arguments(call.tool_input)
             except ToolArgumentsError:

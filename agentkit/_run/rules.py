@@ -265,7 +265,7 @@ def check_resume(config: RunConfig, state: RunState, approved: Container[str]) -
         problem = None
         if tool is None:
             problem = "the agent has no tool of that name now"
-        elif (pending.kind == "external") != bool(getattr(tool, "external", False)):
+        elif (pending.kind == "external") != bool(getattr(tool, "is_external", False)):
             problem = f"the tool is {'not ' if pending.kind == 'external' else ''}external now"
         else:
             try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, overload
 
 import anyio
 import pydantic_core
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from typing_extensions import ParamSpec, TypeVar
 
 from agentkit._exceptions import (
@@ -78,6 +78,8 @@ class Tool(Generic[P, R]):
     timeout: float | None
     retries: int | None
     requires_approval: bool | ApprovalRule
+    is_external: bool = False
+    """A tool without a body (`Tool.external`): its calls pause the run."""
 
     def __init__(
         self,
@@ -169,6 +171,59 @@ class Tool(Generic[P, R]):
             retries=retries,
             requires_approval=requires_approval,
         )
+
+    @classmethod
+    def external(
+        cls, name: str, parameters_model: type[BaseModel], description: str | None = None
+    ) -> Tool[..., Any]:
+        """A tool without a body, answered from outside (a browser, a mobile app,
+        another service): a call pauses the run with the call pending, and
+        `Agent.resume(state, results={call_id: value})` supplies its result.
+
+        Args:
+            name: The name the model calls the tool by.
+            parameters_model: A pydantic model of the arguments: its fields (with
+                their types, defaults, constraints and descriptions) are the
+                tool's parameters, and a call's arguments are validated against it.
+            description: What the tool does; defaults to the model's docstring.
+
+        Returns:
+            The tool, for `Agent(tools=[...], pauses=Paused)`.
+
+        Raises:
+            ToolDefinitionError: The model's fields cannot be tool parameters.
+        """
+        import typing
+
+        if not (isinstance(parameters_model, type) and issubclass(parameters_model, BaseModel)):
+            raise ToolDefinitionError(
+                name, [f"parameters_model must be a pydantic model class, not {parameters_model!r}"]
+            )
+
+        def external(**arguments: Any) -> Any:
+            raise UserError(
+                f"the external tool {name!r} has no body: its calls pause the run and are "
+                "answered by Agent.resume(state, results={call_id: value})"
+            )
+
+        parameters = []
+        annotations: dict[str, Any] = {}
+        for field_name, field in parameters_model.model_fields.items():
+            hint: Any = typing.Annotated[field.annotation, field]
+            default = inspect.Parameter.empty if field.is_required() else field.get_default()
+            parameters.append(
+                inspect.Parameter(
+                    field_name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint
+                )
+            )
+            annotations[field_name] = hint
+        external.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        external.__annotations__ = annotations
+        external.__doc__ = parameters_model.__doc__
+        external.__qualname__ = external.__name__ = name
+        made: Tool[..., Any] = Tool(external, name=name, description=description)
+        made.is_external = True
+        return made
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the wrapped function directly, as if it were not a tool."""
