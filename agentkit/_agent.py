@@ -18,6 +18,7 @@ from agentkit._exceptions import RunTimeoutError, UserError
 from agentkit._run import rules
 from agentkit._run.config import (
     DEFAULT_MAX_TOOL_RESULT_CHARS,
+    ApprovalHandler,
     Handoff,
     InputFilter,
     Instructions,
@@ -29,7 +30,7 @@ from agentkit._run.loop import PAUSED, Run
 from agentkit._run.result import Paused, Reject, RunResult
 from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail
-from agentkit._run.tool_step import ToolOutcome
+from agentkit._run.tool_step import ToolOutcome, rejected
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool
@@ -162,7 +163,13 @@ class Agent(Generic[OutputT, PauseT]):
             require approval (`@tool(requires_approval=...)`) or external tools.
             `run` is then typed to return `RunResult[OutputT] | Paused`, so a
             type-checked caller must handle the pause; an agent with such tools
-            and without `pauses=Paused` refuses to run.
+            and without `pauses=Paused` refuses to run (unless an
+            `approval_handler` decides every approval and it has no external tools).
+        approval_handler: A function `(ctx, call) -> bool | Reject`, sync or
+            async, that decides on the spot whether a call that requires approval
+            runs, given the run context and the `PendingCall`: for CLIs and
+            notebooks, where a person answers while the run waits. `False` or
+            `Reject(reason)` refuses the call; the model is told the reason.
 
     Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
     `agent.settings = ModelSettings(...)`) validates it as the constructor
@@ -180,6 +187,7 @@ class Agent(Generic[OutputT, PauseT]):
     output_validators = _Setting["tuple[OutputValidator, ...]"]()
     usage_limits = _Setting["UsageLimits | None"]()
     tool_error_detail = _Setting["ToolErrorDetail | None"]()
+    approval_handler = _Setting["ApprovalHandler | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
     tool_choice = _Setting[str | NamedToolChoice]()
     max_turns = _Setting[int]()
@@ -226,6 +234,7 @@ class Agent(Generic[OutputT, PauseT]):
         name: str | None = None,
         handoffs: Iterable[Agent[Any, Any] | Handoff] = (),
         pauses: type[PauseT] | None = None,
+        approval_handler: ApprovalHandler | None = None,
     ) -> None:
         if pauses is not None and pauses is not Paused:
             raise UserError(f"pauses must be agentkit.Paused or None, got {pauses!r}")
@@ -255,6 +264,7 @@ class Agent(Generic[OutputT, PauseT]):
             usage_limits=usage_limits,
             handoffs=[_as_handoff(target) for target in handoffs],
             tool_error_detail=tool_error_detail,
+            approval_handler=approval_handler,
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
@@ -681,7 +691,7 @@ class Agent(Generic[OutputT, PauseT]):
     ) -> RunResult[OutputT] | PauseT:
         """Run `state` on to its end or a pause, on the agent's client or a client of
         its own; `resume` first finishes the turn a paused state waits on."""
-        if config.gated and self.pauses is None:
+        if config.gated and self.pauses is None and rules.may_pause(config):
             raise UserError(
                 f"tools {sorted(config.gated)} may pause a run (they require approval or are "
                 "external): make the agent with pauses=Paused, so that run() may return a "
@@ -797,10 +807,7 @@ def _decisions(
                 approved.add(call_id)
             elif decision is False or isinstance(decision, Reject):
                 reason = decision.reason if isinstance(decision, Reject) else Reject().reason
-                text = f"The call was not run: it was rejected: {reason}"
-                answers[call_id] = ToolOutcome(
-                    ToolMessage(tool_call_id=call_id, content=text), pending.tool_name
-                )
+                answers[call_id] = rejected(call_id, pending.tool_name, reason)
             else:
                 raise UserError(
                     f"the decision on call {call_id} must be True, False or Reject(reason), "

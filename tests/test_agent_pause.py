@@ -349,3 +349,59 @@ async def test_bad_arguments_to_an_external_tool_go_back_to_the_model() -> None:
     result = await agent.run("where?")
     assert isinstance(result, RunResult)
     assert "invalid arguments for tool 'get_location'" in str(result.messages[2].content)
+
+
+# --- approval in the process -----------------------------------------------------------
+
+
+async def test_an_approval_handler_decides_on_the_spot_and_the_history_matches_a_resume() -> None:
+    refunds.clear()
+    script = [
+        tool_calls(("refund", {"amount": 5}), ("balance", {}), ("refund", {"amount": 900})),
+        "Done.",
+    ]
+    asked: list[tuple[str | None, int]] = []
+
+    async def ask(ctx: RunContext[None], call: PendingCall) -> bool | Reject:
+        asked.append((ctx.tool_call_id, call.arguments["amount"]))
+        return True if call.arguments["amount"] < 100 else Reject("too much")
+
+    agent = Agent("m", client=ScriptedModel(script), tools=[refund, balance], approval_handler=ask)
+    result = await agent.run("Refunds")  # no pauses=Paused needed: nothing can pause
+    assert result.output == "Done." and refunds == [5]
+    first, _, third = (c.id for c in script[0].tool_calls)  # type: ignore[union-attr]
+    assert asked == [(first, 5), (third, 900)]
+    assert_history_valid(result.messages)
+    # The same decisions through a pause and a resume give the same history.
+    refunds.clear()
+    paused = await pausing(script).run("Refunds")
+    assert isinstance(paused, Paused)
+    resumed = await pausing(script[1:]).resume(
+        paused.state, {first: True, third: Reject("too much")}
+    )
+    assert isinstance(resumed, RunResult) and refunds == [5]
+    assert wire(resumed.messages) == wire(result.messages)
+
+
+async def test_an_approval_handler_may_answer_false_and_must_answer_a_decision() -> None:
+    refunds.clear()
+    agent = Agent(
+        "m",
+        client=ScriptedModel([call("refund", amount=1), "no"]),
+        tools=[refund],
+        approval_handler=lambda ctx, call: False,
+    )
+    result = await agent.run("refund")
+    assert refunds == [] and "did not approve" in str(result.messages[2].content)
+    agent.approval_handler = lambda ctx, call: "yes"
+    agent.client = ScriptedModel([call("refund", amount=1), "no"])
+    with pytest.raises(UserError, match=r"returned 'yes' for call call_\w+; return True"):
+        await agent.run("refund")
+    with pytest.raises(UserError, match="approval_handler must be a function"):
+        agent.approval_handler = "yes"  # type: ignore[assignment]
+
+
+async def test_an_external_tool_still_needs_pauses_with_an_approval_handler() -> None:
+    agent = Agent("m", client=ScriptedModel(["hi"]), tools=[locate], approval_handler=print)
+    with pytest.raises(UserError, match=r"\['get_location'\] may pause a run"):
+        await agent.run("hi")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_TOOL_RESULT_CHARS",
+    "ApprovalHandler",
     "Handoff",
     "InputFilter",
     "Instructions",
@@ -44,6 +45,10 @@ that may raise `ModelRetry` to send the answer back."""
 DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
 
+
+ApprovalHandler = Callable[[RunContext[Any], Any], Any]
+"""A function `(ctx, call) -> bool | Reject`, sync or async, deciding on the spot
+whether a call that requires approval (a `PendingCall`) runs."""
 
 InputFilter = Callable[[list[Message]], Sequence[Message]]
 """A function from the history so far to the history the next agent receives."""
@@ -104,6 +109,7 @@ class RunConfig:
 
     __slots__ = (
         "_system",
+        "approval_handler",
         "gated",
         "handoffs",
         "instructions",
@@ -150,6 +156,7 @@ class RunConfig:
     output_validators: tuple[OutputValidator, ...]
     usage_limits: UsageLimits | None
     tool_error_detail: ToolErrorDetail | None
+    approval_handler: ApprovalHandler | None
     handoffs: Mapping[str, Handoff]
     """The run's ways to other agents, by the name of their tool (also in `tools`)."""
     # Derived from the settings above when the configuration is built.
@@ -215,6 +222,7 @@ class RunConfig:
         usage_limits: UsageLimits | None = None,
         handoffs: Iterable[Handoff] = (),
         tool_error_detail: ToolErrorDetail | None = None,
+        approval_handler: ApprovalHandler | None = None,
     ) -> RunConfig:
         """A validated configuration.
 
@@ -258,6 +266,10 @@ class RunConfig:
         for validator in validators:
             if not callable(validator):
                 raise UserError(f"an output validator must be a function, got {validator!r}")
+        if approval_handler is not None and not callable(approval_handler):
+            raise UserError(
+                f"approval_handler must be a function (ctx, call) -> bool, got {approval_handler!r}"
+            )
         if usage_limits is not None and not hasattr(usage_limits, "check_tokens"):
             raise UserError(f"usage_limits must be a UsageLimits, got {usage_limits!r}")
         output_spec: OutputSpec[Any] = OutputSpec(output_type)
@@ -286,6 +298,7 @@ class RunConfig:
             usage_limits=usage_limits,
             handoffs=MappingProxyType({way.tool.name: way for way in ways}),
             tool_error_detail=tool_error_detail,
+            approval_handler=approval_handler,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
             gated=frozenset(
                 name
@@ -309,6 +322,7 @@ class RunConfig:
             "tools": tuple(t for t in self.tools.values() if id(t) not in handoff_tools),
             "handoffs": tuple(self.handoffs.values()),
             "tool_error_detail": self.tool_error_detail,
+            "approval_handler": self.approval_handler,
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
             "output_type": self.output_type,

@@ -30,11 +30,12 @@ from agentkit._exceptions import (
     OutputValidationError,
     RefusalError,
     ToolArgumentsError,
+    UserError,
 )
 from agentkit._run import concurrency, rules
 from agentkit._run.config import RunConfig, render_instructions
 from agentkit._run.state import ModelResponse, PendingCall, RunState, ToolAnswer
-from agentkit._run.tool_step import AnyCall, ToolOutcome, run_tool_call, unanswered
+from agentkit._run.tool_step import AnyCall, ToolOutcome, rejected, run_tool_call, unanswered
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import (
@@ -304,7 +305,7 @@ class Run(Generic[OutputT]):
                 answered[calls.index(repeated)] = unanswered(repeated, rules.repeat_answer(config))
         held: dict[int, PendingCall] = {}
         if config.gated:  # one attribute read per turn for agents without gated tools
-            held = await self._gate(calls, answered)
+            held = await self._gate(calls, answered)  # may add rejections to `answered`
         outcomes = await self._run_and_record(calls, answered, held)
         if held:
             self._pause(calls, outcomes, answered, held)
@@ -340,10 +341,14 @@ class Run(Generic[OutputT]):
             await self._hand_off(calls[handoff])
 
     async def _gate(
-        self, calls: Sequence[AnyCall], answered: Mapping[int, ToolOutcome]
+        self, calls: Sequence[AnyCall], answered: dict[int, ToolOutcome]
     ) -> dict[int, PendingCall]:
         """The calls of this turn that wait: for approval (as their tool's
-        `requires_approval` decides), or for a result from outside (external tools)."""
+        `requires_approval` decides), or for a result from outside (external tools).
+
+        With an `approval_handler`, calls that need approval wait for none: the
+        handler decides each on the spot, and a refused call is added to `answered`."""
+        handler = self.config.approval_handler
         from pydantic_core import to_jsonable_python
 
         held: dict[int, PendingCall] = {}
@@ -368,6 +373,13 @@ class Run(Generic[OutputT]):
                     needed = await needed
                 if not needed:
                     continue
+            if handler is not None and not external:
+                verdict = handler(self._context(call.id), pending)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if verdict is not True:
+                    answered[i] = rejected(call.id, call.tool_name, _reason(verdict, call.id))
+                continue
             held[i] = pending
         return held
 
@@ -547,6 +559,19 @@ def _attempts_for(client: Any) -> list[Any] | None:
     if fallback is None or not isinstance(client, fallback.FallbackModel):
         return None
     return []
+
+
+def _reason(verdict: Any, call_id: str) -> str:
+    """The reason of a refusal: `False`, or a `Reject` (anything with a `reason`)."""
+    reason = getattr(verdict, "reason", None)
+    if isinstance(reason, str):
+        return reason
+    if verdict is False:
+        return "the user did not approve this call"
+    raise UserError(
+        f"the approval_handler returned {verdict!r} for call {call_id}; "
+        "return True, False or Reject(reason)"
+    )
 
 
 def _call_index(state: RunState, tool_call_id: str) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "count_failures",
     "forget_failed",
     "gated_calls",
+    "may_pause",
     "message_text",
     "next_step",
     "output_retry",
@@ -235,6 +236,16 @@ def gated_calls(config: RunConfig, calls: Sequence[AnyCall], answered: Container
         for i, call in enumerate(calls)
         if call.tool_name in gated and isinstance(call, ToolCall) and i not in answered
     ]
+
+
+def may_pause(config: RunConfig) -> bool:
+    """Whether a run of `config` may pause: it has external tools, or tools that
+    require approval and no `approval_handler` to decide on the spot."""
+    if not config.gated:
+        return False
+    if config.approval_handler is None:
+        return True
+    return any(getattr(config.tools[name], "is_external", False) for name in config.gated)
 
 
 def check_resume(config: RunConfig, state: RunState, approved: Container[str]) -> None:

@@ -17,7 +17,14 @@ from agentkit._wire.responses import Usage
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler
 
-__all__ = ["AnyCall", "ToolOutcome", "limit_content", "run_tool_call", "unanswered"]
+__all__ = [
+    "AnyCall",
+    "ToolOutcome",
+    "limit_content",
+    "rejected",
+    "run_tool_call",
+    "unanswered",
+]
 
 logger = logging.getLogger("agentkit")
 
@@ -58,6 +65,13 @@ def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
     """The answer to a call that was not (or not fully) run."""
     text = f"Error: not run: {reason}"
     return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call.tool_name, error=text)
+
+
+def rejected(call_id: str, tool_name: str, reason: str) -> ToolOutcome:
+    """The answer to a call a person refused: the model is told the reason. It is not
+    a failure of the tool, so it does not count against the tool's retries."""
+    text = f"Error: not run: the call was rejected: {reason}"
+    return ToolOutcome(ToolMessage(tool_call_id=call_id, content=text), tool_name)
 
 
 def limit_content(content: str, max_chars: int | None) -> str:
