@@ -467,6 +467,27 @@ class Agent(Generic[OutputT, PauseT]):
                 pending call has no decision or an unknown id was given, or the
                 agent changed so that an approved call no longer fits its tool.
         """
+        config, finish_turn = self._resumption(state, approvals, results, tools)
+        events = event_handler or self.event_handler
+        return await self._run(
+            config,
+            state,
+            deps=deps,
+            timeout=timeout,
+            events=events,
+            streamed=False,
+            resume=finish_turn,
+        )
+
+    def _resumption(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None,
+        results: Mapping[str, Any] | None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]],
+    ) -> tuple[RunConfig, Callable[[Run[Any]], Any]]:
+        """The configuration to resume `state` with, and the step that finishes its
+        paused turn; every check is made here, before anything runs."""
         config = self._config_for(None, None, None, tools, None)
         if not state.pending:
             rules.check_resume(config, state, ())  # says it is not paused
@@ -477,20 +498,11 @@ class Agent(Generic[OutputT, PauseT]):
                 "with that agent"
             )
         rules.check_resume(config, state, approved)
-        events = event_handler or self.event_handler
 
         async def finish_turn(run: Run[Any]) -> None:
             await run.resume_turn(approved, answers)
 
-        return await self._run(
-            config,
-            state,
-            deps=deps,
-            timeout=timeout,
-            events=events,
-            streamed=False,
-            resume=finish_turn,
-        )
+        return config, finish_turn
 
     def resume_sync(
         self,
@@ -587,22 +599,60 @@ class Agent(Generic[OutputT, PauseT]):
             ...             print(event.text, end="", flush=True)
             >>> stream.result.output
         """
+        config = self._config_for(model, settings, instructions, tools, usage_limits)
+        state = RunState(messages=self._start(prompt, message_history))
+        return self._stream(config, state, deps, timeout, event_handler or self.event_handler)
+
+    def resume_stream(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+    ) -> StreamedRun[OutputT]:
+        """`resume`, streamed: the events of the rest of the run, as `run_stream` gives them.
+
+        The decisions are checked here, before the stream starts (see `resume`).
+
+        Example:
+            >>> async with agent.resume_stream(paused.state, {call_id: True}) as stream:
+            ...     async for event in stream: ...
+        """
+        config, finish_turn = self._resumption(state, approvals, results, tools)
+        handler = event_handler or self.event_handler
+        return self._stream(config, state, deps, timeout, handler, finish_turn)
+
+    def _stream(
+        self,
+        config: RunConfig,
+        state: RunState,
+        deps: Any,
+        timeout: float | None,
+        handler: EventHandler | None,
+        resume: Callable[[Run[Any]], Any] | None = None,
+    ) -> StreamedRun[OutputT]:
         # Streaming loads with the first streamed run, not with `Agent`.
         from agentkit._run.events import emit
         from agentkit._run.streamed_run import StreamedRun
 
-        config = self._config_for(model, settings, instructions, tools, usage_limits)
-        state = RunState(messages=self._start(prompt, message_history))
-        handler = event_handler or self.event_handler
-
-        async def execute(send: EventHandler) -> RunResult[OutputT]:
+        async def execute(send: EventHandler) -> RunResult[OutputT] | Paused:
             async def both(event: Any) -> None:
                 await emit(handler, event)
                 await emit(send, event)
 
             events = send if handler is None else both
             return await self._run(  # type: ignore[return-value]
-                config, state, deps=deps, timeout=timeout, events=events, streamed=True
+                config,
+                state,
+                deps=deps,
+                timeout=timeout,
+                events=events,
+                streamed=True,
+                resume=resume,
             )
 
         return StreamedRun(execute, state)

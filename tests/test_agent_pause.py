@@ -16,10 +16,14 @@ from agentkit import (
     Paused,
     PendingCall,
     Reject,
+    RunComplete,
     RunContext,
+    RunPaused,
     RunResult,
     RunState,
+    TextDelta,
     Tool,
+    ToolCallPending,
     ToolResultError,
     UserError,
     tool,
@@ -405,3 +409,41 @@ async def test_an_external_tool_still_needs_pauses_with_an_approval_handler() ->
     agent = Agent("m", client=ScriptedModel(["hi"]), tools=[locate], approval_handler=print)
     with pytest.raises(UserError, match=r"\['get_location'\] may pause a run"):
         await agent.run("hi")
+
+
+# --- streaming -------------------------------------------------------------------------
+
+
+async def test_a_streamed_run_ends_paused_and_resume_stream_continues_it() -> None:
+    refunds.clear()
+    script = [tool_calls(("refund", {"amount": 3}), ("balance", {})), "Refunded 3."]
+    agent = pausing(script)
+    handled: list[Any] = []
+    async with agent.run_stream("Refund 3", event_handler=handled.append) as stream:
+        events = [event async for event in stream]
+    pending = [e for e in events if isinstance(e, ToolCallPending)]
+    assert [(e.tool_name, e.arguments, e.kind) for e in pending] == [
+        ("refund", {"amount": 3}, "approval")
+    ]
+    assert any(isinstance(e, ToolCallPending) for e in handled)
+    last = events[-1]
+    assert isinstance(last, RunPaused) and stream.paused is last.paused and stream.result is None
+    assert_history_valid(last.paused.messages)
+    state = RunState.model_validate_json(last.paused.state.model_dump_json())
+    async with agent.resume_stream(state, {pending[0].tool_call_id: True}) as resumed:
+        events = [event async for event in resumed]
+    assert isinstance(events[-1], RunComplete) and refunds == [3]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Refunded 3."
+    assert resumed.result is not None and resumed.result.output == "Refunded 3."
+    assert_history_valid(resumed.result.messages)
+    plain = Agent("m", client=ScriptedModel(script), tools=[refund.function, balance])
+    assert wire((await plain.run("Refund 3")).messages) == wire(resumed.result.messages)
+
+
+def test_a_sync_stream_ends_paused_too() -> None:
+    agent = pausing([call("refund", amount=4), "ok"])
+    events = list(agent.run_stream_sync("Refund 4"))
+    assert isinstance(events[-2], ToolCallPending) and isinstance(events[-1], RunPaused)
+    paused = events[-1].paused
+    result = agent.resume_sync(paused.state, {paused.pending[0].tool_call_id: True})
+    assert isinstance(result, RunResult) and result.output == "ok"

@@ -309,6 +309,14 @@ class Run(Generic[OutputT]):
         outcomes = await self._run_and_record(calls, answered, held)
         if held:
             self._pause(calls, outcomes, answered, held)
+            if self.events is not None:
+                from agentkit._run.events import ToolCallPending, emit
+
+                for p in held.values():
+                    event = ToolCallPending(
+                        state.turns, p.tool_call_id, p.tool_name, p.arguments, p.kind
+                    )
+                    await emit(self.events, event)
             return
         await self._after_tools(calls, outcomes, answered, repeated)
 
