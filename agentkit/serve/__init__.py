@@ -37,6 +37,25 @@ How a request becomes a run:
   with a structured `output_type`, only the final JSON answer (streamed as one
   piece at the end). Tool calls never reach the client.
 
+Runs that pause (agents made with `pauses=Paused`: tools that require approval,
+external tools):
+
+- A run that pauses answers with an assistant message whose `tool_calls` are
+  the calls it waits on (ids and arguments as the model made them) and
+  `finish_reason: "tool_calls"`; the calls that did not wait already ran on the
+  server. Streamed, the calls come in one last delta before that finish reason.
+- The client's next request carries that message and one `role: "tool"`
+  message per call, last: for a call that needs approval, `approve`, `yes` or
+  `{"approved": true}` runs it, and anything else refuses it, its text (or
+  `{"approved": false, "reason": ...}`'s reason) the reason the model is told;
+  for an external tool, the content is its result. The official `openai` client
+  drives this loop as it would run its own tools.
+- The server keeps the paused state (`paused_ttl` seconds, at most
+  `max_paused_runs`), resumes from it rather than from the client's messages,
+  and only for the same model and key, once. Tool messages that do not answer
+  exactly the calls of a run it paused get 400 `unknown_tool_call`: nothing is
+  run or sent to the model.
+
 How a run's end becomes a response:
 
 | the run | the response |
