@@ -24,6 +24,7 @@ from agentkit import (
     TextDelta,
     Tool,
     ToolCallPending,
+    ToolExecutionError,
     ToolResultError,
     UserError,
     tool,
@@ -447,3 +448,57 @@ def test_a_sync_stream_ends_paused_too() -> None:
     paused = events[-1].paused
     result = agent.resume_sync(paused.state, {paused.pending[0].tool_call_id: True})
     assert isinstance(result, RunResult) and result.output == "ok"
+
+
+# --- tool outcomes are plain data ------------------------------------------------------
+
+
+async def test_a_tool_outcome_holds_no_live_exception_and_the_error_is_rebuilt() -> None:
+    from agentkit._run import rules
+    from agentkit._run.config import RunConfig
+    from agentkit._run.tool_step import RebuiltToolError, run_tool_call
+
+    @tool
+    def broken() -> str:
+        """Fails."""
+        raise ValueError("disk full")
+
+    tools = {"broken": broken}
+    raised: dict[str, BaseException] = {}
+    message = call("broken")
+    (made,) = message.tool_calls or ()
+    outcome = await run_tool_call(made, tools, None, turn=1, events=None, raised=raised)
+    values = [getattr(outcome, name) for name in type(outcome).__slots__]
+    assert not any(isinstance(v, BaseException) for v in values)
+    assert (outcome.exception_type, outcome.exception_text) == ("ValueError", "disk full")
+    assert isinstance(raised[made.id], ValueError)
+    config = RunConfig.build(model="m", tools=[broken], tool_errors="raise")
+    state = RunState(messages=[])
+    with pytest.raises(ToolExecutionError) as live:
+        rules.check_outcomes(config, state, [outcome], raised)
+    assert live.value.__cause__ is raised[made.id]
+    # Without the live exception (a step result loaded from storage), it is rebuilt.
+    with pytest.raises(ToolExecutionError, match="raised ValueError: disk full") as again:
+        rules.check_outcomes(config, state, [outcome])
+    cause = again.value.__cause__
+    assert isinstance(cause, RebuiltToolError) and type(cause).__name__ == "ValueError"
+
+
+async def test_a_tool_that_raises_before_a_pause_ends_the_run_with_every_call_answered() -> None:
+    @tool
+    def broken() -> str:
+        """Fails."""
+        raise ValueError("disk full")
+
+    script = [tool_calls(("broken", {}), ("refund", {"amount": 1})), "never"]
+    agent = Agent(
+        "m",
+        client=ScriptedModel(script),
+        tools=[broken, refund],
+        pauses=Paused,
+        tool_errors="raise",
+    )
+    with pytest.raises(ToolExecutionError) as info:
+        await agent.run("go")
+    assert isinstance(info.value.__cause__, ValueError)
+    assert_history_valid(info.value.messages)

@@ -96,6 +96,9 @@ class Run(Generic[OutputT]):
         self.events = events
         self.streamed = streamed
         self.owner = owner
+        # The exceptions the tools of the current turn raised, by call id: the tool
+        # step returns plain data, and the run raises these for tool_errors="raise".
+        self._raised: dict[str, BaseException] = {}
 
     async def run(self) -> OutputT:
         """Drive the loop until a final answer, or raise an `AgentRunError`."""
@@ -234,6 +237,7 @@ class Run(Generic[OutputT]):
             events=self.events,
             max_chars=self.config.max_tool_result_chars,
             error_detail=self.config.tool_error_detail,
+            raised=self._raised,
         )
 
     # --- between the steps --------------------------------------------------------------
@@ -342,7 +346,10 @@ class Run(Generic[OutputT]):
             state.call_streaks = rules.forget_failed(state.call_streaks, failed)
         if repeated is not None and config.repeated_tool_calls == "raise":
             raise rules.repeated_error(config, state, repeated)
-        rules.check_outcomes(config, state, outcomes)
+        raised = self._raised
+        if raised:  # a new table only after a turn in which a tool raised
+            self._raised = {}
+        rules.check_outcomes(config, state, outcomes, raised)
         state.tool_failures = rules.count_failures(config, state, state.tool_failures, outcomes)
         handoff = next((i for i, c in enumerate(calls) if c.tool_name in config.handoffs), None)
         if handoff is not None and outcomes[handoff].error is None:
@@ -402,15 +409,18 @@ class Run(Generic[OutputT]):
         when an answer must end the run, answer the held calls too and end it."""
         config, state = self.config, self.state
         done = [outcome for i, outcome in enumerate(outcomes) if i not in held]
+        raised = self._raised
+        if raised:
+            self._raised = {}
         if any(
-            o.fatal is not None or (o.exception is not None and config.tool_errors == "raise")
+            o.fatal is not None or (o.exception_type is not None and config.tool_errors == "raise")
             for o in done
         ):
             for i, call in enumerate(calls):
                 if i in held:
                     outcomes[i] = unanswered(call, "the run stopped: another call failed")
                 state.messages.append(outcomes[i].message)
-            rules.check_outcomes(config, state, outcomes)  # raises
+            rules.check_outcomes(config, state, outcomes, raised)  # raises
         for outcome in done:
             if outcome.usage is not None:
                 state.usage = state.usage + outcome.usage

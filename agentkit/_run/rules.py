@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Container, Mapping, Sequence
+from types import MappingProxyType
 from typing import Literal
 
 from agentkit._exceptions import (
@@ -21,7 +22,7 @@ from agentkit._exceptions import (
 )
 from agentkit._run.config import RunConfig
 from agentkit._run.state import RunState
-from agentkit._run.tool_step import AnyCall, ToolOutcome
+from agentkit._run.tool_step import AnyCall, ToolOutcome, rebuilt
 from agentkit._wire.messages import AssistantMessage, NamedToolChoice, ToolCall
 
 __all__ = [
@@ -168,16 +169,22 @@ def repeated_error(config: RunConfig, state: RunState, call: AnyCall) -> Repeate
     )
 
 
-def check_outcomes(config: RunConfig, state: RunState, outcomes: Sequence[ToolOutcome]) -> None:
+def check_outcomes(
+    config: RunConfig,
+    state: RunState,
+    outcomes: Sequence[ToolOutcome],
+    raised: Mapping[str, BaseException] = MappingProxyType({}),
+) -> None:
     """Raise what must end the run after a turn's calls: a usage mistake in a tool's
-    result, or, with `tool_errors="raise"`, the first exception a tool raised."""
+    result, or, with `tool_errors="raise"`, the first exception a tool raised. The
+    exceptions are the live ones in `raised` (by call id) when the run has them, else
+    rebuilt from the outcomes (`tool_step.rebuilt`)."""
     for outcome in outcomes:
         if outcome.fatal is not None:
-            raise outcome.fatal
-        if outcome.exception is not None and config.tool_errors == "raise":
-            raise ToolExecutionError(
-                outcome.tool_name, outcome.exception, messages=state.messages
-            ) from outcome.exception
+            raise rebuilt(outcome, raised)
+        if outcome.exception_type is not None and config.tool_errors == "raise":
+            cause = rebuilt(outcome, raised)
+            raise ToolExecutionError(outcome.tool_name, cause, messages=state.messages) from cause
 
 
 def count_failures(
