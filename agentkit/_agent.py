@@ -741,11 +741,14 @@ class Agent(Generic[OutputT, PauseT]):
     ) -> RunResult[OutputT] | PauseT:
         """Run `state` on to its end or a pause, on the agent's client or a client of
         its own; `resume` first finishes the turn a paused state waits on."""
-        if config.gated and self.pauses is None and rules.may_pause(config):
+        if self.pauses is None and (config.gated or config.handoffs) and _may_pause(config):
+            gated = sorted(
+                {*config.gated, *(n for w in config.handoffs.values() for n in w.config().gated)}
+            )
             raise UserError(
-                f"tools {sorted(config.gated)} may pause a run (they require approval or are "
-                "external): make the agent with pauses=Paused, so that run() may return a "
-                "Paused result"
+                f"tools {gated} may pause a run (they require approval or are external, here "
+                "or in an agent this one hands runs to): make the agent with pauses=Paused, "
+                "so that run() may return a Paused result"
             )
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
@@ -821,6 +824,13 @@ def handoff(
 
 def _as_handoff(target: Agent[Any, Any] | Handoff) -> Handoff:
     return target if isinstance(target, Handoff) else handoff(target)
+
+
+def _may_pause(config: RunConfig) -> bool:
+    """Whether a run of `config`, or of an agent it hands runs to, may pause."""
+    return rules.may_pause(config) or any(
+        rules.may_pause(way.config()) for way in config.handoffs.values()
+    )
 
 
 def _decisions(

@@ -502,3 +502,32 @@ async def test_a_tool_that_raises_before_a_pause_ends_the_run_with_every_call_an
         await agent.run("go")
     assert isinstance(info.value.__cause__, ValueError)
     assert_history_valid(info.value.messages)
+
+
+async def test_an_approved_call_keeps_its_idempotency_key_across_the_pause() -> None:
+    keys: list[str | None] = []
+
+    @tool(requires_approval=True)
+    def send_mail(ctx: RunContext[None], to: str) -> str:
+        """Send a mail."""
+        keys.append(ctx.idempotency_key)
+        return "sent"
+
+    script = [tool_calls(("balance", {}), ("send_mail", {"to": "ada@example.com"})), "Sent."]
+    agent = Agent("m", client=ScriptedModel(script), tools=[balance, send_mail], pauses=Paused)
+    paused = await agent.run("mail Ada")
+    assert isinstance(paused, Paused)
+    state = RunState.model_validate_json(paused.state.model_dump_json())
+    call_id = paused.pending[0].tool_call_id
+    result = await agent.resume(state, {call_id: True})
+    assert isinstance(result, RunResult)
+    assert keys == [f"{state.run_id}:1:1:{call_id}"]
+
+
+async def test_an_agent_that_hands_runs_to_a_pausing_agent_must_be_made_to_pause() -> None:
+    billing = Agent("m", name="billing", tools=[refund], pauses=Paused)
+    triage = Agent("m", client=ScriptedModel(["hi"]), handoffs=[billing])
+    with pytest.raises(UserError, match=r"tools \['refund'\] may pause a run"):
+        await triage.run("refund please")
+    triage.pauses = Paused
+    assert (await triage.run("hi")).output == "hi"  # type: ignore[union-attr]
