@@ -531,3 +531,46 @@ async def test_an_agent_that_hands_runs_to_a_pausing_agent_must_be_made_to_pause
         await triage.run("refund please")
     triage.pauses = Paused
     assert (await triage.run("hi")).output == "hi"  # type: ignore[union-attr]
+
+
+async def test_parallel_calls_run_at_once_around_the_pause_and_after_the_resume() -> None:
+    running = 0
+    most = 0
+
+    async def overlap() -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await anyio.sleep(0.01)
+        running -= 1
+
+    @tool
+    async def lookup(key: str) -> str:
+        """Look up."""
+        await overlap()
+        return key
+
+    @tool(requires_approval=True)
+    async def write(key: str) -> str:
+        """Write."""
+        await overlap()
+        return f"wrote {key}"
+
+    script = [
+        tool_calls(
+            ("write", {"key": "a"}),
+            ("lookup", {"key": "b"}),
+            ("write", {"key": "c"}),
+            ("lookup", {"key": "d"}),
+        ),
+        "ok",
+    ]
+    agent = Agent("m", client=ScriptedModel(script), tools=[lookup, write], pauses=Paused)
+    paused = await agent.run("go")
+    assert isinstance(paused, Paused) and most == 2
+    assert [a.content for a in paused.state.answered] == ["b", "d"]
+    most = 0
+    result = await agent.resume(paused.state, {p.tool_call_id: True for p in paused.pending})
+    assert isinstance(result, RunResult) and most == 2
+    assert [m.content for m in result.messages[2:6]] == ["wrote a", "b", "wrote c", "d"]  # type: ignore[union-attr]
+    assert_history_valid(result.messages)
