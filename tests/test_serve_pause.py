@@ -51,7 +51,9 @@ def refunder(request: ModelRequest) -> Reply:
     last = request.messages[-1]
     if last.role == "tool":
         return f"Done: {last.content}"
-    return tool_calls(("balance", {}), ("refund", {"amount": 40}))
+    message = tool_calls(("balance", {}), ("refund", {"amount": 40}))
+    message.content = "Checking the balance first."
+    return message
 
 
 def locator(request: ModelRequest) -> Reply:
@@ -122,11 +124,13 @@ def test_the_openai_client_drives_an_approval_loop(client: openai.OpenAI) -> Non
     messages, calls = ask_refund(client)
     (pending,) = calls  # only the call that waits; balance ran on the server
     assert pending.function.name == "refund"
+    assert messages[-1]["content"] == "Checking the balance first."
     assert json.loads(pending.function.arguments) == {"amount": 40}
     assert refunded == []
     messages.append({"role": "tool", "tool_call_id": pending.id, "content": "approve"})
     reply = client.chat.completions.create(model="refunds", messages=messages)
     assert reply.choices[0].finish_reason == "stop"
+    # Only what was written after the pause: the client has the rest.
     assert reply.choices[0].message.content == "Done: refunded 40"
     assert refunded == [40]
     # The model saw one turn answered in order, as if the run had not paused.

@@ -117,6 +117,7 @@ requests before it signals the lifespan shutdown; bound that wait with its
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -450,6 +451,7 @@ class AgentApp:
         if pause is not None:
             approvals, results = _decisions(pause.state, call.tool_answers or {})
             state = pause.state
+            call = dataclasses.replace(call, resumed_from=len(state.messages))
             if call.stream:
                 resume = functools.partial(agent.resume_stream, state, approvals, results=results)
             else:

@@ -147,6 +147,9 @@ class ChatCall:
     tool_answers: dict[str, str] | None = None
     """For a request that ends with tool messages: their content by call id. It
     resumes the paused run those calls belong to, if the server paused on them."""
+    resumed_from: int = 0
+    """For a resumed run: the length of its history at the pause; what the client
+    gets is written after it."""
 
 
 def parse_chat(

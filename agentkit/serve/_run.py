@@ -57,7 +57,7 @@ async def complete(
         if resume is None:
             result = await agent.run(call.prompt, message_history=call.history, event_handler=tally)
         else:
-            result, start = await resume(tally), 0
+            result, start = await resume(tally), call.resumed_from
         if isinstance(result, Paused):
             assert on_pause is not None
             on_pause(result)
@@ -102,7 +102,7 @@ async def stream(
     text_live = agent.output_spec.is_text
     last_turn: int | None = None
     await send(chunk(reply, {"role": "assistant", "content": ""}))
-    start = len(call.history) + 1 if resume is None else 0
+    start = len(call.history) + 1 if resume is None else call.resumed_from
     opened = (
         agent.run_stream(call.prompt, message_history=call.history) if resume is None else resume()
     )
