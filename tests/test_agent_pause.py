@@ -574,3 +574,27 @@ async def test_parallel_calls_run_at_once_around_the_pause_and_after_the_resume(
     assert isinstance(result, RunResult) and most == 2
     assert [m.content for m in result.messages[2:6]] == ["wrote a", "b", "wrote c", "d"]  # type: ignore[union-attr]
     assert_history_valid(result.messages)
+
+
+def test_the_approval_example_runs_offline() -> None:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["PYTHONPATH"] = str(root)
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "approval.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "waiting: refund {'order': 'A-1', 'amount': 40}",
+        "waiting: refund {'order': 'B-2', 'amount': 900}",
+        "A-1 is refunded; B-2 needs a manager's approval.",
+    ]
