@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 import anyio
-from typing_extensions import Self, TypeVar
+from typing_extensions import Never, Self, TypeVar
 
 from agentkit._client.client import ChatClient
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
+from agentkit._run import rules
 from agentkit._run.config import (
     DEFAULT_MAX_TOOL_RESULT_CHARS,
+    ApprovalHandler,
     Handoff,
     InputFilter,
     Instructions,
@@ -24,10 +26,11 @@ from agentkit._run.config import (
     RunConfig,
 )
 from agentkit._run.history import CheckedHistory, check_history, to_messages
-from agentkit._run.loop import Run
-from agentkit._run.result import RunResult
+from agentkit._run.loop import PAUSED, Run
+from agentkit._run.result import Paused, Reject, RunResult
 from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail
+from agentkit._run.tool_step import ToolOutcome, rejected
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
 
 OutputT = TypeVar("OutputT", default=str)
+PauseT = TypeVar("PauseT", default=Never)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,17 +70,21 @@ class _Setting(Generic[T]):
     @overload
     def __get__(self, agent: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, agent: Agent[Any], owner: type[Any]) -> T: ...
-    def __get__(self, agent: Agent[Any] | None, owner: type[Any]) -> Self | T:
+    def __get__(self, agent: Agent[Any, Any], owner: type[Any]) -> T: ...
+    def __get__(self, agent: Agent[Any, Any] | None, owner: type[Any]) -> Self | T:
         if agent is None:
             return self
         return getattr(agent.config, self._name)  # type: ignore[no-any-return]
 
-    def __set__(self, agent: Agent[Any], value: Any) -> None:
+    def __set__(self, agent: Agent[Any, Any], value: Any) -> None:
         agent.config = agent.config.replace(**{self._name: value})
 
 
-class Agent(Generic[OutputT]):
+Approval = bool | Reject
+"""A decision on a pending call: `True` approves it; `False` or `Reject(reason)` refuses it."""
+
+
+class Agent(Generic[OutputT, PauseT]):
     """A model with instructions and tools, run as a loop until it answers.
 
     An agent holds configuration only, so one agent can serve many concurrent
@@ -157,6 +165,17 @@ class Agent(Generic[OutputT]):
             rest of the run to that agent (its instructions, tools and output
             type). `RunResult.last_agent` says which agent answered. Handoffs
             count against the turn budget of the agent that has the run.
+        pauses: `Paused`, for an agent whose runs may pause: one with tools that
+            require approval (`@tool(requires_approval=...)`) or external tools.
+            `run` is then typed to return `RunResult[OutputT] | Paused`, so a
+            type-checked caller must handle the pause; an agent with such tools
+            and without `pauses=Paused` refuses to run (unless an
+            `approval_handler` decides every approval and it has no external tools).
+        approval_handler: A function `(ctx, call) -> bool | Reject`, sync or
+            async, that decides on the spot whether a call that requires approval
+            runs, given the run context and the `PendingCall`: for CLIs and
+            notebooks, where a person answers while the run waits. `False` or
+            `Reject(reason)` refuses the call; the model is told the reason.
 
     Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
     `agent.settings = ModelSettings(...)`) validates it as the constructor
@@ -175,6 +194,7 @@ class Agent(Generic[OutputT]):
     usage_limits = _Setting["UsageLimits | None"]()
     tool_error_detail = _Setting["ToolErrorDetail | None"]()
     extra_body = _Setting["Mapping[str, Any] | None"]()
+    approval_handler = _Setting["ApprovalHandler | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
     tool_choice = _Setting[str | NamedToolChoice]()
     max_turns = _Setting[int]()
@@ -220,8 +240,13 @@ class Agent(Generic[OutputT]):
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
         name: str | None = None,
-        handoffs: Iterable[Agent[Any] | Handoff] = (),
+        handoffs: Iterable[Agent[Any, Any] | Handoff] = (),
+        pauses: type[PauseT] | None = None,
+        approval_handler: ApprovalHandler | None = None,
     ) -> None:
+        if pauses is not None and pauses is not Paused:
+            raise UserError(f"pauses must be agentkit.Paused or None, got {pauses!r}")
+        self.pauses = pauses
         if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
             raise UserError(f"name must match {_NAME.pattern} (it names tools), got {name!r}")
         self.name = name
@@ -248,6 +273,7 @@ class Agent(Generic[OutputT]):
             handoffs=[_as_handoff(target) for target in handoffs],
             tool_error_detail=tool_error_detail,
             extra_body=extra_body,
+            approval_handler=approval_handler,
         )
         """The settings a run uses, validated; replaced whenever one is set."""
         self.client = client
@@ -260,7 +286,7 @@ class Agent(Generic[OutputT]):
         return self.config.handoffs
 
     @handoffs.setter
-    def handoffs(self, targets: Iterable[Agent[Any] | Handoff]) -> None:
+    def handoffs(self, targets: Iterable[Agent[Any, Any] | Handoff]) -> None:
         self.config = self.config.replace(handoffs=[_as_handoff(t) for t in targets])
 
     def as_tool(
@@ -297,7 +323,14 @@ class Agent(Generic[OutputT]):
             Args:
                 input: The request for the agent, complete in itself: it sees nothing else.
             """
-            result = await agent.run(input, deps=ctx.deps, event_handler=ctx.event_handler)
+            result: Any = await agent.run(input, deps=ctx.deps, event_handler=ctx.event_handler)
+            if isinstance(result, Paused):
+                ctx.add_usage(result.usage)
+                waiting = ", ".join(p.tool_name for p in result.pending)
+                raise UserError(
+                    f"the agent {tool_name!r}, called as a tool, paused on {waiting}: "
+                    "an agent used as a tool must not pause (give it an approval_handler)"
+                )
             ctx.add_usage(result.usage)
             return result.output
 
@@ -337,6 +370,21 @@ class Agent(Generic[OutputT]):
         self.output_validators = (*self.output_validators, function)
         return function
 
+    def start_state(self, prompt: Prompt, message_history: History | None = None) -> RunState:
+        """The state a run of this agent starts from: the history, checked, and the prompt.
+
+        A durable engine or a caller that stores runs itself makes the state here and
+        drives it with `resume`; `run` does the same in one call.
+
+        Args:
+            prompt: The user's message: text, or content parts.
+            message_history: An earlier conversation to continue.
+
+        Raises:
+            UserError: The history breaks the tool-call invariant, or the prompt is empty.
+        """
+        return RunState(messages=self._start(prompt, message_history))
+
     async def run(
         self,
         prompt: Prompt,
@@ -350,8 +398,8 @@ class Agent(Generic[OutputT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
-    ) -> RunResult[OutputT]:
-        """Run the agent until the model gives a final answer.
+    ) -> RunResult[OutputT] | PauseT:
+        """Run the agent until the model gives a final answer, or until it pauses.
 
         Args:
             prompt: The user's message: text, or content parts (text and images).
@@ -370,6 +418,10 @@ class Agent(Generic[OutputT]):
         The overrides apply to this run only: the agent is not changed, and
         concurrent runs with other overrides do not see them.
 
+        Returns:
+            The `RunResult`; or, for an agent made with `pauses=Paused`, a
+            `Paused` when calls wait for approval or outside results (see `resume`).
+
         Raises:
             AgentRunError: The run ended without an answer (a subclass says why);
                 its `.messages` is the history so far.
@@ -382,6 +434,113 @@ class Agent(Generic[OutputT]):
         return await self._run(
             config, state, deps=deps, timeout=timeout, events=events, streamed=False
         )
+
+    async def resume(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+    ) -> RunResult[OutputT] | PauseT:
+        """Continue a paused run: approved calls run, rejected ones are answered with
+        their reason, external ones with their results, and the loop goes on.
+
+        `state` may come from another process (`RunState.model_validate_json` of
+        `paused.state.model_dump_json()`), with the agent rebuilt from code. The
+        state is updated in place and stops being paused, so resuming the same
+        object twice is refused; two copies loaded from the same JSON cannot be
+        told apart here: a caller that stores paused states should consume each
+        one once, keyed on `(state.run_id, state.step)`.
+
+        Args:
+            state: The `state` of a `Paused` result.
+            approvals: For each pending call that needs approval, by its id:
+                `True` to run it; `False` or `Reject(reason)` to refuse it (the
+                model is told the reason).
+            results: For each pending call of an external tool, by its id: its
+                result, turned into the tool message as a tool's return value is.
+            deps: Anything the tools need; they receive it as `ctx.deps`.
+            timeout: Seconds for the rest of the run.
+            event_handler: Called with each event; overrides the agent's handler.
+            tools: Tools besides the agent's, as given to the run that paused.
+
+        Returns:
+            The `RunResult`, or a `Paused` when the run pauses again.
+
+        Raises:
+            UserError: The state is not paused (or was resumed already), a
+                pending call has no decision or an unknown id was given, or the
+                agent changed so that an approved call no longer fits its tool.
+        """
+        config, finish_turn = self._resumption(state, approvals, results, tools)
+        events = event_handler or self.event_handler
+        return await self._run(
+            config,
+            state,
+            deps=deps,
+            timeout=timeout,
+            events=events,
+            streamed=False,
+            resume=finish_turn,
+        )
+
+    def _resumption(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None,
+        results: Mapping[str, Any] | None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]],
+    ) -> tuple[RunConfig, Callable[[Run[Any]], Any]]:
+        """The configuration to resume `state` with, and the step that finishes its
+        paused turn; every check is made here, before anything runs."""
+        config = self._config_for(None, None, None, tools, None)
+        if not state.pending:
+            rules.check_resume(config, state, ())  # says it is not paused
+        approved, answers = _decisions(state, approvals or {}, results or {}, config)
+        if state.agent is not None and state.agent != self.name:
+            raise UserError(
+                f"run {state.run_id} was handed to the agent {state.agent!r}: resume it "
+                "with that agent"
+            )
+        rules.check_resume(config, state, approved)
+
+        async def finish_turn(run: Run[Any]) -> None:
+            await run.resume_turn(approved, answers)
+
+        return config, finish_turn
+
+    def resume_sync(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+    ) -> RunResult[OutputT] | PauseT:
+        """`resume`, from synchronous code: starts an event loop for the rest of the run."""
+        if _in_event_loop():
+            raise UserError(
+                "resume_sync() was called inside a running event loop; "
+                "use `await agent.resume(...)`"
+            )
+        call = functools.partial(
+            self.resume,
+            state,
+            approvals,
+            results=results,
+            deps=deps,
+            timeout=timeout,
+            event_handler=event_handler,
+            tools=tools,
+        )
+        return anyio.run(call)
 
     def run_sync(
         self,
@@ -396,7 +555,7 @@ class Agent(Generic[OutputT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
-    ) -> RunResult[OutputT]:
+    ) -> RunResult[OutputT] | PauseT:
         """`run`, from synchronous code: starts an event loop for the run.
 
         Raises:
@@ -449,22 +608,60 @@ class Agent(Generic[OutputT]):
             ...             print(event.text, end="", flush=True)
             >>> stream.result.output
         """
+        config = self._config_for(model, settings, instructions, tools, usage_limits)
+        state = RunState(messages=self._start(prompt, message_history))
+        return self._stream(config, state, deps, timeout, event_handler or self.event_handler)
+
+    def resume_stream(
+        self,
+        state: RunState,
+        approvals: Mapping[str, Approval] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        timeout: float | None = None,
+        event_handler: EventHandler | None = None,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+    ) -> StreamedRun[OutputT]:
+        """`resume`, streamed: the events of the rest of the run, as `run_stream` gives them.
+
+        The decisions are checked here, before the stream starts (see `resume`).
+
+        Example:
+            >>> async with agent.resume_stream(paused.state, {call_id: True}) as stream:
+            ...     async for event in stream: ...
+        """
+        config, finish_turn = self._resumption(state, approvals, results, tools)
+        handler = event_handler or self.event_handler
+        return self._stream(config, state, deps, timeout, handler, finish_turn)
+
+    def _stream(
+        self,
+        config: RunConfig,
+        state: RunState,
+        deps: Any,
+        timeout: float | None,
+        handler: EventHandler | None,
+        resume: Callable[[Run[Any]], Any] | None = None,
+    ) -> StreamedRun[OutputT]:
         # Streaming loads with the first streamed run, not with `Agent`.
         from agentkit._run.events import emit
         from agentkit._run.streamed_run import StreamedRun
 
-        config = self._config_for(model, settings, instructions, tools, usage_limits)
-        state = RunState(messages=self._start(prompt, message_history))
-        handler = event_handler or self.event_handler
-
-        async def execute(send: EventHandler) -> RunResult[OutputT]:
+        async def execute(send: EventHandler) -> RunResult[OutputT] | Paused:
             async def both(event: Any) -> None:
                 await emit(handler, event)
                 await emit(send, event)
 
             events = send if handler is None else both
-            return await self._run(
-                config, state, deps=deps, timeout=timeout, events=events, streamed=True
+            return await self._run(  # type: ignore[return-value]
+                config,
+                state,
+                deps=deps,
+                timeout=timeout,
+                events=events,
+                streamed=True,
+                resume=resume,
             )
 
         return StreamedRun(execute, state)
@@ -549,8 +746,19 @@ class Agent(Generic[OutputT]):
         timeout: float | None,
         events: EventHandler | None,
         streamed: bool,
-    ) -> RunResult[OutputT]:
-        """Run `state` on to its end, on the agent's client or a client of its own."""
+        resume: Callable[[Run[Any]], Any] | None = None,
+    ) -> RunResult[OutputT] | PauseT:
+        """Run `state` on to its end or a pause, on the agent's client or a client of
+        its own; `resume` first finishes the turn a paused state waits on."""
+        if self.pauses is None and (config.gated or config.handoffs) and _may_pause(config):
+            gated = sorted(
+                {*config.gated, *(n for w in config.handoffs.values() for n in w.config().gated)}
+            )
+            raise UserError(
+                f"tools {gated} may pause a run (they require approval or are external, here "
+                "or in an agent this one hands runs to): make the agent with pauses=Paused, "
+                "so that run() may return a Paused result"
+            )
         limit = self.timeout if timeout is None else timeout
         if self.client is not None:
             run: Run[OutputT] = Run(
@@ -562,12 +770,12 @@ class Agent(Generic[OutputT]):
                 streamed=streamed,
                 owner=self,
             )
-            return await _finish(run, limit)
+            return await _finish(run, limit, resume)  # type: ignore[return-value]
         async with ChatClient() as client:
             run = Run(
                 config, client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
-            return await _finish(run, limit)
+            return await _finish(run, limit, resume)  # type: ignore[return-value]
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())
@@ -587,7 +795,7 @@ class Agent(Generic[OutputT]):
 
 
 def handoff(
-    agent: Agent[Any],
+    agent: Agent[Any, Any],
     *,
     tool_name: str | None = None,
     description: str | None = None,
@@ -623,8 +831,81 @@ def handoff(
     )
 
 
-def _as_handoff(target: Agent[Any] | Handoff) -> Handoff:
+def _as_handoff(target: Agent[Any, Any] | Handoff) -> Handoff:
     return target if isinstance(target, Handoff) else handoff(target)
+
+
+def _may_pause(config: RunConfig) -> bool:
+    """Whether a run of `config`, or of an agent it hands runs to, may pause."""
+    return rules.may_pause(config) or any(
+        rules.may_pause(way.config()) for way in config.handoffs.values()
+    )
+
+
+def _decisions(
+    state: RunState,
+    approvals: Mapping[str, Approval],
+    results: Mapping[str, Any],
+    config: RunConfig,
+) -> tuple[set[str], dict[str, ToolOutcome]]:
+    """The approved call ids, and the answers to the other pending calls; every
+    pending call must be decided, and nothing else."""
+    from agentkit._wire.messages import ToolMessage
+
+    kinds = {p.tool_call_id: p for p in state.pending}
+    unknown = [i for i in (*approvals, *results) if i not in kinds]
+    if unknown:
+        waiting = ", ".join(kinds) or "none"
+        raise UserError(
+            f"run {state.run_id} does not wait on call(s) {', '.join(unknown)} "
+            f"(it waits on: {waiting})"
+        )
+    approved: set[str] = set()
+    answers: dict[str, ToolOutcome] = {}
+    missing: list[str] = []
+    for call_id, pending in kinds.items():
+        if pending.kind == "approval":
+            if call_id in results:
+                raise UserError(
+                    f"call {call_id} to {pending.tool_name!r} needs an approval, not a result"
+                )
+            decision = approvals.get(call_id)
+            if decision is None:
+                missing.append(f"{call_id} ({pending.tool_name}: approve or reject)")
+            elif decision is True:
+                approved.add(call_id)
+            elif decision is False or isinstance(decision, Reject):
+                reason = decision.reason if isinstance(decision, Reject) else Reject().reason
+                answers[call_id] = rejected(call_id, pending.tool_name, reason)
+            else:
+                raise UserError(
+                    f"the decision on call {call_id} must be True, False or Reject(reason), "
+                    f"got {decision!r}"
+                )
+        else:
+            if call_id in approvals:
+                raise UserError(
+                    f"call {call_id} to the external tool {pending.tool_name!r} needs a "
+                    "result (results={...}), not an approval"
+                )
+            if call_id not in results:
+                missing.append(f"{call_id} ({pending.tool_name}: its result)")
+                continue
+            content = _external_content(pending.tool_name, results[call_id], config)
+            answers[call_id] = ToolOutcome(
+                ToolMessage(tool_call_id=call_id, content=content), pending.tool_name
+            )
+    if missing:
+        raise UserError(f"run {state.run_id}: no decision for pending call(s) {', '.join(missing)}")
+    return approved, answers
+
+
+def _external_content(name: str, value: Any, config: RunConfig) -> str:
+    """An external tool's result as tool-message content, as a tool's return value."""
+    from agentkit._run.tool_step import limit_content
+    from agentkit._tools.tool import _to_content
+
+    return limit_content(_to_content(name, value), config.max_tool_result_chars)
 
 
 def _merged(base: ModelSettings, override: ModelSettings) -> ModelSettings:
@@ -639,19 +920,27 @@ def _merged(base: ModelSettings, override: ModelSettings) -> ModelSettings:
     return dataclasses.replace(base, **changes)
 
 
-async def _finish(run: Run[OutputT], limit: float | None) -> RunResult[OutputT]:
-    """`run` driven to its output, within `limit` seconds if one is set."""
+async def _finish(
+    run: Run[OutputT], limit: float | None, resume: Callable[[Run[Any]], Any] | None = None
+) -> RunResult[OutputT] | Paused:
+    """`run` driven to its output or a pause, within `limit` seconds if one is set."""
     state = run.state
     if limit is None:
         # No cancel scope when there is no deadline: one less per run, on the hot path.
+        if resume is not None:
+            await resume(run)
         output = await run.run()
     else:
         with anyio.move_on_after(limit) as scope:
+            if resume is not None:
+                await resume(run)
             output = await run.run()
         if scope.cancelled_caught:
             raise RunTimeoutError(
                 f"the run took longer than its timeout of {limit:g} s", messages=state.messages
             )
+    if output is PAUSED:
+        return Paused.of(state, run.owner)
     return RunResult(output, state.messages, state.usage, state.turns, run.owner)
 
 

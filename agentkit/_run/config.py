@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_TOOL_RESULT_CHARS",
+    "ApprovalHandler",
     "Handoff",
     "InputFilter",
     "Instructions",
@@ -44,6 +45,10 @@ that may raise `ModelRetry` to send the answer back."""
 DEFAULT_MAX_TOOL_RESULT_CHARS = 100_000
 """Characters of one tool message sent to the model unless an agent says otherwise."""
 
+
+ApprovalHandler = Callable[[RunContext[Any], Any], Any]
+"""A function `(ctx, call) -> bool | Reject`, sync or async, deciding on the spot
+whether a call that requires approval (a `PendingCall`) runs."""
 
 InputFilter = Callable[[list[Message]], Sequence[Message]]
 """A function from the history so far to the history the next agent receives."""
@@ -103,7 +108,9 @@ class RunConfig:
     """
 
     __slots__ = (
+        "approval_handler",
         "extra_body",
+        "gated",
         "handoffs",
         "instructions",
         "max_tool_result_chars",
@@ -152,11 +159,15 @@ class RunConfig:
     output_validators: tuple[OutputValidator, ...]
     usage_limits: UsageLimits | None
     tool_error_detail: ToolErrorDetail | None
+    approval_handler: ApprovalHandler | None
     handoffs: Mapping[str, Handoff]
     """The run's ways to other agents, by the name of their tool (also in `tools`)."""
     # Derived from the settings above when the configuration is built.
     tool_definitions: WireList
     """The tools' definitions in wire form, sent with every request."""
+    gated: frozenset[str]
+    """The tools whose calls may pause a run (approval, or an external result); empty
+    for most agents, so the loop's check costs one attribute read per turn."""
     request_params: Mapping[str, Any]
     """The request fields every request of a run carries besides the conversation
     and the tools: the model settings and the response format."""
@@ -211,6 +222,7 @@ class RunConfig:
         handoffs: Iterable[Handoff] = (),
         tool_error_detail: ToolErrorDetail | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        approval_handler: ApprovalHandler | None = None,
     ) -> RunConfig:
         """A validated configuration.
 
@@ -254,6 +266,10 @@ class RunConfig:
         for validator in validators:
             if not callable(validator):
                 raise UserError(f"an output validator must be a function, got {validator!r}")
+        if approval_handler is not None and not callable(approval_handler):
+            raise UserError(
+                f"approval_handler must be a function (ctx, call) -> bool, got {approval_handler!r}"
+            )
         if usage_limits is not None and not hasattr(usage_limits, "check_tokens"):
             raise UserError(f"usage_limits must be a UsageLimits, got {usage_limits!r}")
         output_spec: OutputSpec[Any] = OutputSpec(output_type)
@@ -287,7 +303,14 @@ class RunConfig:
             handoffs=MappingProxyType({way.tool.name: way for way in ways}),
             tool_error_detail=tool_error_detail,
             extra_body=extra_body,
+            approval_handler=approval_handler,
             tool_definitions=WireList(dump_wire(t.definition) for t in by_name.values()),
+            gated=frozenset(
+                name
+                for name, t in by_name.items()
+                if getattr(t, "requires_approval", False) is not False
+                or getattr(t, "is_external", False)
+            ),
             request_params=MappingProxyType(params),
         )
 
@@ -305,6 +328,7 @@ class RunConfig:
             "handoffs": tuple(self.handoffs.values()),
             "tool_error_detail": self.tool_error_detail,
             "extra_body": self.extra_body,
+            "approval_handler": self.approval_handler,
             "tool_choice": _choice_name(self.tool_choice),
             "max_turns": self.max_turns,
             "output_type": self.output_type,

@@ -19,7 +19,7 @@ from agentkit._wire.messages import AssistantMessage
 from agentkit._wire.responses import Usage
 
 if TYPE_CHECKING:
-    from agentkit._run.result import RunResult
+    from agentkit._run.result import Paused, RunResult
 
 __all__ = [
     "EventHandler",
@@ -32,12 +32,14 @@ __all__ = [
     "RefusalDelta",
     "RunComplete",
     "RunEvent",
+    "RunPaused",
     "StreamEvent",
     "TextDelta",
     "ToolCallArgumentsDelta",
     "ToolCallComplete",
     "ToolCallEnd",
     "ToolCallOpened",
+    "ToolCallPending",
     "ToolCallStart",
     "emit",
 ]
@@ -119,8 +121,28 @@ class HandedOff:
     """The name of the agent the run moved to."""
 
 
+@dataclass(frozen=True)
+class ToolCallPending:
+    """A call the run pauses on, waiting for approval or an outside result: one
+    event per pending call, at the pause (see `Paused.pending`)."""
+
+    turn: int
+    tool_call_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    """The arguments, validated, as JSON values."""
+    kind: str
+    """`"approval"` or `"external"`."""
+
+
 RunEvent = Union[  # noqa: UP007
-    ModelRequestStart, ModelRequestEnd, ModelFallback, ToolCallStart, ToolCallEnd, HandedOff
+    ModelRequestStart,
+    ModelRequestEnd,
+    ModelFallback,
+    ToolCallStart,
+    ToolCallEnd,
+    HandedOff,
+    ToolCallPending,
 ]
 """Any event of a run."""
 
@@ -201,6 +223,14 @@ class RunComplete(Generic[OutputT]):
     result: RunResult[OutputT]
 
 
+@dataclass(frozen=True)
+class RunPaused:
+    """The run paused; the last event of a stream that ends paused. Continue it with
+    `Agent.resume_stream(paused.state, ...)` (or `resume`)."""
+
+    paused: Paused
+
+
 StreamEvent = Union[  # noqa: UP007
     ModelRequestStart,
     ModelRequestEnd,
@@ -208,6 +238,7 @@ StreamEvent = Union[  # noqa: UP007
     ToolCallStart,
     ToolCallEnd,
     HandedOff,
+    ToolCallPending,
     TextDelta,
     RefusalDelta,
     ReasoningDelta,
@@ -216,6 +247,7 @@ StreamEvent = Union[  # noqa: UP007
     ToolCallComplete,
     OutputDelta,
     RunComplete[Any],
+    RunPaused,
 ]
 """Any event of a streamed run: the run events plus the pieces of each answer."""
 

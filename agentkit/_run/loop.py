@@ -14,7 +14,7 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -29,11 +29,13 @@ from agentkit._exceptions import (
     ModelRetry,
     OutputValidationError,
     RefusalError,
+    ToolArgumentsError,
+    UserError,
 )
 from agentkit._run import concurrency, rules
 from agentkit._run.config import RunConfig, render_instructions
-from agentkit._run.state import ModelResponse, RunState
-from agentkit._run.tool_step import AnyCall, ToolOutcome, run_tool_call, unanswered
+from agentkit._run.state import ModelResponse, PendingCall, RunState, ToolAnswer
+from agentkit._run.tool_step import AnyCall, ToolOutcome, rejected, run_tool_call, unanswered
 from agentkit._tools.context import RunContext
 from agentkit._tools.tool import Tool
 from agentkit._wire.messages import (
@@ -50,7 +52,7 @@ from agentkit._wire.responses import Usage
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler
 
-__all__ = ["Run"]
+__all__ = ["PAUSED", "Run"]
 
 logger = logging.getLogger("agentkit")
 
@@ -58,6 +60,10 @@ OutputT = TypeVar("OutputT")
 
 _RETRY = object()
 """What `_finish` returns when the answer went back to the model for another try."""
+
+PAUSED: Any = object()
+"""What `Run.run` returns when the run paused: the calls it waits on are in
+`RunState.pending`; `Run.resume_turn` answers them."""
 
 
 class Run(Generic[OutputT]):
@@ -93,6 +99,9 @@ class Run(Generic[OutputT]):
         self.owner = owner
         self.last_prompt_tokens = 0
         """Prompt tokens of the last request: the least the next one will have."""
+        # The exceptions the tools of the current turn raised, by call id: the tool
+        # step returns plain data, and the run raises these for tool_errors="raise".
+        self._raised: dict[str, BaseException] = {}
 
     async def run(self) -> OutputT:
         """Drive the loop until a final answer, or raise an `AgentRunError`."""
@@ -117,6 +126,9 @@ class Run(Generic[OutputT]):
                     self._within(calls, limits.check_tool_calls, state, len(calls))
             if step == "run_tools":
                 await self._run_tools(calls)
+                if state.pending:
+                    return PAUSED  # type: ignore[no-any-return]
+                state.step += 1
                 continue
             output = await self._finish(step, response)
             if output is not _RETRY:
@@ -232,6 +244,7 @@ class Run(Generic[OutputT]):
             events=self.events,
             max_chars=self.config.max_tool_result_chars,
             error_detail=self.config.tool_error_detail,
+            raised=self._raised,
         )
 
     # --- between the steps --------------------------------------------------------------
@@ -246,11 +259,17 @@ class Run(Generic[OutputT]):
         return history if system is None else [system, *history]
 
     def _context(self, tool_call_id: str | None = None) -> RunContext[Any]:
+        state = self.state
+        key = None
+        if tool_call_id is not None:
+            key = f"{state.run_id}:{state.turns}:{_call_index(state, tool_call_id)}:{tool_call_id}"
         return RunContext(
             deps=self.deps,
-            messages=tuple(self.state.messages),
-            usage=self.state.usage,
+            messages=tuple(state.messages),
+            usage=state.usage,
             tool_call_id=tool_call_id,
+            run_id=state.run_id,
+            idempotency_key=key,
             event_handler=self.events,
         )
 
@@ -268,6 +287,7 @@ class Run(Generic[OutputT]):
     def _record(self, response: ModelResponse) -> None:
         state = self.state
         state.turns += 1
+        state.step += 1
         self.last_prompt_tokens = response.usage.prompt_tokens
         state.usage = state.usage + response.usage
         state.messages.append(response.message)
@@ -275,7 +295,8 @@ class Run(Generic[OutputT]):
             state.tool_called = True
 
     async def _run_tools(self, calls: Sequence[AnyCall]) -> None:
-        """A turn's calls: the repeat rule, then the calls, then the failure rules."""
+        """A turn's calls: the repeat rule, then the calls, then the failure rules; or,
+        when some calls wait for approval or an outside result, a pause."""
         config, state = self.config, self.state
         state.call_streaks, repeated = rules.repeat_streaks(config, state.call_streaks, calls)
         answered: dict[int, ToolOutcome] = {}
@@ -295,25 +316,168 @@ class Run(Generic[OutputT]):
                 }
             else:
                 answered[calls.index(repeated)] = unanswered(repeated, rules.repeat_answer(config))
-        outcomes = await self._run_and_record(calls, answered)
+        held: dict[int, PendingCall] = {}
+        if config.gated:  # one attribute read per turn for agents without gated tools
+            held = await self._gate(calls, answered)  # may add rejections to `answered`
+        outcomes = await self._run_and_record(calls, answered, held)
+        if held:
+            self._pause(calls, outcomes, answered, held)
+            if self.events is not None:
+                from agentkit._run.events import ToolCallPending, emit
+
+                for p in held.values():
+                    event = ToolCallPending(
+                        state.turns, p.tool_call_id, p.tool_name, p.arguments, p.kind
+                    )
+                    await emit(self.events, event)
+            return
+        await self._after_tools(calls, outcomes, answered, repeated)
+
+    async def _after_tools(
+        self,
+        calls: Sequence[AnyCall],
+        outcomes: list[ToolOutcome],
+        not_run: Container[int],
+        repeated: AnyCall | None,
+    ) -> None:
+        """The rules after a turn's calls are all answered: usage, streaks, failures,
+        and a handoff."""
+        config, state = self.config, self.state
         for outcome in outcomes:
             if outcome.usage is not None:  # tokens a tool spent itself (a sub-agent's)
                 state.usage = state.usage + outcome.usage
         failed = [
             call
             for i, (call, outcome) in enumerate(zip(calls, outcomes, strict=True))
-            if i not in answered and outcome.error is not None
+            if i not in not_run and outcome.error is not None
         ]
         if failed:
             state.call_streaks = rules.forget_failed(state.call_streaks, failed)
         if repeated is not None and config.repeated_tool_calls == "raise":
             raise rules.repeated_error(config, state, repeated)
-        rules.check_outcomes(config, state, outcomes)
+        raised = self._raised
+        if raised:  # a new table only after a turn in which a tool raised
+            self._raised = {}
+        rules.check_outcomes(config, state, outcomes, raised)
         failures = rules.count_failures(config, state, state.tool_failures, outcomes)
         if failures != state.tool_failures:
             state.tool_failures = failures
+        if not config.handoffs:
+            return
+        handoff = next((i for i, c in enumerate(calls) if c.tool_name in config.handoffs), None)
         if handoff is not None and outcomes[handoff].error is None:
             await self._hand_off(calls[handoff])
+
+    async def _gate(
+        self, calls: Sequence[AnyCall], answered: dict[int, ToolOutcome]
+    ) -> dict[int, PendingCall]:
+        """The calls of this turn that wait: for approval (as their tool's
+        `requires_approval` decides), or for a result from outside (external tools).
+
+        With an `approval_handler`, calls that need approval wait for none: the
+        handler decides each on the spot, and a refused call is added to `answered`."""
+        handler = self.config.approval_handler
+        from pydantic_core import to_jsonable_python
+
+        held: dict[int, PendingCall] = {}
+        for i in rules.gated_calls(self.config, calls, answered):
+            call = calls[i]
+            tool = self.config.tools[call.tool_name]
+            external = bool(getattr(tool, "is_external", False))
+            try:
+                arguments = tool.validate_arguments(call.tool_input)
+            except ToolArgumentsError:
+                continue  # nothing to approve: the call runs, and its error goes to the model
+            pending = PendingCall(
+                tool_call_id=call.id,
+                tool_name=call.tool_name,
+                arguments=to_jsonable_python(arguments),
+                kind="external" if external else "approval",
+            )
+            rule = tool.requires_approval
+            if not external and callable(rule):
+                needed = rule(self._context(call.id), pending)
+                if inspect.isawaitable(needed):
+                    needed = await needed
+                if not needed:
+                    continue
+            if handler is not None and not external:
+                verdict = handler(self._context(call.id), pending)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if verdict is not True:
+                    answered[i] = rejected(call.id, call.tool_name, _reason(verdict, call.id))
+                continue
+            held[i] = pending
+        return held
+
+    def _pause(
+        self,
+        calls: Sequence[AnyCall],
+        outcomes: list[Any],
+        answered: Container[int],
+        held: Mapping[int, PendingCall],
+    ) -> None:
+        """Keep the turn's answers so far and the calls it waits on in the state; or,
+        when an answer must end the run, answer the held calls too and end it."""
+        config, state = self.config, self.state
+        done = [outcome for i, outcome in enumerate(outcomes) if i not in held]
+        raised = self._raised
+        if raised:
+            self._raised = {}
+        if any(
+            o.fatal is not None or (o.exception_type is not None and config.tool_errors == "raise")
+            for o in done
+        ):
+            for i, call in enumerate(calls):
+                if i in held:
+                    outcomes[i] = unanswered(call, "the run stopped: another call failed")
+                state.messages.append(outcomes[i].message)
+            rules.check_outcomes(config, state, outcomes, raised)  # raises
+        for outcome in done:
+            if outcome.usage is not None:
+                state.usage = state.usage + outcome.usage
+        state.pending = list(held.values())
+        state.answered = [
+            ToolAnswer(
+                tool_call_id=call.id,
+                tool_name=outcome.tool_name,
+                content=outcome.message.content,
+                error=outcome.error,
+                ran=i not in answered,
+            )
+            for i, (call, outcome) in enumerate(zip(calls, outcomes, strict=True))
+            if i not in held
+        ]
+        state.step += 1
+
+    async def resume_turn(
+        self, approved: Container[str], answers: Mapping[str, ToolOutcome]
+    ) -> None:
+        """Finish the turn a paused state waits on: run the `approved` calls, answer the
+        others with `answers` (rejections, external results), then apply the rules of
+        the turn as if it had not paused. `Agent.resume` checks the decisions first."""
+        state = self.state
+        message = state.messages[-1]
+        calls: Sequence[AnyCall] = getattr(message, "tool_calls", None) or ()
+        done = {answer.tool_call_id: answer for answer in state.answered}
+        answered: dict[int, ToolOutcome] = {}
+        not_run: set[int] = set()
+        for i, call in enumerate(calls):
+            before = done.get(call.id)
+            if before is not None:
+                answered[i] = ToolOutcome(before.message, before.tool_name, before.error)
+                if not before.ran:
+                    not_run.add(i)
+            elif call.id in answers:
+                answered[i] = answers[call.id]
+                not_run.add(i)
+            elif call.id not in approved:
+                answered[i] = unanswered(call, "no decision was given for it")
+        state.pending, state.answered = [], []
+        outcomes = await self._run_and_record(calls, answered)
+        await self._after_tools(calls, outcomes, not_run, None)
+        state.step += 1
 
     async def _hand_off(self, call: AnyCall) -> None:
         """Go on with the configuration of the agent `call` hands the run to."""
@@ -334,12 +498,21 @@ class Run(Generic[OutputT]):
             await emit(self.events, HandedOff(state.turns, call.id, way.target_name))
 
     async def _run_and_record(
-        self, calls: Sequence[AnyCall], answered: Mapping[int, ToolOutcome]
+        self,
+        calls: Sequence[AnyCall],
+        answered: Mapping[int, ToolOutcome],
+        held: Container[int] = (),
     ) -> list[ToolOutcome]:
         """Run every call not `answered` already, all at once, and append every call's
-        answer to the history in call order, whatever happens (cancellation included)."""
+        answer to the history in call order, whatever happens (cancellation included).
+
+        Calls `held` for a pause are not run; when there are some, the answers are
+        returned without being appended (the held ones, None, come later), unless the
+        run ends here (cancelled), in which case every call is answered."""
         results: list[ToolOutcome | None] = [answered.get(i) for i in range(len(calls))]
         pending = [(i, call) for i, call in enumerate(calls) if i not in answered]
+        if held:
+            pending = [(i, call) for i, call in pending if i not in held]
         self.state.tool_calls += len(pending)
         try:
             if len(pending) == 1:
@@ -350,12 +523,18 @@ class Run(Generic[OutputT]):
                 if self.config.tool_concurrency is not None:
                     step = _limited(step, anyio.CapacityLimiter(self.config.tool_concurrency))
                 await concurrency.current().run_all(step, pending, results)
-        finally:
-            for i, call in enumerate(calls):
-                if results[i] is None:
-                    results[i] = unanswered(call, "the run was cancelled")
-                self.state.messages.append(results[i].message)  # type: ignore[union-attr]
-        return results  # type: ignore[return-value]  # every slot was filled above
+        except BaseException:
+            self._answer_all(calls, results)
+            raise
+        if not held:
+            self._answer_all(calls, results)
+        return results  # type: ignore[return-value]  # filled, but for the held calls
+
+    def _answer_all(self, calls: Sequence[AnyCall], results: list[ToolOutcome | None]) -> None:
+        for i, call in enumerate(calls):
+            if results[i] is None:
+                results[i] = unanswered(call, "the run was cancelled")
+            self.state.messages.append(results[i].message)  # type: ignore[union-attr]
 
     async def _finish(self, step: rules.Step, response: ModelResponse) -> Any:
         """The run's output for a response that is not a turn of tool calls, or `_RETRY`
@@ -401,6 +580,31 @@ class Run(Generic[OutputT]):
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _reason(verdict: Any, call_id: str) -> str:
+    """The reason of a refusal: `False`, or a `Reject` (anything with a `reason`)."""
+    reason = getattr(verdict, "reason", None)
+    if isinstance(reason, str):
+        return reason
+    if verdict is False:
+        return "the user did not approve this call"
+    raise UserError(
+        f"the approval_handler returned {verdict!r} for call {call_id}; "
+        "return True, False or Reject(reason)"
+    )
+
+
+def _call_index(state: RunState, tool_call_id: str) -> int:
+    """The position of a call in its turn: the calls being answered are those of the
+    last assistant message (their answers are appended once the turn ends)."""
+    for message in reversed(state.messages):
+        if isinstance(message, AssistantMessage):
+            for i, call in enumerate(message.tool_calls or ()):
+                if call.id == tool_call_id:
+                    return i
+            break
+    return 0
 
 
 def _takes_context(function: Any) -> bool:

@@ -8,19 +8,22 @@ results, they decide the same way: the property a durable engine replays on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
+from types import MappingProxyType
 from typing import Literal
 
 from agentkit._exceptions import (
     MaxTurnsExceeded,
     RepeatedToolCallError,
+    ToolArgumentsError,
     ToolExecutionError,
     ToolRetryError,
+    UserError,
 )
 from agentkit._run.config import RunConfig
 from agentkit._run.state import RunState
-from agentkit._run.tool_step import AnyCall, ToolOutcome
-from agentkit._wire.messages import AssistantMessage, NamedToolChoice
+from agentkit._run.tool_step import AnyCall, ToolOutcome, rebuilt
+from agentkit._wire.messages import AssistantMessage, NamedToolChoice, ToolCall
 
 __all__ = [
     "FINISH_STEPS",
@@ -28,8 +31,11 @@ __all__ = [
     "Step",
     "call_key",
     "check_outcomes",
+    "check_resume",
     "count_failures",
     "forget_failed",
+    "gated_calls",
+    "may_pause",
     "message_text",
     "next_step",
     "output_retry",
@@ -163,16 +169,22 @@ def repeated_error(config: RunConfig, state: RunState, call: AnyCall) -> Repeate
     )
 
 
-def check_outcomes(config: RunConfig, state: RunState, outcomes: Sequence[ToolOutcome]) -> None:
+def check_outcomes(
+    config: RunConfig,
+    state: RunState,
+    outcomes: Sequence[ToolOutcome],
+    raised: Mapping[str, BaseException] = MappingProxyType({}),
+) -> None:
     """Raise what must end the run after a turn's calls: a usage mistake in a tool's
-    result, or, with `tool_errors="raise"`, the first exception a tool raised."""
+    result, or, with `tool_errors="raise"`, the first exception a tool raised. The
+    exceptions are the live ones in `raised` (by call id) when the run has them, else
+    rebuilt from the outcomes (`tool_step.rebuilt`)."""
     for outcome in outcomes:
         if outcome.fatal is not None:
-            raise outcome.fatal
-        if outcome.exception is not None and config.tool_errors == "raise":
-            raise ToolExecutionError(
-                outcome.tool_name, outcome.exception, messages=state.messages
-            ) from outcome.exception
+            raise rebuilt(outcome, raised)
+        if outcome.exception_type is not None and config.tool_errors == "raise":
+            cause = rebuilt(outcome, raised)
+            raise ToolExecutionError(outcome.tool_name, cause, messages=state.messages) from cause
 
 
 def count_failures(
@@ -219,6 +231,71 @@ def forget_failed(streaks: Mapping[str, int], failed: Sequence[AnyCall]) -> dict
     retry, bounded by `max_tool_retries`, not a loop over results the model has."""
     drop = {same_call(call_key(call)) for call in failed}
     return {key: streak for key, streak in streaks.items() if same_call(key) not in drop}
+
+
+def gated_calls(config: RunConfig, calls: Sequence[AnyCall], answered: Container[int]) -> list[int]:
+    """The positions of a turn's calls that may pause the run: calls of a tool that
+    requires approval (always, or as its function decides) or is external, unless
+    they are answered already (a repeat, a second handoff)."""
+    gated = config.gated
+    return [
+        i
+        for i, call in enumerate(calls)
+        if call.tool_name in gated and isinstance(call, ToolCall) and i not in answered
+    ]
+
+
+def may_pause(config: RunConfig) -> bool:
+    """Whether a run of `config` may pause: it has external tools, or tools that
+    require approval and no `approval_handler` to decide on the spot."""
+    if not config.gated:
+        return False
+    if config.approval_handler is None:
+        return True
+    return any(getattr(config.tools[name], "is_external", False) for name in config.gated)
+
+
+def check_resume(config: RunConfig, state: RunState, approved: Container[str]) -> None:
+    """Refuse to resume `state` with `config` when it is not paused, or when the
+    agent changed so that a call to run now (an approved one, or an external one
+    still to be answered) no longer fits a tool of it.
+
+    Raises:
+        UserError: Naming the run, the call and the tool, and what to do.
+    """
+    if not state.pending:
+        raise UserError(
+            f"run {state.run_id} (step {state.step}) is not paused: it has no pending calls; "
+            "was it resumed already? Resume the state of a `Paused` result, once"
+        )
+    message = state.messages[-1] if state.messages else None
+    calls = {call.id: call for call in getattr(message, "tool_calls", None) or ()}
+    for pending in state.pending:
+        call = calls.get(pending.tool_call_id)
+        if call is None:
+            raise UserError(
+                f"run {state.run_id}: the pending call {pending.tool_call_id} is not in the "
+                "last message of its history; the state was changed since it paused"
+            )
+        if pending.kind == "approval" and pending.tool_call_id not in approved:
+            continue  # rejected: answered without its tool
+        tool = config.tools.get(pending.tool_name)
+        problem = None
+        if tool is None:
+            problem = "the agent has no tool of that name now"
+        elif (pending.kind == "external") != bool(getattr(tool, "is_external", False)):
+            problem = f"the tool is {'not ' if pending.kind == 'external' else ''}external now"
+        else:
+            try:
+                tool.validate_arguments(call.tool_input)
+            except ToolArgumentsError as exc:
+                problem = f"its arguments no longer fit the tool ({exc})"
+        if problem is not None:
+            raise UserError(
+                f"cannot resume run {state.run_id}: call {pending.tool_call_id} is to tool "
+                f"{pending.tool_name!r}, and {problem}; resume with the agent the run paused "
+                "with, or reject the call"
+            )
 
 
 def output_retry(config: RunConfig, failures: int) -> bool:

@@ -19,7 +19,7 @@ from agentkit._wire.messages import Message
 
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
-    from agentkit._run.result import RunResult
+    from agentkit._run.result import Paused, RunResult
 
 __all__ = ["StreamedRun", "iterate_sync"]
 
@@ -106,25 +106,28 @@ class StreamedRun(Generic[OutputT]):
     """A run in progress, made by `Agent.run_stream`; iterate it for its events.
 
     The run goes on in a task of its own; its events are buffered for the
-    reader. The last event is `RunComplete` with the `RunResult`; if the run
-    fails, iterating raises its error instead. Leaving the `async with` block
+    reader. The last event is `RunComplete` with the `RunResult`, or `RunPaused`
+    with the `Paused` result when the run pauses (after a `ToolCallPending` per
+    pending call); if the run fails, iterating raises its error instead. Leaving the `async with` block
     early (by `break`, an exception or cancellation) cancels the run, closes
     its HTTP response, and still answers every tool call in the history.
 
     Attributes:
         result: The `RunResult`, once the run is complete.
+        paused: The `Paused` result, once the run has paused.
         state: The run's state as it goes on; `state.messages` is the history so
             far, which answers every tool call once the block is left.
     """
 
     def __init__(
         self,
-        execute: Callable[[EventHandler], Awaitable[RunResult[OutputT]]],
+        execute: Callable[[EventHandler], Awaitable[RunResult[OutputT] | Paused]],
         state: RunState,
     ) -> None:
         self._execute = execute
         self.state = state
         self.result: RunResult[OutputT] | None = None
+        self.paused: Paused | None = None
         self._channel: _Channel | None = None
         self._task: concurrency.Task | None = None
 
@@ -176,7 +179,8 @@ class StreamedRun(Generic[OutputT]):
 
     async def _produce(self, channel: _Channel) -> None:
         # The stream's events load with the first streamed run, not with `Agent`.
-        from agentkit._run.events import RunComplete
+        from agentkit._run.events import RunComplete, RunPaused
+        from agentkit._run.result import Paused
 
         try:
             try:
@@ -185,8 +189,12 @@ class StreamedRun(Generic[OutputT]):
                 # Raised to the reader in its own task, not as a task-group exception group.
                 last: StreamEvent | _Failed = _Failed(exc)
             else:
-                self.result = result
-                last = RunComplete(result)
+                if isinstance(result, Paused):
+                    self.paused = result
+                    last = RunPaused(result)
+                else:
+                    self.result = result
+                    last = RunComplete(result)
             waiting = channel.send(last)  # the last item is not an event: emit() does not take it
             if waiting is not None:
                 await waiting

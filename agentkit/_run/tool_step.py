@@ -17,7 +17,16 @@ from agentkit._wire.responses import Usage
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler
 
-__all__ = ["AnyCall", "ToolOutcome", "limit_content", "run_tool_call", "unanswered"]
+__all__ = [
+    "AnyCall",
+    "RebuiltToolError",
+    "ToolOutcome",
+    "limit_content",
+    "rebuilt",
+    "rejected",
+    "run_tool_call",
+    "unanswered",
+]
 
 logger = logging.getLogger("agentkit")
 
@@ -25,39 +34,83 @@ AnyCall = ToolCall | CustomToolCall | OtherToolCall
 
 
 class ToolOutcome:
-    """What one tool call produced.
+    """What one tool call produced: plain data, so that a step's result can be stored
+    and replayed (a durable run, a paused one).
 
     Attributes:
         message: The tool message answering the call.
         tool_name: The tool called.
         error: The error text the model was sent, when the call failed.
-        exception: The exception the tool itself raised, if it raised one.
-        fatal: A usage mistake (such as an unserialisable result) that must end the run.
+        exception_type: The class name of the exception the tool itself raised, if
+            it raised one (the exception stays with the run; see `rebuilt`).
+        exception_text: That exception's message.
+        fatal: A usage mistake (such as an unserialisable result) that must end the
+            run: its message.
         usage: Tokens the tool spent itself (a sub-agent's), to add to the run's usage.
     """
 
-    __slots__ = ("error", "exception", "fatal", "message", "tool_name", "usage")
+    __slots__ = (
+        "error",
+        "exception_text",
+        "exception_type",
+        "fatal",
+        "message",
+        "tool_name",
+        "usage",
+    )
 
     def __init__(
         self,
         message: ToolMessage,
         tool_name: str,
         error: str | None = None,
-        exception: BaseException | None = None,
-        fatal: BaseException | None = None,
+        exception_type: str | None = None,
+        exception_text: str | None = None,
+        fatal: str | None = None,
     ) -> None:
         self.message = message
         self.tool_name = tool_name
         self.error = error
-        self.exception = exception
+        self.exception_type = exception_type
+        self.exception_text = exception_text
         self.fatal = fatal
         self.usage: Usage | None = None
+
+    @property
+    def tool_call_id(self) -> str:
+        """The id of the call this answers."""
+        return self.message.tool_call_id
+
+
+class RebuiltToolError(Exception):
+    """An exception a tool raised, rebuilt from a `ToolOutcome` where the original is
+    gone (a step result loaded from storage): its class is named as the original's."""
+
+
+def rebuilt(outcome: ToolOutcome, raised: Mapping[str, BaseException]) -> BaseException:
+    """The exception behind a failed `outcome`: the live one when the run still has it
+    (in `raised`, by call id), else one rebuilt from its type name and message."""
+    live = raised.get(outcome.tool_call_id)
+    if live is not None:
+        return live
+    if outcome.fatal is not None:
+        return UserError(outcome.fatal)
+    name = outcome.exception_type or "Exception"
+    kind: type[RebuiltToolError] = type(name, (RebuiltToolError,), {"__module__": __name__})
+    return kind(outcome.exception_text or "")
 
 
 def unanswered(call: AnyCall, reason: str) -> ToolOutcome:
     """The answer to a call that was not (or not fully) run."""
     text = f"Error: not run: {reason}"
     return ToolOutcome(ToolMessage(tool_call_id=call.id, content=text), call.tool_name, error=text)
+
+
+def rejected(call_id: str, tool_name: str, reason: str) -> ToolOutcome:
+    """The answer to a call a person refused: the model is told the reason. It is not
+    a failure of the tool, so it does not count against the tool's retries."""
+    text = f"Error: not run: the call was rejected: {reason}"
+    return ToolOutcome(ToolMessage(tool_call_id=call_id, content=text), tool_name)
 
 
 def limit_content(content: str, max_chars: int | None) -> str:
@@ -80,12 +133,14 @@ async def run_tool_call(
     events: EventHandler | None,
     max_chars: int | None = None,
     error_detail: ToolErrorDetail | None = None,
+    raised: dict[str, BaseException] | None = None,
 ) -> ToolOutcome:
     """Run one tool call; every failure becomes a tool message for the model.
 
     The tool message's content is cut to `max_chars` characters (see `limit_content`).
     What the model is told of an exception the tool raised is `error_detail`'s (see
-    `tool_error_text`).
+    `tool_error_text`). The outcome is plain data; the exception itself, if any, goes
+    into `raised` under the call's id, for the run that may have to raise it.
     """
     name, arguments = call.tool_name, call.tool_input
     if events is not None:
@@ -115,9 +170,14 @@ async def run_tool_call(
         content = error = limit_content(f"Error: {error}", max_chars)
     else:
         content = limit_content(content, max_chars)
-    outcome = ToolOutcome(
-        ToolMessage(tool_call_id=call.id, content=content), name, error, exception, fatal
-    )
+    outcome = ToolOutcome(ToolMessage(tool_call_id=call.id, content=content), name, error)
+    if exception is not None:
+        outcome.exception_type = type(exception).__name__
+        outcome.exception_text = str(exception)
+    if fatal is not None:
+        outcome.fatal = str(fatal)
+    if raised is not None and (exception is not None or fatal is not None):
+        raised[call.id] = fatal if fatal is not None else exception  # type: ignore[assignment]
     if ctx is not None:
         outcome.usage = ctx.added_usage
     duration = time.perf_counter() - started

@@ -39,6 +39,12 @@ class RunContext(Generic[DepsT]):
     """Tokens used by the run so far."""
     tool_call_id: str | None = None
     """The id of the tool call being answered, when there is one."""
+    run_id: str | None = None
+    """The id of the run (`RunState.run_id`): the same across a pause and its resume."""
+    idempotency_key: str | None = None
+    """For a tool call, `{run_id}:{turn}:{index}:{tool_call_id}`: the same however
+    often the call is attempted (a resumed or replayed run), different for every other
+    call; pass it to a payment or mail API that deduplicates on a key."""
     event_handler: Callable[[Any], Any] | None = field(default=None, repr=False)
     """The run's event handler, if it has one: a tool that runs an agent of its own
     passes it on, so that the sub-run's events are seen with the run's."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, overload
 
 import anyio
 import pydantic_core
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from typing_extensions import ParamSpec, TypeVar
 
 from agentkit._exceptions import (
@@ -33,10 +33,14 @@ from agentkit._tools.threads import StuckCount, run_in_thread
 if TYPE_CHECKING:
     from agentkit._tools.context import RunContext
 
-__all__ = ["Tool", "tool", "tools_by_name"]
+__all__ = ["ApprovalRule", "Tool", "tool", "tools_by_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ApprovalRule = Callable[["RunContext[Any]", Any], Any]
+"""A function `(ctx, call) -> bool`, sync or async: whether this call (a `PendingCall`,
+its arguments validated) needs a person's approval."""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_INPUT = 80  # characters of an offending value quoted back to the model
@@ -69,6 +73,10 @@ class Tool(Generic[P, R]):
         retries: Failed turns in a row this tool is allowed before the run ends
             with `ToolRetryError`; `None` leaves it to the agent's
             `max_tool_retries`.
+        requires_approval: Whether a call waits for a person's yes: `True`,
+            `False`, or a function `(ctx, call) -> bool` (sync or async) deciding
+            per call, given the run context and the `PendingCall` (its
+            arguments validated). See `Agent.resume`.
     """
 
     function: Callable[P, R]
@@ -78,6 +86,9 @@ class Tool(Generic[P, R]):
     strict: bool
     timeout: float | None
     retries: int | None
+    requires_approval: bool | ApprovalRule
+    is_external: bool = False
+    """A tool without a body (`Tool.external`): its calls pause the run."""
 
     def __init__(
         self,
@@ -88,6 +99,7 @@ class Tool(Generic[P, R]):
         strict: bool = False,
         timeout: float | None = None,
         retries: int | None = None,
+        requires_approval: bool | ApprovalRule = False,
     ) -> None:
         """Build a tool; see `Tool.from_function`."""
         name = getattr(function, "__name__", "<unnamed>") if name is None else name
@@ -98,6 +110,11 @@ class Tool(Generic[P, R]):
             isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
         ):
             problems.append(f"retries must be an integer >= 0 or None, not {retries!r}")
+        if not (isinstance(requires_approval, bool) or callable(requires_approval)):
+            problems.append(
+                f"requires_approval must be True, False or a function (ctx, call) -> bool, "
+                f"not {requires_approval!r}"
+            )
         try:
             schema = function_schema(function, name=name, description=description, strict=strict)
         except ToolDefinitionError as exc:
@@ -114,6 +131,7 @@ class Tool(Generic[P, R]):
         self.strict = strict
         self.timeout = timeout
         self.retries = retries
+        self.requires_approval = requires_approval
         self._schema = schema
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
 
@@ -127,6 +145,7 @@ class Tool(Generic[P, R]):
         strict: bool = False,
         timeout: float | None = None,
         retries: int | None = None,
+        requires_approval: bool | ApprovalRule = False,
     ) -> Tool[P, R]:
         """Make a tool of a function without decorating it.
 
@@ -145,6 +164,8 @@ class Tool(Generic[P, R]):
                 interrupted; it is left to finish in the background.
             retries: Failed turns in a row allowed for this tool, instead of
                 the agent's `max_tool_retries`.
+            requires_approval: `True` (or a function `(ctx, call) -> bool`
+                deciding per call) to make a call wait for a person's yes.
 
         Returns:
             The tool.
@@ -153,8 +174,67 @@ class Tool(Generic[P, R]):
             ToolDefinitionError: Listing every problem with the function.
         """
         return cls(
-            fn, name=name, description=description, strict=strict, timeout=timeout, retries=retries
+            fn,
+            name=name,
+            description=description,
+            strict=strict,
+            timeout=timeout,
+            retries=retries,
+            requires_approval=requires_approval,
         )
+
+    @classmethod
+    def external(
+        cls, name: str, parameters_model: type[BaseModel], description: str | None = None
+    ) -> Tool[..., Any]:
+        """A tool without a body, answered from outside (a browser, a mobile app,
+        another service): a call pauses the run with the call pending, and
+        `Agent.resume(state, results={call_id: value})` supplies its result.
+
+        Args:
+            name: The name the model calls the tool by.
+            parameters_model: A pydantic model of the arguments: its fields (with
+                their types, defaults, constraints and descriptions) are the
+                tool's parameters, and a call's arguments are validated against it.
+            description: What the tool does; defaults to the model's docstring.
+
+        Returns:
+            The tool, for `Agent(tools=[...], pauses=Paused)`.
+
+        Raises:
+            ToolDefinitionError: The model's fields cannot be tool parameters.
+        """
+        import typing
+
+        if not (isinstance(parameters_model, type) and issubclass(parameters_model, BaseModel)):
+            raise ToolDefinitionError(
+                name, [f"parameters_model must be a pydantic model class, not {parameters_model!r}"]
+            )
+
+        def external(**arguments: Any) -> Any:
+            raise UserError(
+                f"the external tool {name!r} has no body: its calls pause the run and are "
+                "answered by Agent.resume(state, results={call_id: value})"
+            )
+
+        parameters = []
+        annotations: dict[str, Any] = {}
+        for field_name, field in parameters_model.model_fields.items():
+            hint: Any = typing.Annotated[field.annotation, field]
+            default = inspect.Parameter.empty if field.is_required() else field.get_default()
+            parameters.append(
+                inspect.Parameter(
+                    field_name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint
+                )
+            )
+            annotations[field_name] = hint
+        external.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        external.__annotations__ = annotations
+        external.__doc__ = parameters_model.__doc__
+        external.__qualname__ = external.__name__ = name
+        made: Tool[..., Any] = Tool(external, name=name, description=description)
+        made.is_external = True
+        return made
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the wrapped function directly, as if it were not a tool."""
@@ -284,6 +364,7 @@ def tool(
     strict: bool = False,
     timeout: float | None = None,
     retries: int | None = None,
+    requires_approval: bool | ApprovalRule = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -296,6 +377,7 @@ def tool(
     strict: bool = False,
     timeout: float | None = None,
     retries: int | None = None,
+    requires_approval: bool | ApprovalRule = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a typed, documented function into a `Tool`.
 
@@ -325,6 +407,9 @@ def tool(
         timeout: Seconds a call may take before it fails with `ToolTimeoutError`.
         retries: Failed turns in a row allowed for this tool before the run
             ends with `ToolRetryError`, instead of the agent's `max_tool_retries`.
+        requires_approval: `True`, or a function `(ctx, call) -> bool` deciding
+            per call, to make calls wait for a person's yes (the run pauses; see
+            `Agent.resume`).
 
     Returns:
         The tool, or a decorator that makes one.
@@ -341,6 +426,7 @@ def tool(
             strict=strict,
             timeout=timeout,
             retries=retries,
+            requires_approval=requires_approval,
         )
 
     return decorate if fn is None else decorate(fn)

@@ -37,6 +37,25 @@ How a request becomes a run:
   with a structured `output_type`, only the final JSON answer (streamed as one
   piece at the end). Tool calls never reach the client.
 
+Runs that pause (agents made with `pauses=Paused`: tools that require approval,
+external tools):
+
+- A run that pauses answers with an assistant message whose `tool_calls` are
+  the calls it waits on (ids and arguments as the model made them) and
+  `finish_reason: "tool_calls"`; the calls that did not wait already ran on the
+  server. Streamed, the calls come in one last delta before that finish reason.
+- The client's next request carries that message and one `role: "tool"`
+  message per call, last: for a call that needs approval, `approve`, `yes` or
+  `{"approved": true}` runs it, and anything else refuses it, its text (or
+  `{"approved": false, "reason": ...}`'s reason) the reason the model is told;
+  for an external tool, the content is its result. The official `openai` client
+  drives this loop as it would run its own tools.
+- The server keeps the paused state (`paused_ttl` seconds, at most
+  `max_paused_runs`), resumes from it rather than from the client's messages,
+  and only for the same model and key, once. Tool messages that do not answer
+  exactly the calls of a run it paused get 400 `unknown_tool_call`: nothing is
+  run or sent to the model.
+
 How a run's end becomes a response:
 
 | the run | the response |
@@ -98,6 +117,7 @@ requests before it signals the lifespan shutdown; bound that wait with its
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -120,10 +140,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 import anyio
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from agentkit._agent import Agent
 from agentkit._exceptions import UserError
+from agentkit._run.result import Paused, Reject
+from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail, default_tool_error_detail
 from agentkit.serve._policy import LOCAL_HOSTS, ContentPolicy, HostPatterns, host_of
 from agentkit.serve._protocol import ChatCall, Problem, parse_chat, run_problem
@@ -143,7 +165,7 @@ T = TypeVar("T")
 
 
 def create_app(
-    agents: Mapping[str, Agent[Any]] | Agent[Any],
+    agents: Mapping[str, Agent[Any, Any]] | Agent[Any, Any],
     *,
     api_keys: str | Iterable[str] | None = None,
     max_concurrent_runs: int | None = 100,
@@ -153,6 +175,8 @@ def create_app(
     allowed_hosts: str | Iterable[str] | None = None,
     content_policy: ContentPolicy | Mapping[str, ContentPolicy] | None = None,
     tool_error_detail: ToolErrorDetail = "type",
+    paused_ttl: float = 900.0,
+    max_paused_runs: int = 1000,
 ) -> AgentApp:
     """An ASGI app serving `agents` over the Chat Completions protocol.
 
@@ -184,6 +208,11 @@ def create_app(
             (the default) sends only the tool's name and the exception's type
             and logs the rest on the server; `"message"` sends the exception's
             message too.
+        paused_ttl: Seconds the server keeps a paused run (an agent made with
+            `pauses=Paused`) for its client to answer the pending calls; after
+            that, the answers are refused.
+        max_paused_runs: The most paused runs kept at once; beyond, the oldest
+            is dropped.
 
     Example:
         >>> app = create_app({"clock": build_agent()})
@@ -199,7 +228,24 @@ def create_app(
         allowed_hosts=allowed_hosts,
         content_policy=content_policy,
         tool_error_detail=tool_error_detail,
+        paused_ttl=paused_ttl,
+        max_paused_runs=max_paused_runs,
     )
+
+
+class _Pause:
+    """A paused run the server keeps for its client: the state, and who may resume it."""
+
+    __slots__ = ("expires", "ids", "key", "model", "state")
+
+    def __init__(
+        self, state: RunState, model: str, key: bytes | None, expires: float, ids: frozenset[str]
+    ) -> None:
+        self.state = state
+        self.model = model
+        self.key = key
+        self.expires = expires
+        self.ids = ids
 
 
 class AgentApp:
@@ -214,7 +260,7 @@ class AgentApp:
 
     def __init__(
         self,
-        agents: Mapping[str, Agent[Any]] | Agent[Any],
+        agents: Mapping[str, Agent[Any, Any]] | Agent[Any, Any],
         *,
         api_keys: str | Iterable[str] | None,
         max_concurrent_runs: int | None,
@@ -224,8 +270,21 @@ class AgentApp:
         allowed_hosts: str | Iterable[str] | None = None,
         content_policy: ContentPolicy | Mapping[str, ContentPolicy] | None = None,
         tool_error_detail: ToolErrorDetail = "type",
+        paused_ttl: float = 900.0,
+        max_paused_runs: int = 1000,
     ) -> None:
-        self.agents: dict[str, Agent[Any]] = _agents(agents)
+        self.agents: dict[str, Agent[Any, Any]] = _agents(agents)
+        if not (isinstance(paused_ttl, (int, float)) and paused_ttl > 0):
+            raise UserError(f"paused_ttl must be a positive number of seconds, got {paused_ttl!r}")
+        if isinstance(max_paused_runs, bool) or not isinstance(max_paused_runs, int):
+            raise UserError(f"max_paused_runs must be an integer >= 1, got {max_paused_runs!r}")
+        if max_paused_runs < 1:
+            raise UserError(f"max_paused_runs must be an integer >= 1, got {max_paused_runs!r}")
+        self.paused_ttl = paused_ttl
+        self.max_paused_runs = max_paused_runs
+        # Paused runs by each pending call id; the server never takes a client's word
+        # for what was paused: a tool message resumes only a run kept here.
+        self._pauses: dict[str, _Pause] = {}
         self._keys = _keys(api_keys)
         if allowed_hosts is None:
             allowed_hosts = "*" if self._keys else LOCAL_HOSTS
@@ -367,8 +426,9 @@ class AgentApp:
         return {"id": name, "object": "model", "created": self._created, "owned_by": "agentkit"}
 
     async def _chat(self, request: Request) -> Response:
+        pause: _Pause | None = None
         try:
-            self._authorize(request)
+            key = self._authorize(request)
             _check_json(request)
             # A request that would be turned away is turned away before its body is read.
             self._admit()
@@ -377,18 +437,34 @@ class AgentApp:
             self._parsing += 1
             try:
                 call = await self._parse(raw)
+                if call.tool_answers is not None:
+                    pause = self._take_pause(call, key)
             except BaseException:
                 self._parsing -= 1
                 self._release(None)
                 raise
         except Problem as problem:
             return _error(problem)
+        agent = self.agents[call.model]
+        keep = functools.partial(self._keep_pause, call.model, key)
+        resume: Any = None
+        if pause is not None:
+            approvals, results = _decisions(pause.state, call.tool_answers or {})
+            state = pause.state
+            call = dataclasses.replace(call, resumed_from=len(state.messages))
+            if call.stream:
+                resume = functools.partial(agent.resume_stream, state, approvals, results=results)
+            else:
+
+                async def resume(handler: Any) -> Any:
+                    return await agent.resume(
+                        state, approvals, results=results, event_handler=handler
+                    )
+
         if call.stream:
-            return _Streamed(self, call)
+            return _Streamed(self, call, resume, keep)
         try:
-            body = await self._guarded(
-                request.receive, lambda: complete(self.agents[call.model], call)
-            )
+            body = await self._guarded(request.receive, lambda: complete(agent, call, resume, keep))
         except Problem as problem:
             return _error(problem)
         if body is None:  # the client has gone; nobody reads this
@@ -423,9 +499,10 @@ class AgentApp:
 
     # --- checks ---------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request) -> bytes | None:
+        """Check the request's key; return its digest (None without keys)."""
         if not self._keys:
-            return
+            return None
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -446,6 +523,51 @@ class AgentApp:
                 code="invalid_api_key",
                 headers={"www-authenticate": "Bearer"},
             )
+        return given
+
+    # --- paused runs -----------------------------------------------------------------------
+
+    def _keep_pause(self, model: str, key: bytes | None, paused: Paused) -> None:
+        """Keep a run that paused, for the client that started it to resume."""
+        now = time.monotonic()
+        for call_id, kept in list(self._pauses.items()):
+            if kept.expires < now:
+                del self._pauses[call_id]
+        ids = frozenset(p.tool_call_id for p in paused.pending)
+        entry = _Pause(paused.state, model, key, now + self.paused_ttl, ids)
+        while self._pauses and len({id(e) for e in self._pauses.values()}) >= self.max_paused_runs:
+            oldest = next(iter(self._pauses.values()))
+            for call_id in oldest.ids:
+                self._pauses.pop(call_id, None)
+        for call_id in ids:
+            self._pauses[call_id] = entry
+
+    def _take_pause(self, call: ChatCall, key: bytes | None) -> _Pause:
+        """The paused run a request's tool messages answer, taken from the store (so a
+        second answer is refused); a 400 when there is none that this client may resume."""
+        ids = list(call.tool_answers or ())
+        entry = self._pauses.get(ids[0]) if ids else None
+        if (
+            entry is None
+            or entry.expires < time.monotonic()
+            or entry.model != call.model
+            or entry.key != key
+            or set(ids) != entry.ids
+        ):
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            raise Problem(
+                400,
+                f"The tool messages at the end of 'messages' (for {shown}) do not answer "
+                "the calls of a run paused on this server: a paused run is resumed once, "
+                "by the client that started it, with one tool message for each call it "
+                f"waits on, within {self.paused_ttl:g} s. Send a user message to start a "
+                "new run.",
+                param="messages",
+                code="unknown_tool_call",
+            )
+        for call_id in entry.ids:
+            self._pauses.pop(call_id, None)
+        return entry
 
     def _check_open(self) -> None:
         if self._closing:
@@ -531,16 +653,27 @@ async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, reasons:
 class _Streamed(Response):
     """The streamed answer: admitted, run and sent when the server calls the response."""
 
-    def __init__(self, app: AgentApp, call: ChatCall) -> None:
+    def __init__(
+        self,
+        app: AgentApp,
+        call: ChatCall,
+        resume: Callable[[], Any] | None = None,
+        keep: Callable[[Paused], None] | None = None,
+    ) -> None:
         super().__init__()
         self._owner = app
         self._call = call
+        self._resume = resume
+        self._keep = keep
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = _Sender(send)
         agent = self._owner.agents[self._call.model]
         try:
-            await self._owner._guarded(receive, lambda: stream(agent, self._call, sent.event))
+            await self._owner._guarded(
+                receive,
+                lambda: stream(agent, self._call, sent.event, self._resume, self._keep),
+            )
         except Problem as problem:
             if not sent.started:
                 await _error(problem)(scope, receive, send)
@@ -598,6 +731,39 @@ def _check_json(request: Request) -> None:
         )
 
 
+_APPROVE = frozenset({"approve", "approved", "yes", "y", "ok", "true"})
+
+
+def _decisions(
+    state: RunState, answers: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A client's tool messages as decisions: for a call that needs approval, a yes
+    (`approve`, `yes`, ... or `{"approved": true}`) runs it and anything else refuses
+    it, with the text (or `{"approved": false, "reason": ...}`'s reason) as the
+    reason; for an external call, the text is its result."""
+    approvals: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    for pending in state.pending:
+        text = answers[pending.tool_call_id]
+        if pending.kind == "external":
+            results[pending.tool_call_id] = text
+            continue
+        decision: Any = Reject(text.strip() or "the user did not approve this call")
+        try:
+            value = from_json(text) if text.lstrip().startswith("{") else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and "approved" in value:
+            if value["approved"] is True:
+                decision = True
+            else:
+                decision = Reject(str(value.get("reason") or "the user did not approve this call"))
+        elif text.strip().lower() in _APPROVE:
+            decision = True
+        approvals[pending.tool_call_id] = decision
+    return approvals, results
+
+
 def _error(problem: Problem) -> Response:
     return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers)
 
@@ -610,7 +776,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(Problem(exc.status_code, message, code=code, headers=exc.headers))
 
 
-def _agents(agents: Mapping[str, Agent[Any]] | Agent[Any]) -> dict[str, Agent[Any]]:
+def _agents(agents: Mapping[str, Agent[Any, Any]] | Agent[Any, Any]) -> dict[str, Agent[Any, Any]]:
     if isinstance(agents, Agent):
         return {agents.model: agents}
     served = dict(agents)
@@ -625,7 +791,8 @@ def _agents(agents: Mapping[str, Agent[Any]] | Agent[Any]) -> dict[str, Agent[An
 
 
 def _policies(
-    policy: ContentPolicy | Mapping[str, ContentPolicy] | None, agents: Mapping[str, Agent[Any]]
+    policy: ContentPolicy | Mapping[str, ContentPolicy] | None,
+    agents: Mapping[str, Agent[Any, Any]],
 ) -> dict[str, ContentPolicy]:
     if policy is None:
         policy = ContentPolicy()

@@ -39,6 +39,7 @@ from agentkit._wire.messages import (
     Message,
     ResponseFormat,
     ToolDefinition,
+    ToolMessage,
     UserMessage,
 )
 from agentkit._wire.responses import Usage
@@ -143,11 +144,17 @@ class ChatCall:
     history: list[Message]
     stream: bool
     include_usage: bool
+    tool_answers: dict[str, str] | None = None
+    """For a request that ends with tool messages: their content by call id. It
+    resumes the paused run those calls belong to, if the server paused on them."""
+    resumed_from: int = 0
+    """For a resumed run: the length of its history at the pause; what the client
+    gets is written after it."""
 
 
 def parse_chat(
     raw: bytes,
-    agents: Mapping[str, Agent[Any]],
+    agents: Mapping[str, Agent[Any, Any]],
     *,
     max_messages: int | None = None,
     policies: Mapping[str, ContentPolicy] | None = None,
@@ -206,6 +213,8 @@ def parse_chat(
     except Rejected as exc:
         raise Problem(400, f"Invalid '{exc.param}': {exc.message}.", param=exc.param) from None
     *history, last = messages
+    if isinstance(last, ToolMessage):
+        return _resumption(request, messages, data)
     if not isinstance(last, UserMessage):
         raise Problem(
             400,
@@ -228,6 +237,32 @@ def parse_chat(
 
 
 _TEXT_ONLY = ContentPolicy()
+
+
+def _resumption(request: ChatRequest, messages: list[Message], data: Any) -> ChatCall:
+    """The call of a request that ends with tool messages: answers to the calls of a
+    paused run. The client's history is checked, not used: the run resumes from the
+    state the server kept."""
+    try:
+        check_history(messages)
+    except UserError as exc:
+        problem = str(exc).replace("message_history[", "messages[", 1)
+        raise Problem(400, f"Invalid 'messages': {problem}.", param="messages") from None
+    answers: dict[str, str] = {}
+    for answer in reversed(messages):
+        if not isinstance(answer, ToolMessage):
+            break
+        content = answer.content
+        text = content if isinstance(content, str) else "".join(p.text for p in content)
+        answers[answer.tool_call_id] = text
+    return ChatCall(
+        model=request.model,
+        prompt="",
+        history=CheckedHistory(messages),
+        stream=bool(request.stream),
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        tool_answers=dict(reversed(answers.items())),
+    )
 
 
 def _check_count(messages: list[Any], limit: int | None) -> None:
@@ -292,7 +327,7 @@ def _invalid(data: Any, exc: ValidationError, prefix: tuple[int | str, ...]) -> 
     return Problem(400, f"Invalid '{param}': {message}.", param=param)
 
 
-def _check_options(request: ChatRequest, agent: Agent[Any]) -> None:
+def _check_options(request: ChatRequest, agent: Agent[Any, Any]) -> None:
     if request.n is not None and request.n != 1:
         raise Problem(400, "Only n=1 is supported: an agent gives one answer.", param="n")
     if request.tool_choice not in (None, "auto", "none"):
@@ -427,9 +462,17 @@ class Reply:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
 
-def completion(reply: Reply, content: str | None, ending: Ending, usage: Usage) -> dict[str, Any]:
-    """A `chat.completion` body."""
-    message = {"role": "assistant", "content": content, "refusal": ending.refusal}
+def completion(
+    reply: Reply,
+    content: str | None,
+    ending: Ending,
+    usage: Usage,
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A `chat.completion` body; with `tool_calls`, the calls a paused run waits on."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": ending.refusal}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     choice = {
         "index": 0,
         "message": message,

@@ -8,7 +8,8 @@ from typing import Any
 
 from agentkit._agent import Agent
 from agentkit._exceptions import AgentRunError
-from agentkit._run.events import ModelRequestEnd, RefusalDelta, TextDelta, emit
+from agentkit._run.events import EventHandler, ModelRequestEnd, RefusalDelta, TextDelta, emit
+from agentkit._run.result import Paused
 from agentkit._wire.messages import AssistantMessage, Message
 from agentkit._wire.responses import Usage
 from agentkit.serve._protocol import (
@@ -22,15 +23,26 @@ from agentkit.serve._protocol import (
     wire_usage,
 )
 
-__all__ = ["complete", "stream"]
+__all__ = ["Resume", "complete", "pending_calls", "stream"]
 
 logger = logging.getLogger("agentkit.serve")
 
 Send = Callable[[Mapping[str, Any] | str], Awaitable[None]]
 
 
-async def complete(agent: Agent[Any], call: ChatCall) -> dict[str, Any]:
-    """Run `agent` for `call` and answer with a `chat.completion` body."""
+Resume = Callable[[EventHandler | None], Awaitable[Any]]
+"""Resumes the paused run a request answers, given the event handler."""
+
+
+async def complete(
+    agent: Agent[Any, Any],
+    call: ChatCall,
+    resume: Resume | None = None,
+    on_pause: Callable[[Paused], None] | None = None,
+) -> dict[str, Any]:
+    """Run `agent` for `call` (or `resume` the run it answers) and answer with a
+    `chat.completion` body; a run that pauses is given to `on_pause` and answered with
+    the calls it waits on, `finish_reason: "tool_calls"`."""
     usage = Usage()
 
     async def tally(event: Any) -> None:
@@ -40,24 +52,63 @@ async def complete(agent: Agent[Any], call: ChatCall) -> dict[str, Any]:
         if isinstance(event, ModelRequestEnd):
             usage = usage + event.usage
 
+    start = len(call.history) + 1
     try:
-        result = await agent.run(call.prompt, message_history=call.history, event_handler=tally)
+        if resume is None:
+            result = await agent.run(call.prompt, message_history=call.history, event_handler=tally)
+        else:
+            result, start = await resume(tally), call.resumed_from
+        if isinstance(result, Paused):
+            assert on_pause is not None
+            on_pause(result)
+            ending = Ending("tool_calls", None, result.messages)
+            content = _answer(agent, ending.messages[start:], paused=True)
+            return completion(Reply(call.model), content, ending, usage, pending_calls(result))
         ending = Ending("stop", None, result.messages)
     except AgentRunError as exc:
         ending = _ending(exc)
-    content = _answer(agent, ending.messages[len(call.history) + 1 :])
+    content = _answer(agent, ending.messages[start:])
     return completion(Reply(call.model), content, ending, usage)
 
 
-async def stream(agent: Agent[Any], call: ChatCall, send: Send) -> None:
-    """Run `agent` for `call`, sending each piece of its answer as a chunk as it comes."""
+def pending_calls(paused: Paused) -> list[dict[str, Any]]:
+    """The calls a paused run waits on, as the `tool_calls` of an assistant message:
+    their ids and arguments as the model made them."""
+    pending = {p.tool_call_id for p in paused.pending}
+    calls = getattr(paused.state.messages[-1], "tool_calls", None) or ()
+    return [
+        {
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.function.name, "arguments": c.function.arguments},
+        }
+        for c in calls
+        if c.id in pending
+    ]
+
+
+async def stream(
+    agent: Agent[Any, Any],
+    call: ChatCall,
+    send: Send,
+    resume: Callable[[], Any] | None = None,
+    on_pause: Callable[[Paused], None] | None = None,
+) -> None:
+    """Run `agent` for `call` (or `resume` the run it answers: a function opening the
+    streamed run), sending each piece of its answer as a chunk as it comes; a run that
+    pauses ends with the calls it waits on, `finish_reason: "tool_calls"`."""
     reply = Reply(call.model)
     usage = Usage()
     text_live = agent.output_spec.is_text
     last_turn: int | None = None
     await send(chunk(reply, {"role": "assistant", "content": ""}))
+    start = len(call.history) + 1 if resume is None else call.resumed_from
+    opened = (
+        agent.run_stream(call.prompt, message_history=call.history) if resume is None else resume()
+    )
+    paused: Paused | None = None
     try:
-        async with agent.run_stream(call.prompt, message_history=call.history) as run:
+        async with opened as run:
             async for event in run:
                 if isinstance(event, ModelRequestEnd):
                     usage = usage + event.usage
@@ -68,13 +119,21 @@ async def stream(agent: Agent[Any], call: ChatCall, send: Send) -> None:
                     await send(chunk(reply, {"content": gap + event.text}))
                 elif isinstance(event, RefusalDelta) and event.text:
                     await send(chunk(reply, {"refusal": event.text}))
+        paused = run.paused
         ending = Ending("stop", None, run.messages)
+        if paused is not None:
+            assert on_pause is not None
+            on_pause(paused)
+            ending = Ending("tool_calls", None, paused.messages)
     except AgentRunError as exc:
         ending = _ending(exc)
     if not text_live:
-        answer = _answer(agent, ending.messages[len(call.history) + 1 :])
+        answer = _answer(agent, ending.messages[start:], paused=paused is not None)
         if answer:
             await send(chunk(reply, {"content": answer}))
+    if paused is not None:
+        calls = [{"index": i, **c} for i, c in enumerate(pending_calls(paused))]
+        await send(chunk(reply, {"tool_calls": calls}))
     await send(chunk(reply, {}, ending.finish_reason))
     if call.include_usage:
         await send({**chunk(reply, None), "usage": wire_usage(usage)})
@@ -90,9 +149,12 @@ def _ending(exc: AgentRunError) -> Ending:
         raise
 
 
-def _answer(agent: Agent[Any], messages: list[Message]) -> str | None:
-    """The content the client gets: every turn's text, or the final JSON of structured output."""
+def _answer(agent: Agent[Any, Any], messages: list[Message], paused: bool = False) -> str | None:
+    """The content the client gets: every turn's text, or the final JSON of structured
+    output (none yet when the run paused)."""
     if agent.output_spec.is_text:
         return run_text(messages)
+    if paused:
+        return None
     finals = [m for m in messages if isinstance(m, AssistantMessage)]
     return run_text(finals[-1:])
