@@ -525,11 +525,7 @@ class Agent(Generic[OutputT, PauseT]):
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
     ) -> RunResult[OutputT] | PauseT:
         """`resume`, from synchronous code: starts an event loop for the rest of the run."""
-        if _in_event_loop():
-            raise UserError(
-                "resume_sync() was called inside a running event loop; "
-                "use `await agent.resume(...)`"
-            )
+        _refuse_in_event_loop("resume_sync", "await agent.resume(...)")
         call = functools.partial(
             self.resume,
             state,
@@ -562,10 +558,7 @@ class Agent(Generic[OutputT, PauseT]):
             UserError: Called where an event loop is already running; use
                 `await agent.run(...)` there instead.
         """
-        if _in_event_loop():
-            raise UserError(
-                "run_sync() was called inside a running event loop; use `await agent.run(...)`"
-            )
+        _refuse_in_event_loop("run_sync", "await agent.run(...)")
         call = functools.partial(
             self.run,
             prompt,
@@ -690,11 +683,7 @@ class Agent(Generic[OutputT, PauseT]):
             ...     if isinstance(event, TextDelta):
             ...         print(event.text, end="", flush=True)
         """
-        if _in_event_loop():
-            raise UserError(
-                "run_stream_sync() was called inside a running event loop; "
-                "use `async with agent.run_stream(...)`"
-            )
+        _refuse_in_event_loop("run_stream_sync", "async with agent.run_stream(...)")
         from agentkit._run.streamed_run import iterate_sync
 
         return iterate_sync(
@@ -942,6 +931,12 @@ async def _finish(
     if output is PAUSED:
         return Paused.of(state, run.owner)
     return RunResult(output, state.messages, state.usage, state.turns, run.owner)
+
+
+def _refuse_in_event_loop(method: str, instead: str) -> None:
+    """Raise the `UserError` for a blocking `method` called where an event loop runs."""
+    if _in_event_loop():
+        raise UserError(f"{method}() was called inside a running event loop; use `{instead}`")
 
 
 def _in_event_loop() -> bool:
