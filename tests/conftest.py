@@ -17,6 +17,7 @@ import respx
 from tests.http_stacks import BASE as CLIENT_BASE
 from tests.openai_spec.validate import validate_request
 from tests.reliability_helpers import record_sleeps
+from tests.servers import postgres_server, redis_server
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -92,3 +93,17 @@ def _checked(real_send: Any, forbid_unknown: bool) -> Any:
         return await real_send(self, req, **kwargs)
 
     return checked_send
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of this test session's own, on 127.0.0.1 (tests/servers.py)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server of this test session's own, on 127.0.0.1 (tests/servers.py)."""
+    with redis_server() as url:
+        yield url

@@ -1,0 +1,191 @@
+"""Real PostgreSQL and Redis servers for the tests, started on 127.0.0.1.
+
+Each server is launched from the binaries the system's packages installed, in a
+temporary directory, on a free port, and stopped when the test session ends.
+`tests/setup.sh` (part of the README's test command) installs the packages.
+When a binary is missing the tests that need it are skipped with the reason,
+except under `CI=true`, where a missing server is an error: CI must run them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_START_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _missing(what: str, install: str) -> None:
+    message = f"{what} is not installed ({install}; tests/setup.sh does it)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} in {_START_TIMEOUT}s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown; Redis exits too
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _postgres_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found and name != "postgres":
+        return found
+    # Debian keeps the server binaries out of PATH, one folder per major version.
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else found
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster; yields its URL (user `postgres`, no password)."""
+    initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
+    if initdb is None or postgres is None:
+        _missing("PostgreSQL", "apt-get install postgresql")
+        raise AssertionError("unreachable")
+    root = Path(tempfile.mkdtemp(prefix="agentkit-pg-"))
+    data, log = root / "data", root / "server.log"
+    # PostgreSQL refuses to run as root; the package's `postgres` user runs it.
+    as_user: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    subprocess.run(
+        [
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
+    port = _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                postgres,
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(root),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            **as_user,
+        )
+    try:
+        _wait_for_port(port, process, log)
+        _wait_until_ready(port, process, log)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        _stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    # The port opens before the cluster accepts logins ("the database system is
+    # starting up"); pg_isready tells the two apart.
+    isready = _postgres_bin("pg_isready")
+    if isready is None:
+        return
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        ready = subprocess.run(
+            [isready, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+            capture_output=True,
+        )
+        if ready.returncode == 0:
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.1)
+    raise RuntimeError(f"postgres on port {port} was not ready in {_START_TIMEOUT}s")
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway Redis server with no persistence; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _missing("Redis", "apt-get install redis-server")
+        raise AssertionError("unreachable")
+    root = Path(tempfile.mkdtemp(prefix="agentkit-redis-"))
+    log, port = root / "server.log", _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(root),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, process, log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+        shutil.rmtree(root, ignore_errors=True)
