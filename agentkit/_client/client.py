@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from agentkit._client.body import BadEncodingError, read_limited
+from agentkit._client.deadline import AttemptDeadlines
 from agentkit._client.encode import dump_messages, dump_wire
 from agentkit._client.errors import (
     parse_body,
@@ -192,6 +193,7 @@ class ChatClient:
                 raise UserError(
                     f"{name} must be a positive integer (bytes), or None for no limit; got {size!r}"
                 )
+        self._deadlines = AttemptDeadlines()
         self.attempt_timeout = attempt_timeout
         self.max_response_bytes = max_response_bytes
         self.max_event_bytes = max_event_bytes
@@ -445,7 +447,7 @@ class ChatClient:
         """
         if stream or self.attempt_timeout is None:
             return await self._send_once(request, stream=stream)
-        with anyio.move_on_after(self.attempt_timeout):
+        with self._deadlines.move_on_after(self.attempt_timeout):
             return await self._send_once(request, stream=False)
         raise APITimeoutError(
             f"no complete response to {request.method} {request.url} within "
