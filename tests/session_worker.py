@@ -4,7 +4,8 @@
 
 STORE is sqlite, postgres or redis; URL the file or the server. RUNS runs start at
 once on the session; each is one turn of four messages (the prompt, a tool call,
-its answer, the answer) tagged `TAG-i`. With --crash, the process stores one turn,
+its answer, the answer) tagged `TAG-i`; the answer says how many turns the run
+saw before its own. With --crash, the process stores one turn,
 then starts a second one that waits inside the store's transaction, after writing
 MARKER, to be killed.
 """
@@ -41,7 +42,9 @@ async def answer(request: ModelRequest) -> Reply:
     last = request.messages[-1]
     if last.role == "user":
         return call("echo", tag=str(last.content))
-    return f"done {last.content}"
+    # How many turns this run saw before its own: with runs serialised, turn k saw k.
+    seen = sum(1 for m in request.messages if m.role == "user") - 1
+    return f"done {last.content} after {seen}"
 
 
 def make_agent() -> Agent[Any, Any]:

@@ -71,17 +71,20 @@ def _turns(messages: list[Message]) -> list[list[Message]]:
 
 
 def _assert_whole_turns(messages: list[Message], expected: set[str]) -> None:
-    """Every turn is the four messages of one run, in order, and each tag is there once."""
+    """Every turn is the four messages of one run, in order, made after the turns before
+    it were stored; and each tag is there once."""
     check_history(messages)
     seen: list[str] = []
-    for turn in _turns(messages):
+    for index, turn in enumerate(_turns(messages)):
         assert len(turn) == 4, turn
         user, called, answered, final = turn
         tag = str(user.content)
         assert isinstance(called, AssistantMessage) and called.tool_calls
         assert tag in called.tool_calls[0].function.arguments
         assert isinstance(answered, ToolMessage) and answered.content == f"echo {tag}"
-        assert isinstance(final, AssistantMessage) and final.content == f"done echo {tag}"
+        # The run saw exactly the turns stored before its own: none ran beside it.
+        assert isinstance(final, AssistantMessage)
+        assert final.content == f"done echo {tag} after {index}"
         seen.append(tag)
     assert len(seen) == len(set(seen))
     assert set(seen) == expected
