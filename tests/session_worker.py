@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
 from agentkit import Agent, tool
 from agentkit.sessions import Session
 from agentkit.testing import FunctionModel, ModelRequest, Reply, call
@@ -38,7 +40,7 @@ def echo(tag: str) -> str:
 
 
 async def answer(request: ModelRequest) -> Reply:
-    await asyncio.sleep(0.001)  # other runs of this process get the loop here
+    await anyio.sleep(0.001)  # other runs of this process get the loop here
     last = request.messages[-1]
     if last.role == "user":
         return call("echo", tag=str(last.content))

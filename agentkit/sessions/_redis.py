@@ -122,7 +122,7 @@ class RedisSession(StoreSession):
             if "LOCKLOST" in str(exc):
                 raise SessionLockLost(
                     f"{self!r}: the run's lock lease of {self.lock_lease:g} s expired and "
-                    "another run took the session; this turn was not stored",
+                    "another run took the session; this turn was not stored; raise lock_lease above the longest run",
                     session_id=self.session_id,
                 ) from None
             raise

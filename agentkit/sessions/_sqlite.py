@@ -129,7 +129,7 @@ class SQLiteSession(StoreSession):
                 if held is None or held[0] != token:
                     raise SessionLockLost(
                         f"{self!r}: the run's lock lease of {self.lock_lease:g} s expired "
-                        "and another run took the session; this turn was not stored",
+                        "and another run took the session; this turn was not stored; raise lock_lease above the longest run",
                         session_id=self.session_id,
                     )
             seq, turn = connection.execute(
