@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -85,22 +86,28 @@ class SQLiteSession(StoreSession):
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
-            self.path, timeout=max(self.lock_timeout, 5.0), isolation_level=None
+            self.path,
+            timeout=max(self.lock_timeout, 5.0),
+            isolation_level=None,
+            check_same_thread=False,  # pooled: used by one worker thread at a time
         )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
         if not self._ready:
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
             self._ready = True
-        connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
     async def _call(self, function: Any, *args: Any) -> Any:
         def work() -> Any:
-            connection = self._connect()
+            connection = _take(self)
             try:
-                return function(connection, *args)
-            finally:
+                result = function(connection, *args)
+            except BaseException:
                 connection.close()
+                raise
+            _give(self.path, connection)
+            return result
 
         return await anyio.to_thread.run_sync(work)
 
@@ -236,6 +243,30 @@ class SQLiteSession(StoreSession):
 
         async with holding(acquire, release):
             yield _Held(self, token)
+
+
+# Open connections by process and file. Closing the last connection to a WAL file
+# checkpoints it (a sync to disk), so connections are kept, a few per file.
+_IDLE: dict[tuple[int, str], list[sqlite3.Connection]] = {}
+_IDLE_LOCK = threading.Lock()
+_MAX_IDLE = 8
+
+
+def _take(session: SQLiteSession) -> sqlite3.Connection:
+    with _IDLE_LOCK:
+        idle = _IDLE.get((os.getpid(), session.path))
+        if idle:
+            return idle.pop()
+    return session._connect()
+
+
+def _give(path: str, connection: sqlite3.Connection) -> None:
+    with _IDLE_LOCK:
+        idle = _IDLE.setdefault((os.getpid(), path), [])
+        if len(idle) < _MAX_IDLE:
+            idle.append(connection)
+            return
+    connection.close()
 
 
 class _Held:
