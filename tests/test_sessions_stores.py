@@ -204,3 +204,21 @@ async def test_kill_9_while_storing_a_turn_stores_all_or_nothing(
         # elsewhere), and the session takes new turns.
         await make_agent().run("k-2", session=session)
         _assert_whole_turns(await session.load(), {"k-0", "k-2"})
+
+
+def test_the_docs_examples_run(postgres_url: str, redis_url: str) -> None:
+    text = (ROOT / "docs" / "sessions.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) == 4
+    env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+    for block in blocks:
+        done = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip(), block[:200]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS agentkit_session_messages (
 )
 """
 
-_ready: set[int] = set()  # ids of the pools whose database has the table
+_ready: weakref.WeakSet[AsyncConnectionPool[Any]] = weakref.WeakSet()
+"""The pools whose database has the table."""
 
 
 class PostgresSession(StoreSession):
@@ -78,14 +80,14 @@ class PostgresSession(StoreSession):
         self.pool = pool
 
     async def _setup(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        if id(self.pool) in _ready:
+        if self.pool in _ready:
             return
         # Two processes creating the table at once can collide in the catalog: a
         # transaction-level advisory lock makes the creation one at a time.
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(7243215)")
             await connection.execute(_SCHEMA)
-        _ready.add(id(self.pool))
+        _ready.add(self.pool)
 
     @asynccontextmanager
     async def _connection(
