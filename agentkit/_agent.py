@@ -460,14 +460,16 @@ class Agent(Generic[OutputT, PauseT]):
 
         _one_history(message_history, session)
 
+        state = RunState(messages=[])
+
         async def in_session(history: list[Message]) -> tuple[Any, Sequence[Message] | None]:
-            state = RunState(messages=self._start(prompt, history))
+            state.messages = self._start(prompt, history)
             result = await self._run(
                 config, state, deps=deps, timeout=timeout, events=events, streamed=False
             )
             return result, result.messages if isinstance(result, RunResult) else None
 
-        return await run_in_session(session, in_session)
+        return await run_in_session(session, in_session, lambda: state.messages)
 
     async def resume(
         self,
@@ -709,7 +711,7 @@ class Agent(Generic[OutputT, PauseT]):
                 )
                 return result, result.messages if isinstance(result, RunResult) else None
 
-            return await run_in_session(session, in_session)
+            return await run_in_session(session, in_session, lambda: state.messages)
 
         return StreamedRun(execute, state)
 

@@ -119,6 +119,34 @@ async def test_cancelled_run_stores_nothing_and_frees_the_lock(session: SQLiteSe
         pass
 
 
+async def test_cancelled_run_keeps_its_valid_part_when_asked(tmp_path: Path) -> None:
+    session = SQLiteSession("partial", tmp_path / "s.db", keep_partial=True)
+    stalled = anyio.Event()
+
+    async def model(request: ModelRequest) -> Reply:
+        if request.messages[-1].role == "user":
+            return call("echo", tag="x")
+        stalled.set()
+        await anyio.sleep(30)
+        return "never"
+
+    agent = make_agent()
+    agent.client = FunctionModel(model)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+
+            async def run() -> None:
+                await agent.run("question", session=session)
+
+            group.start_soon(run)
+            await stalled.wait()
+            group.cancel_scope.cancel()
+    stored = await session.load()
+    assert [m.role for m in stored] == ["user", "assistant", "tool"]
+    check_history(stored)
+    assert await session.pop_turn() == stored  # one turn: the caller may undo it
+
+
 async def test_timed_out_run_stores_nothing(session: SQLiteSession) -> None:
     async def slow(request: ModelRequest) -> Reply:
         await anyio.sleep(30)

@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
-from agentkit._exceptions import AgentKitError, AgentRunError
+import anyio
+
+from agentkit._exceptions import AgentKitError
 from agentkit._wire.messages import AssistantMessage, Message, SystemMessage, ToolMessage
 
 __all__ = [
@@ -124,29 +126,41 @@ def valid_prefix(messages: Sequence[Message]) -> list[Message]:
 async def run_in_session(
     session: Session,
     run: Callable[[list[Message]], Awaitable[tuple[R, Sequence[Message] | None]]],
+    partial: Callable[[], Sequence[Message]],
 ) -> R:
     """`run` on the session's history, under its lock; the turn is stored if `run`
     returns its full history (it returns `None` for a result that is not an answer,
     such as a pause).
 
     `run` gets the loaded history; its full history starts with that history (the
-    agent's instructions are sent at request time, so they are never in it).
+    agent's instructions are sent at request time, so they are never in it). When
+    `run` fails or is cancelled and the session keeps partial turns, the valid
+    prefix of `partial()` (the run's history so far) is stored.
     """
     async with session.lock() as held:
         history = await held.load()
         try:
             result, messages = await run(history)
-        except BaseException as exc:
-            if session.keep_partial and isinstance(exc, AgentRunError):
-                partial = _new(history, valid_prefix(exc.messages))
-                if partial:
-                    await held.append(partial)
+        except BaseException:
+            if session.keep_partial:
+                kept = _new(history, valid_prefix(partial()))
+                if kept:
+                    # Stored even when the run was cancelled, within a bound.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(_PARTIAL_SECONDS):
+                        await held.append(kept)
             raise
         if messages is not None:
             await held.append(_new(history, messages))
         return result
 
 
+_PARTIAL_SECONDS = 10.0
+"""The longest a cancelled run waits to store its partial turn."""
+
+
 def _new(history: Sequence[Message], messages: Sequence[Message]) -> list[Message]:
-    """The messages a run added to `history`: no system message of the request."""
+    """The messages a run added to `history`: no system message of the request; none
+    when the run had not yet got past the history."""
+    if len(messages) <= len(history):
+        return []
     return [m for m in messages[len(history) :] if not isinstance(m, SystemMessage)]
