@@ -28,7 +28,6 @@ from agentkit._run.config import (
 from agentkit._run.history import CheckedHistory, check_history, to_messages
 from agentkit._run.loop import PAUSED, Run
 from agentkit._run.result import Paused, Reject, RunResult
-from agentkit._run.session import Session
 from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._run.tool_step import ToolOutcome, rejected
@@ -45,6 +44,7 @@ from agentkit._wire.messages import (
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
     from agentkit._run.limits import UsageLimits
+    from agentkit._run.session import Session
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._wire.settings import ModelSettings
 
