@@ -162,7 +162,12 @@ async def test_a_busy_session_is_a_409(tmp_path: Path) -> None:
             group.start_soon(first)
             await started.wait()
             busy = await post(app, "second")
+            streamed = await post(app, "third", stream=True)
             release.set()
+    # A stream has begun before the lock is waited for: the error is its last event.
+    assert streamed.status_code == 200
+    assert '"code":"session_busy"' in streamed.text.replace(" ", "")
+    assert "[DONE]" not in streamed.text
     assert busy.status_code == 409
     assert busy.json()["error"]["code"] == "session_busy"
     assert busy.headers["retry-after"] == "1"

@@ -222,3 +222,21 @@ def test_the_docs_examples_run(postgres_url: str, redis_url: str) -> None:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip(), block[:200]
+
+
+async def test_a_waiter_cancelled_leaves_no_lock_behind(store_url: tuple[str, str]) -> None:
+    session_id = _new_id()
+    async with (
+        open_session(*store_url, session_id, lock_timeout=10) as holder,
+        open_session(*store_url, session_id, lock_timeout=10) as waiter,
+    ):
+        async with holder.lock():
+            with anyio.move_on_after(0.3) as scope:
+                async with waiter.lock():
+                    pytest.fail("the lock was taken twice")
+            assert scope.cancelled_caught
+        # Neither the holder nor the cancelled waiter holds it now.
+        with anyio.fail_after(5):
+            async with waiter.lock() as held:
+                await held.append([UserMessage(content="after")])
+        assert [m.content for m in await holder.load()] == ["after"]
