@@ -340,3 +340,29 @@ def test_valid_prefix_cuts_an_unanswered_call() -> None:
     assert valid_prefix(half) == [user]
     whole = [*half, ToolMessage(tool_call_id="b", content="2")]
     assert valid_prefix(whole) == whole
+
+
+def test_the_chat_example_remembers_undoes_and_forgets(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "chat_session.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+
+    def chat(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), "--db", str(tmp_path / "c.db"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "first thing" in chat("My name is Ada.")
+    assert "'My name is Ada.'" in chat("What is my name?")
+    assert "2 messages" in chat("--undo")
+    assert "Forgotten" in chat("--forget")
+    assert "first thing" in chat("Hello again.")
