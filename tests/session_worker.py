@@ -22,7 +22,9 @@ from typing import Any
 
 import anyio
 
-from agentkit import Agent, tool
+from agentkit import Agent, UserMessage, tool
+from agentkit._run.history import check_history
+from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 from agentkit.sessions import Session
 from agentkit.testing import FunctionModel, ModelRequest, Reply, call
 
@@ -80,6 +82,35 @@ async def open_session(
             await client.aclose()
     else:
         raise SystemExit(f"unknown store {store!r}")
+
+
+def _turns(messages: list[Message]) -> list[list[Message]]:
+    turns: list[list[Message]] = []
+    for message in messages:
+        if isinstance(message, UserMessage):
+            turns.append([])
+        turns[-1].append(message)
+    return turns
+
+
+def assert_whole_turns(messages: list[Message], expected: set[str]) -> None:
+    """Every turn is the four messages of one run, in order, made after the turns before
+    it were stored; and each tag is there once."""
+    check_history(messages)
+    seen: list[str] = []
+    for index, turn in enumerate(_turns(messages)):
+        assert len(turn) == 4, turn
+        user, called, answered, final = turn
+        tag = str(user.content)
+        assert isinstance(called, AssistantMessage) and called.tool_calls
+        assert tag in called.tool_calls[0].function.arguments
+        assert isinstance(answered, ToolMessage) and answered.content == f"echo {tag}"
+        # The run saw exactly the turns stored before its own: none ran beside it.
+        assert isinstance(final, AssistantMessage)
+        assert final.content == f"done echo {tag} after {index}"
+        seen.append(tag)
+    assert len(seen) == len(set(seen))
+    assert set(seen) == expected
 
 
 async def main(argv: list[str]) -> None:

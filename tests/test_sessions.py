@@ -4,6 +4,7 @@ hypothesis over random valid histories)."""
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from agentkit.sessions import (
     valid_prefix,
 )
 from agentkit.testing import FunctionModel, ModelRequest, Reply, ScriptedModel, call
-from tests.session_worker import make_agent
+from tests.session_worker import assert_whole_turns, make_agent
 
 pytestmark = pytest.mark.anyio
 
@@ -366,3 +367,12 @@ def test_the_chat_example_remembers_undoes_and_forgets(tmp_path: Path) -> None:
     assert "2 messages" in chat("--undo")
     assert "Forgotten" in chat("--forget")
     assert "first thing" in chat("Hello again.")
+
+
+async def test_concurrent_runs_in_one_process_are_serialised(session: SQLiteSession) -> None:
+    agent = make_agent()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            for i in range(20):
+                group.start_soon(functools.partial(agent.run, f"t-{i}", session=session))
+    assert_whole_turns(await session.load(), {f"t-{i}" for i in range(20)})

@@ -22,10 +22,8 @@ import anyio
 import pytest
 
 from agentkit import AgentRunError, UserMessage
-from agentkit._run.history import check_history
-from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 from agentkit.sessions import Session, SessionLockTimeout
-from tests.session_worker import LEASE, make_agent, open_session
+from tests.session_worker import LEASE, assert_whole_turns, make_agent, open_session
 
 pytestmark = pytest.mark.anyio
 
@@ -61,35 +59,6 @@ async def session(store_url: tuple[str, str]) -> AsyncIterator[Session]:
         yield opened
 
 
-def _turns(messages: list[Message]) -> list[list[Message]]:
-    turns: list[list[Message]] = []
-    for message in messages:
-        if isinstance(message, UserMessage):
-            turns.append([])
-        turns[-1].append(message)
-    return turns
-
-
-def _assert_whole_turns(messages: list[Message], expected: set[str]) -> None:
-    """Every turn is the four messages of one run, in order, made after the turns before
-    it were stored; and each tag is there once."""
-    check_history(messages)
-    seen: list[str] = []
-    for index, turn in enumerate(_turns(messages)):
-        assert len(turn) == 4, turn
-        user, called, answered, final = turn
-        tag = str(user.content)
-        assert isinstance(called, AssistantMessage) and called.tool_calls
-        assert tag in called.tool_calls[0].function.arguments
-        assert isinstance(answered, ToolMessage) and answered.content == f"echo {tag}"
-        # The run saw exactly the turns stored before its own: none ran beside it.
-        assert isinstance(final, AssistantMessage)
-        assert final.content == f"done echo {tag} after {index}"
-        seen.append(tag)
-    assert len(seen) == len(set(seen))
-    assert set(seen) == expected
-
-
 async def test_store_operations(session: Session) -> None:
     agent = make_agent()
     assert await session.load() == []
@@ -97,7 +66,7 @@ async def test_store_operations(session: Session) -> None:
     await agent.run("a", session=session)
     await agent.run("b", session=session)
     history = await session.load()
-    _assert_whole_turns(history, {"a", "b"})
+    assert_whole_turns(history, {"a", "b"})
     last = await session.last_turn()
     assert last == history[4:]
     assert await session.pop_turn() == last
@@ -124,7 +93,7 @@ async def test_failed_run_stores_nothing(session: Session) -> None:
     await agent.run("kept", session=session)
     with pytest.raises(AgentRunError):
         await agent.run("lost", session=session, usage_limits=_one_request())
-    _assert_whole_turns(await session.load(), {"kept"})
+    assert_whole_turns(await session.load(), {"kept"})
 
 
 def _one_request() -> Any:
@@ -176,7 +145,7 @@ async def test_two_processes_fifty_concurrent_runs_each(store_url: tuple[str, st
     async with open_session(store, url, session_id) as session:
         history = await session.load()
     assert len(history) == 400
-    _assert_whole_turns(history, {f"{t}-{i}" for t in ("p", "q") for i in range(50)})
+    assert_whole_turns(history, {f"{t}-{i}" for t in ("p", "q") for i in range(50)})
 
 
 async def test_kill_9_while_storing_a_turn_stores_all_or_nothing(
@@ -199,11 +168,11 @@ async def test_kill_9_while_storing_a_turn_stores_all_or_nothing(
     assert worker.returncode == -signal.SIGKILL
     async with open_session(store, url, session_id, lock_timeout=LEASE + 10) as session:
         # The killed turn was inside its transaction: the first turn only, whole.
-        _assert_whole_turns(await session.load(), {"k-0"})
+        assert_whole_turns(await session.load(), {"k-0"})
         # The dead run's lock is freed (at once on Postgres, after the lease
         # elsewhere), and the session takes new turns.
         await make_agent().run("k-2", session=session)
-        _assert_whole_turns(await session.load(), {"k-0", "k-2"})
+        assert_whole_turns(await session.load(), {"k-0", "k-2"})
 
 
 def test_the_docs_examples_run(postgres_url: str, redis_url: str) -> None:
