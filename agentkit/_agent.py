@@ -44,6 +44,7 @@ from agentkit._wire.messages import (
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
     from agentkit._run.limits import UsageLimits
+    from agentkit._run.session import Session
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._wire.settings import ModelSettings
 
@@ -398,6 +399,7 @@ class Agent(Generic[OutputT, PauseT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT] | PauseT:
         """Run the agent until the model gives a final answer, or until it pauses.
 
@@ -414,6 +416,9 @@ class Agent(Generic[OutputT, PauseT]):
             instructions: Instructions for this run instead of the agent's.
             tools: Tools this run has besides the agent's.
             usage_limits: `UsageLimits` for this run instead of the agent's.
+            session: A `Session` (`agentkit.sessions`) to continue: its history is
+                loaded under its lock, and the run's new messages are stored only
+                when the run ends with an answer. Not with `message_history`.
 
         The overrides apply to this run only: the agent is not changed, and
         concurrent runs with other overrides do not see them.
@@ -429,11 +434,42 @@ class Agent(Generic[OutputT, PauseT]):
             UserError: Bad arguments, history or tool results.
         """
         config = self._config_for(model, settings, instructions, tools, usage_limits)
-        state = RunState(messages=self._start(prompt, message_history))
         events = event_handler or self.event_handler
+        if session is not None:
+            return await self._run_in_session(
+                session, prompt, message_history, config, deps, timeout, events
+            )
+        state = RunState(messages=self._start(prompt, message_history))
         return await self._run(
             config, state, deps=deps, timeout=timeout, events=events, streamed=False
         )
+
+    async def _run_in_session(
+        self,
+        session: Session,
+        prompt: Prompt,
+        message_history: History | None,
+        config: RunConfig,
+        deps: Any,
+        timeout: float | None,
+        events: EventHandler | None,
+    ) -> RunResult[OutputT] | PauseT:
+        """`run` with the session's history, its new messages stored if it answers."""
+        # Loaded here, not with `Agent`: a run without a session never imports it.
+        from agentkit._run.session import run_in_session
+
+        _one_history(message_history, session)
+
+        state = RunState(messages=[])
+
+        async def in_session(history: list[Message]) -> tuple[Any, Sequence[Message] | None]:
+            state.messages = self._start(prompt, history)
+            result = await self._run(
+                config, state, deps=deps, timeout=timeout, events=events, streamed=False
+            )
+            return result, result.messages if isinstance(result, RunResult) else None
+
+        return await run_in_session(session, in_session, lambda: state.messages)
 
     async def resume(
         self,
@@ -551,6 +587,7 @@ class Agent(Generic[OutputT, PauseT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT] | PauseT:
         """`run`, from synchronous code: starts an event loop for the run.
 
@@ -571,6 +608,7 @@ class Agent(Generic[OutputT, PauseT]):
             instructions=instructions,
             tools=tools,
             usage_limits=usage_limits,
+            session=session,
         )
         return anyio.run(call)
 
@@ -587,6 +625,7 @@ class Agent(Generic[OutputT, PauseT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
+        session: Session | None = None,
     ) -> StreamedRun[OutputT]:
         """Run the agent with every answer streamed; iterate the events as they come.
 
@@ -602,8 +641,11 @@ class Agent(Generic[OutputT, PauseT]):
             >>> stream.result.output
         """
         config = self._config_for(model, settings, instructions, tools, usage_limits)
+        if session is not None:
+            _one_history(message_history, session)
         state = RunState(messages=self._start(prompt, message_history))
-        return self._stream(config, state, deps, timeout, event_handler or self.event_handler)
+        handler = event_handler or self.event_handler
+        return self._stream(config, state, deps, timeout, handler, session=session)
 
     def resume_stream(
         self,
@@ -636,6 +678,7 @@ class Agent(Generic[OutputT, PauseT]):
         timeout: float | None,
         handler: EventHandler | None,
         resume: Callable[[Run[Any]], Any] | None = None,
+        session: Session | None = None,
     ) -> StreamedRun[OutputT]:
         # Streaming loads with the first streamed run, not with `Agent`.
         from agentkit._run.events import emit
@@ -647,15 +690,28 @@ class Agent(Generic[OutputT, PauseT]):
                 await emit(send, event)
 
             events = send if handler is None else both
-            return await self._run(  # type: ignore[return-value]
-                config,
-                state,
-                deps=deps,
-                timeout=timeout,
-                events=events,
-                streamed=True,
-                resume=resume,
-            )
+            if session is None:
+                return await self._run(  # type: ignore[return-value]
+                    config,
+                    state,
+                    deps=deps,
+                    timeout=timeout,
+                    events=events,
+                    streamed=True,
+                    resume=resume,
+                )
+            from agentkit._run.session import run_in_session
+
+            async def in_session(history: list[Message]) -> tuple[Any, Sequence[Message] | None]:
+                # The stream's state holds the prompt already: the history goes before it.
+                check_history(history)
+                state.messages[0:0] = history
+                result = await self._run(
+                    config, state, deps=deps, timeout=timeout, events=events, streamed=True
+                )
+                return result, result.messages if isinstance(result, RunResult) else None
+
+            return await run_in_session(session, in_session, lambda: state.messages)
 
         return StreamedRun(execute, state)
 
@@ -672,6 +728,7 @@ class Agent(Generic[OutputT, PauseT]):
         instructions: Instructions | Sequence[Instructions] | None = None,
         tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
         usage_limits: UsageLimits | None = None,
+        session: Session | None = None,
     ) -> Iterator[StreamEvent]:
         """`run_stream` for synchronous code: a plain iterator of the events.
 
@@ -698,6 +755,7 @@ class Agent(Generic[OutputT, PauseT]):
                 instructions=instructions,
                 tools=tools,
                 usage_limits=usage_limits,
+                session=session,
             )
         )
 
@@ -931,6 +989,15 @@ async def _finish(
     if output is PAUSED:
         return Paused.of(state, run.owner)
     return RunResult(output, state.messages, state.usage, state.turns, run.owner)
+
+
+def _one_history(message_history: History | None, session: Session) -> None:
+    """Refuse a run given both a session and a history: the session holds the history."""
+    if message_history is not None:
+        raise UserError(
+            f"run() got both message_history and session={session!r}: the session holds "
+            "the history; pass one of them"
+        )
 
 
 def _refuse_in_event_loop(method: str, instead: str) -> None:

@@ -107,6 +107,23 @@ or path, 413 for a body over `max_body_bytes`, 415 for a body not declared as
 JSON, 429 with `Retry-After` when `max_concurrent_runs` runs are going on (or
 being parsed), 503 once the app is shutting down.
 
+Server-side sessions (off unless `create_app(sessions=...)`):
+
+- A request with an `X-Session-Id` header sends only the new user message; the
+  server loads the conversation of that session, runs, and stores the turn when
+  the run answers (a failed run stores nothing). Two requests of one session
+  run one after the other; one that waits longer than the session's
+  `lock_timeout` gets 409 `session_busy` with `Retry-After`.
+- The id is a bearer secret: whoever sends it reads and extends the
+  conversation. Clients make it random (at least 16 characters of
+  `[A-Za-z0-9_-]`; a UUID4 or `secrets.token_urlsafe()`), keep it like a
+  password, and never put it in a URL. The server scopes it by model and by the
+  caller's API key, so with keys a leaked id is useless without its key; a
+  keyless server has no such second factor. Earlier messages with the header get
+  400 `history_with_session`; agents that pause are refused (400
+  `session_unsupported`); without `sessions`, the header gets 400
+  `sessions_disabled`.
+
 Lifetime: a client that disconnects cancels its run (its tools see the
 cancellation). On shutdown (the ASGI lifespan's, or `await app.drain()`) new
 requests get 503, runs in flight get `shutdown_timeout` seconds to finish, and
@@ -122,6 +139,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -145,13 +163,14 @@ from pydantic_core import from_json, to_json
 from agentkit._agent import Agent
 from agentkit._exceptions import UserError
 from agentkit._run.result import Paused, Reject
+from agentkit._run.session import Session
 from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail, default_tool_error_detail
 from agentkit.serve._policy import LOCAL_HOSTS, ContentPolicy, HostPatterns, host_of
 from agentkit.serve._protocol import ChatCall, Problem, parse_chat, run_problem
 from agentkit.serve._run import complete, stream
 
-__all__ = ["AgentApp", "ContentPolicy", "create_app"]
+__all__ = ["AgentApp", "ContentPolicy", "SessionFactory", "create_app"]
 
 logger = logging.getLogger("agentkit.serve")
 
@@ -162,6 +181,12 @@ _MIB = 1024 * 1024
 _THREAD_BYTES = 64 * 1024
 
 T = TypeVar("T")
+
+
+SessionFactory = Callable[[str], Session]
+"""Makes the `Session` of a served conversation from its key (see `create_app`)."""
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 def create_app(
@@ -177,6 +202,7 @@ def create_app(
     tool_error_detail: ToolErrorDetail = "type",
     paused_ttl: float = 900.0,
     max_paused_runs: int = 1000,
+    sessions: SessionFactory | None = None,
 ) -> AgentApp:
     """An ASGI app serving `agents` over the Chat Completions protocol.
 
@@ -213,6 +239,13 @@ def create_app(
             that, the answers are refused.
         max_paused_runs: The most paused runs kept at once; beyond, the oldest
             is dropped.
+        sessions: Keep conversations on the server: a function from a session key
+            to a `Session` (`lambda key: SQLiteSession(key, "chat.db")`). A request
+            with an `X-Session-Id` header then sends only its new user message, and
+            the run continues the stored conversation. Off (None) by default; the
+            header is refused then. The key is the model, the caller's API key
+            (hashed) and the header's id, so a session id works only with the key
+            that made it. The id is a bearer secret: see "Server-side sessions".
 
     Example:
         >>> app = create_app({"clock": build_agent()})
@@ -230,6 +263,7 @@ def create_app(
         tool_error_detail=tool_error_detail,
         paused_ttl=paused_ttl,
         max_paused_runs=max_paused_runs,
+        sessions=sessions,
     )
 
 
@@ -272,6 +306,7 @@ class AgentApp:
         tool_error_detail: ToolErrorDetail = "type",
         paused_ttl: float = 900.0,
         max_paused_runs: int = 1000,
+        sessions: SessionFactory | None = None,
     ) -> None:
         self.agents: dict[str, Agent[Any, Any]] = _agents(agents)
         if not (isinstance(paused_ttl, (int, float)) and paused_ttl > 0):
@@ -281,6 +316,11 @@ class AgentApp:
         if max_paused_runs < 1:
             raise UserError(f"max_paused_runs must be an integer >= 1, got {max_paused_runs!r}")
         self.paused_ttl = paused_ttl
+        if sessions is not None and not callable(sessions):
+            raise UserError(
+                f"sessions must be a function from a key to a Session, got {sessions!r}"
+            )
+        self.sessions = sessions
         self.max_paused_runs = max_paused_runs
         # Paused runs by each pending call id; the server never takes a client's word
         # for what was paused: a tool message resumes only a run kept here.
@@ -443,6 +483,7 @@ class AgentApp:
                 self._parsing -= 1
                 self._release(None)
                 raise
+            call = self._session_of(request, call, key)
         except Problem as problem:
             return _error(problem)
         agent = self.agents[call.model]
@@ -524,6 +565,48 @@ class AgentApp:
                 headers={"www-authenticate": "Bearer"},
             )
         return given
+
+    # --- server-side sessions --------------------------------------------------------------
+
+    def _session_of(self, request: Request, call: ChatCall, key: bytes | None) -> ChatCall:
+        """`call` with the session its `X-Session-Id` names; unchanged without the header."""
+        given = request.headers.get("x-session-id")
+        if given is None:
+            return call
+        if self.sessions is None:
+            raise Problem(
+                400,
+                "This server keeps no conversations: send the whole history in `messages` "
+                "and no X-Session-Id header.",
+                param="X-Session-Id",
+                code="sessions_disabled",
+            )
+        if not _SESSION_ID.fullmatch(given):
+            raise Problem(
+                400,
+                "X-Session-Id must be 16 to 128 letters, digits, '-' or '_': a random "
+                "value the client keeps secret, such as a UUID4 or secrets.token_urlsafe().",
+                param="X-Session-Id",
+                code="invalid_session_id",
+            )
+        if call.history or call.tool_answers is not None:
+            raise Problem(
+                400,
+                "With X-Session-Id the server keeps the conversation: send only the new "
+                "user message (no earlier messages, no tool messages).",
+                param="messages",
+                code="history_with_session",
+            )
+        if self.agents[call.model].pauses is not None:
+            raise Problem(
+                400,
+                f"The model {call.model!r} may pause its runs, which server-side sessions do "
+                "not support; send the whole history instead.",
+                param="X-Session-Id",
+                code="session_unsupported",
+            )
+        owner = key.hex()[:32] if key is not None else "nokey"
+        return dataclasses.replace(call, session=self.sessions(f"{call.model}:{owner}:{given}"))
 
     # --- paused runs -----------------------------------------------------------------------
 

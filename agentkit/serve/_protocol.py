@@ -32,6 +32,7 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._run.history import CheckedHistory, check_history
+from agentkit._run.session import Session
 from agentkit._wire.messages import (
     MESSAGE_ADAPTER,
     AssistantMessage,
@@ -150,6 +151,8 @@ class ChatCall:
     resumed_from: int = 0
     """For a resumed run: the length of its history at the pause; what the client
     gets is written after it."""
+    session: Session | None = None
+    """The server-side conversation the request continues (`X-Session-Id`)."""
 
 
 def parse_chat(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from agentkit._agent import Agent
 from agentkit._exceptions import AgentRunError
 from agentkit._run.events import EventHandler, ModelRequestEnd, RefusalDelta, TextDelta, emit
 from agentkit._run.result import Paused
+from agentkit._run.session import SessionLockTimeout
 from agentkit._wire.messages import AssistantMessage, Message
 from agentkit._wire.responses import Usage
 from agentkit.serve._protocol import (
     ChatCall,
     Ending,
+    Problem,
     Reply,
     chunk,
     completion,
@@ -55,7 +57,13 @@ async def complete(
     start = len(call.history) + 1
     try:
         if resume is None:
-            result = await agent.run(call.prompt, message_history=call.history, event_handler=tally)
+            if call.session is None:
+                result = await agent.run(
+                    call.prompt, message_history=call.history, event_handler=tally
+                )
+            else:
+                result = await agent.run(call.prompt, session=call.session, event_handler=tally)
+                start = _after_prompt(result.messages)
         else:
             result, start = await resume(tally), call.resumed_from
         if isinstance(result, Paused):
@@ -67,6 +75,10 @@ async def complete(
         ending = Ending("stop", None, result.messages)
     except AgentRunError as exc:
         ending = _ending(exc)
+        if call.session is not None:
+            start = _after_prompt(ending.messages)
+    except SessionLockTimeout as exc:
+        raise _busy(exc) from None
     content = _answer(agent, ending.messages[start:])
     return completion(Reply(call.model), content, ending, usage)
 
@@ -103,9 +115,12 @@ async def stream(
     last_turn: int | None = None
     await send(chunk(reply, {"role": "assistant", "content": ""}))
     start = len(call.history) + 1 if resume is None else call.resumed_from
-    opened = (
-        agent.run_stream(call.prompt, message_history=call.history) if resume is None else resume()
-    )
+    if resume is not None:
+        opened = resume()
+    elif call.session is not None:
+        opened = agent.run_stream(call.prompt, session=call.session)
+    else:
+        opened = agent.run_stream(call.prompt, message_history=call.history)
     paused: Paused | None = None
     try:
         async with opened as run:
@@ -127,6 +142,10 @@ async def stream(
             ending = Ending("tool_calls", None, paused.messages)
     except AgentRunError as exc:
         ending = _ending(exc)
+    except SessionLockTimeout as exc:
+        raise _busy(exc) from None
+    if call.session is not None:
+        start = _after_prompt(ending.messages)
     if not text_live:
         answer = _answer(agent, ending.messages[start:], paused=paused is not None)
         if answer:
@@ -138,6 +157,26 @@ async def stream(
     if call.include_usage:
         await send({**chunk(reply, None), "usage": wire_usage(usage)})
     await send("[DONE]")
+
+
+def _after_prompt(messages: Sequence[Message]) -> int:
+    """Where a session run's answer starts: after its prompt, the last user message
+    (the history before it came from the store, not from the request)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i + 1
+    return 0
+
+
+def _busy(exc: SessionLockTimeout) -> Problem:
+    """409 for a request whose session another request holds for too long."""
+    return Problem(
+        409,
+        f"Another request of this session is running; its lock was not free within "
+        f"{exc.timeout:g} s. Retry once it has answered.",
+        code="session_busy",
+        headers={"retry-after": "1"},
+    )
 
 
 def _ending(exc: AgentRunError) -> Ending:
