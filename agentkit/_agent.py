@@ -54,6 +54,10 @@ OutputT = TypeVar("OutputT", default=str)
 PauseT = TypeVar("PauseT", default=Never)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+# The output types of handoff targets, joined into the agent's own by `Agent(handoffs=...)`.
+H1 = TypeVar("H1")
+H2 = TypeVar("H2")
+H3 = TypeVar("H3")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,50}$")
 
@@ -79,6 +83,43 @@ class _Setting(Generic[T]):
 
     def __set__(self, agent: Agent[Any, Any], value: Any) -> None:
         agent.config = agent.config.replace(**{self._name: value})
+
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from typing_extensions import TypedDict, Unpack
+
+    class _AgentOptions(TypedDict, total=False):
+        """The keyword arguments of `Agent` that do not take part in its type."""
+
+        client: ChatModel | None
+        instructions: Instructions | Sequence[Instructions] | None
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]]
+        tool_choice: str
+        max_turns: int
+        settings: ModelSettings | None
+        extra_body: Mapping[str, Any] | None
+        parallel_tool_calls: bool | None
+        max_tool_retries: int
+        output_retries: int
+        tool_errors: Literal["return", "raise"]
+        repeated_tool_calls: Literal["raise", "tell"]
+        repeat_limit: int
+        on_max_turns: Literal["raise", "answer"]
+        reset_tool_choice: bool
+        tool_concurrency: int | None
+        max_tool_result_chars: int | None
+        tool_error_detail: ToolErrorDetail | None
+        timeout: float | None
+        event_handler: EventHandler | None
+        output_validators: Iterable[OutputValidator]
+        usage_limits: UsageLimits | None
+        name: str | None
+        approval_handler: ApprovalHandler | None
+
+    # A handoff target whose output type is `T`.
+    _Target: TypeAlias = "Agent[T, Any] | Handoff[T]"
 
 
 Approval = bool | Reject
@@ -166,6 +207,9 @@ class Agent(Generic[OutputT, PauseT]):
             rest of the run to that agent (its instructions, tools and output
             type). `RunResult.last_agent` says which agent answered. Handoffs
             count against the turn budget of the agent that has the run.
+            `result.output` is typed as the union of this agent's output type
+            and the targets'; give targets of different types as a tuple (up
+            to three), since a type checker joins a mixed list into `object`.
         pauses: `Paused`, for an agent whose runs may pause: one with tools that
             require approval (`@tool(requires_approval=...)`) or external tools.
             `run` is then typed to return `RunResult[OutputT] | Paused`, so a
@@ -213,6 +257,70 @@ class Agent(Generic[OutputT, PauseT]):
     tool_concurrency = _Setting[int | None]()
     max_tool_result_chars = _Setting[int | None]()
 
+    # The overloads give `result.output` the union of the agent's output type and
+    # its handoff targets'. A list of targets of different types is joined by
+    # mypy into `object`, so such a list types the output as `Any`; a tuple of up
+    # to three targets keeps each type.
+    @overload
+    def __init__(
+        self: Agent[OutputT, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: tuple[()] = (),
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[OutputT | H1, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: tuple[_Target[H1]],
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[OutputT | H1 | H2, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: tuple[_Target[H1], _Target[H2]],
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[OutputT | H1 | H2 | H3, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: tuple[_Target[H1], _Target[H2], _Target[H3]],
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[OutputT | H1, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: Iterable[_Target[H1]],
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[Any, PauseT],
+        model: str,
+        *,
+        output_type: type[OutputT] = ...,
+        handoffs: Iterable[Agent[Any, Any] | Handoff[Any]],
+        pauses: type[PauseT] | None = None,
+        **options: Unpack[_AgentOptions],
+    ) -> None: ...
     def __init__(
         self,
         model: str,
@@ -241,7 +349,7 @@ class Agent(Generic[OutputT, PauseT]):
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
         name: str | None = None,
-        handoffs: Iterable[Agent[Any, Any] | Handoff] = (),
+        handoffs: Iterable[Agent[Any, Any] | Handoff[Any]] = (),
         pauses: type[PauseT] | None = None,
         approval_handler: ApprovalHandler | None = None,
     ) -> None:
@@ -282,12 +390,12 @@ class Agent(Generic[OutputT, PauseT]):
         self.event_handler = event_handler
 
     @property
-    def handoffs(self) -> Mapping[str, Handoff]:
+    def handoffs(self) -> Mapping[str, Handoff[Any]]:
         """The agent's handoffs, by the name of the tool that makes each one."""
         return self.config.handoffs
 
     @handoffs.setter
-    def handoffs(self, targets: Iterable[Agent[Any, Any] | Handoff]) -> None:
+    def handoffs(self, targets: Iterable[Agent[Any, Any] | Handoff[Any]]) -> None:
         self.config = self.config.replace(handoffs=[_as_handoff(t) for t in targets])
 
     def as_tool(
@@ -842,12 +950,12 @@ class Agent(Generic[OutputT, PauseT]):
 
 
 def handoff(
-    agent: Agent[Any, Any],
+    agent: Agent[T, Any],
     *,
     tool_name: str | None = None,
     description: str | None = None,
     input_filter: InputFilter | None = None,
-) -> Handoff:
+) -> Handoff[T]:
     """A handoff to `agent`, with options; pass it in `Agent(handoffs=[...])`.
 
     Args:
@@ -878,7 +986,7 @@ def handoff(
     )
 
 
-def _as_handoff(target: Agent[Any, Any] | Handoff) -> Handoff:
+def _as_handoff(target: Agent[Any, Any] | Handoff[Any]) -> Handoff[Any]:
     return target if isinstance(target, Handoff) else handoff(target)
 
 

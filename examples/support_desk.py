@@ -120,9 +120,11 @@ def main() -> None:
         ),
     )
     assert result.last_agent is billing
-    invoice = result.output
-    assert isinstance(invoice, Invoice)
-    print(f"{invoice.number}: {invoice.amount:.2f}, due {invoice.due:%d %B %Y}")
+    match result.output:  # typed `str | Invoice`: triage answers text, billing invoices
+        case Invoice() as invoice:
+            print(f"{invoice.number}: {invoice.amount:.2f}, due {invoice.due:%d %B %Y}")
+        case text:
+            print(text)
     print(f"{result.turns} model requests, {result.usage.total_tokens} tokens in all")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union
 
 from agentkit._client.encode import WireList, dump_wire
 from agentkit._client.model import ChatModel
@@ -54,8 +54,14 @@ InputFilter = Callable[[list[Message]], Sequence[Message]]
 """A function from the history so far to the history the next agent receives."""
 
 
-class Handoff:
+TargetOutputT = TypeVar("TargetOutputT", covariant=True)
+
+
+class Handoff(Generic[TargetOutputT]):
     """One way for a run to move to another agent, offered to the model as a tool.
+
+    Its type parameter is the target's output type: an agent's `result.output`
+    is typed as the union of its own and its handoff targets' output types.
 
     Made by `agentkit.handoff` (or from an agent given in `Agent(handoffs=...)`).
     When the model calls the tool, the turn's other calls still run; then the run
@@ -160,7 +166,7 @@ class RunConfig:
     usage_limits: UsageLimits | None
     tool_error_detail: ToolErrorDetail | None
     approval_handler: ApprovalHandler | None
-    handoffs: Mapping[str, Handoff]
+    handoffs: Mapping[str, Handoff[Any]]
     """The run's ways to other agents, by the name of their tool (also in `tools`)."""
     # Derived from the settings above when the configuration is built.
     tool_definitions: WireList
@@ -219,7 +225,7 @@ class RunConfig:
         max_tool_result_chars: int | None = DEFAULT_MAX_TOOL_RESULT_CHARS,
         output_validators: Iterable[OutputValidator] = (),
         usage_limits: UsageLimits | None = None,
-        handoffs: Iterable[Handoff] = (),
+        handoffs: Iterable[Handoff[Any]] = (),
         tool_error_detail: ToolErrorDetail | None = None,
         extra_body: Mapping[str, Any] | None = None,
         approval_handler: ApprovalHandler | None = None,
