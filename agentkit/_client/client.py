@@ -500,15 +500,10 @@ class ChatClient:
         try:
             if limit is None:
                 return await response.aread()
-            headers = response.headers
-            length = headers.get("content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and headers.get("content-encoding", "identity") in ("identity", "")
-            ):
+            length = _plain_length(response.headers.raw)
+            if length is not None:
                 # Not compressed, and of a known length, which h11 never reads past.
-                if int(length) <= limit:
+                if length <= limit:
                     return await response.aread()
                 if not cut:
                     raise _too_large(request, limit)
@@ -568,6 +563,24 @@ class ChatClient:
         if wait is None:
             return backoff_delay(retries)
         return wait if wait <= MAX_RETRY_AFTER else None
+
+
+def _plain_length(raw: list[tuple[bytes, bytes]]) -> int | None:
+    """The `content-length` of a body sent without a `content-encoding`, else None.
+
+    One pass over the raw pairs, where each `headers.get` would decode them all
+    (and raise inside for a missing one).
+    """
+    length = None
+    for key, value in raw:
+        key = key.lower()
+        if key == b"content-length":
+            if length is not None or not value.isdigit():
+                return None  # sent twice, or not a number: read within the limit instead
+            length = int(value)
+        elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return None
+    return length
 
 
 def _too_large(request: httpx.Request, limit: int) -> APIResponseTooLargeError:

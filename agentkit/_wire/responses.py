@@ -24,6 +24,7 @@ __all__ = [
 
 # --- responses ---------------------------------------------------------------------
 
+
 # Some servers send null for the fields that only identify a response, or leave out
 # `created` (Azure's first chunk has `id: ""` and `created: 0`); nothing depends on them.
 ResponseId = Annotated[str, BeforeValidator(lambda value: "" if value is None else value)]
@@ -69,22 +70,23 @@ class Usage(WireModel):
     completion_tokens_details: CompletionTokensDetails | None = None
 
     def __add__(self, other: "Usage") -> "Usage":
-        if not (self.prompt_tokens or self.completion_tokens or self.total_tokens):
-            if self.prompt_tokens_details is None and self.completion_tokens_details is None:
-                if not self.model_extra:
-                    return other  # nothing plus x is x: a run's first turn
-        return Usage.model_validate(
-            {
-                "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
-                "completion_tokens": self.completion_tokens + other.completion_tokens,
-                "total_tokens": self.total_tokens + other.total_tokens,
-                "prompt_tokens_details": _add_details(
-                    self.prompt_tokens_details, other.prompt_tokens_details
-                ),
-                "completion_tokens_details": _add_details(
-                    self.completion_tokens_details, other.completion_tokens_details
-                ),
-            }
+        if (
+            not (self.prompt_tokens or self.completion_tokens or self.total_tokens)
+            and self.prompt_tokens_details is None
+            and self.completion_tokens_details is None
+            and not self.model_extra
+        ):
+            return other  # nothing plus x is x: a run's first turn
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            prompt_tokens_details=_add_details(
+                self.prompt_tokens_details, other.prompt_tokens_details
+            ),
+            completion_tokens_details=_add_details(
+                self.completion_tokens_details, other.completion_tokens_details
+            ),
         )
 
 
@@ -93,9 +95,7 @@ def _add_details(a: WireModel | None, b: WireModel | None) -> Any:
     if a is None or b is None:
         return a if b is None else b
     mine, theirs = vars(a), vars(b)  # the declared fields; extra ones are kept apart
-    if not any(theirs.values()) and all(
-        x is not None for field, x in mine.items() if theirs.get(field) is not None
-    ):
+    if not any(theirs.values()) and None not in mine.values():
         # x + zeros is x (the usual case: most breakdowns are all zeros), and the
         # model is taken as it is rather than validated again.
         return a
