@@ -26,7 +26,7 @@ from agentkit._client.errors import (
     stream_error,
     transport_error,
 )
-from agentkit._client.http import HTTPStackName, stack_named, stack_of
+from agentkit._client.http import HTTPStackName, check_cookies_first, stack_named, stack_of
 from agentkit._client.retry import MAX_RETRY_AFTER, backoff_delay, retry_after, should_retry
 from agentkit._exceptions import (
     APIConnectionError,
@@ -103,8 +103,10 @@ class ChatClient:
             a log line or an error message. Whitespace around it (a key read
             from a file often ends in a newline) is dropped.
         http_client: An `httpx.AsyncClient` or `httpx2.AsyncClient` to use
-            instead of a new one. It is
-            never closed by this client.
+            instead of a new one. It is never closed by this client. An httpx
+            client's cookie jar is given a check for a `Set-Cookie` header
+            before it parses a response (httpx2's has one): the same jar and
+            cookies, without 17 µs of parsing per response that sets none.
         http: The HTTP stack of a client built here: `"httpx"` (the default) or
             `"httpx2"` (`pip install 'agentkit[httpx2]'`), the one to pick for a
             service running hundreds of requests at once: its pool is 4-6x
@@ -225,6 +227,7 @@ class ChatClient:
         self._http: httpx.AsyncClient = http_client or self._stack.client(
             timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS
         )
+        check_cookies_first(self._http)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
