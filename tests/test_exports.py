@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 import types
 
 import pytest
@@ -132,3 +134,26 @@ def test_error_hierarchy() -> None:
 def test_version() -> None:
     assert isinstance(agentkit.__version__, str)
     assert agentkit.__version__.count(".") >= 1
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "asyncio",  # trio programs never load it
+        "anyio.lowlevel",
+        "anyio.to_thread",  # with the first sync tool call
+        "docstring_parser",  # with the first @tool
+        "agentkit._run.events",  # with the first run that has an event handler
+        "agentkit._run.streamed_run",
+        "agentkit._client.sse",  # with the first stream
+        "agentkit._wire.chunks",
+    ],
+)
+def test_the_core_names_load_no_module_before_it_is_needed(module: str) -> None:
+    code = (
+        "import sys\n"
+        "from agentkit import Agent, ChatClient, tool\n"
+        f"assert {module!r} not in sys.modules, 'loaded at import'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

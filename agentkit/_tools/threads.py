@@ -30,12 +30,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
-from anyio.lowlevel import RunVar
 
 from agentkit._exceptions import ToolThreadsExhaustedError
+
+if TYPE_CHECKING:
+    from anyio.lowlevel import RunVar
 
 __all__ = ["StuckCount", "run_in_thread", "stuck_calls"]
 
@@ -87,10 +89,15 @@ class _Stuck:
         self.unlimited = anyio.CapacityLimiter(math.inf)
 
 
-_STATE: RunVar[_Stuck] = RunVar("agentkit_stuck_tool_calls")
+_STATE: RunVar[_Stuck] | None = None  # made with the first sync call: anyio.lowlevel costs 2 ms
 
 
 def _stuck_state() -> _Stuck:
+    global _STATE
+    if _STATE is None:
+        from anyio.lowlevel import RunVar
+
+        _STATE = RunVar("agentkit_stuck_tool_calls")
     state = _STATE.get(None)
     if state is None:
         state = _Stuck()
