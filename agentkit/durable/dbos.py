@@ -1,0 +1,294 @@
+"""`DBOSEngine`: durable runs on DBOS Transact, over SQLite (embedded) or PostgreSQL.
+
+Everything DBOS-specific is here. Choices made for agentkit:
+
+- Step results, run inputs and outputs are stored as JSON (DBOS's portable JSON
+  serializer), never pickle.
+- The application version is pinned (`app_version`): DBOS recovers only the
+  runs of its own version, and its default is a hash of the source.
+- A SQLite database is switched to WAL mode before DBOS opens it.
+- Steps are not retried by DBOS: a model request has the client's retries, and
+  a tool call answers every failure itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from agentkit.durable.engine import JSON, Workflow
+from agentkit.durable.errors import DurableRunError
+
+if TYPE_CHECKING:
+    from dbos import DBOSClient
+
+__all__ = ["DBOSEngine"]
+
+_PREFIX = "agentkit:"
+
+
+class DBOSEngine:
+    """A durable engine on DBOS.
+
+    Args:
+        url: The system database: `"sqlite:///path.sqlite"` (the embedded default,
+            one process) or `"postgresql://user:password@host/db"` (several
+            processes share runs and queues; DBOS creates the database).
+        app_name: The DBOS application name.
+        executor_id: This process's id among the app's processes. On start, the
+            engine recovers the unfinished runs of its own id, so give a
+            restarted process the id of the one it replaces (a StatefulSet pod
+            name, say). Defaults to `DBOS__VMID` or `"local"`.
+        app_version: Recorded with each run; a process recovers only runs of its
+            own version. Pinned, so that a deploy picks up the runs of the last
+            one (a changed agent is caught by the request digests).
+        poll_interval: Seconds between a worker's polls of its queue, and between
+            checks for a run's end.
+
+    Use it as an async context manager around the code that runs agents:
+    entering it launches DBOS and starts recovering this executor's runs.
+    """
+
+    def __init__(
+        self,
+        url: str = "sqlite:///agentkit.sqlite",
+        *,
+        app_name: str = "agentkit",
+        executor_id: str | None = None,
+        app_version: str = "agentkit-durable-1",
+        poll_interval: float = 1.0,
+    ) -> None:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise DurableRunError(
+                f"DBOSEngine: the url must be sqlite:///… or postgresql://…, got "
+                f"{url.split(':', 1)[0]!r}"
+            )
+        self.url = url
+        self.app_name = app_name
+        self.executor_id = executor_id
+        self.app_version = app_version
+        self.poll_interval = poll_interval
+        self._workflows: dict[str, Any] = {}
+        self._launched = False
+        self._client: DBOSClient | None = None
+        self._queues: dict[str, int | None] = {}
+
+    def __repr__(self) -> str:
+        from agentkit._redact import display_url
+
+        return f"DBOSEngine({display_url(self.url)!r})"
+
+    # --- the DurableEngine protocol ----------------------------------------------------
+
+    def register(self, name: str, workflow: Workflow) -> None:
+        """Register the body of the runs called `name` as a DBOS workflow."""
+        from dbos import DBOS
+        from dbos._serialization import WorkflowSerializationFormat
+
+        if self._launched:
+            raise DurableRunError(
+                f"DurableAgent {name!r} was made after its engine started; make durable "
+                "agents at import time, before `async with engine`"
+            )
+
+        async def run(inputs: dict[str, JSON]) -> dict[str, JSON]:
+            return await workflow(inputs)
+
+        run.__qualname__ = run.__name__ = f"agentkit_run_{name}"
+        self._workflows[name] = DBOS.workflow(
+            name=_PREFIX + name, serialization_type=WorkflowSerializationFormat.PORTABLE
+        )(run)
+
+    async def step(self, name: str, function: Callable[[], Awaitable[JSON]]) -> JSON:
+        """Run `function` as a DBOS step named `name` (not retried by DBOS)."""
+        from dbos import DBOS
+
+        return await DBOS.run_step_async({"name": name, "retries_allowed": False}, function)
+
+    async def start(
+        self, name: str, run_id: str, inputs: dict[str, JSON], *, queue: str | None = None
+    ) -> None:
+        """Start run `run_id` here, or put it on `queue` for a worker; attach to it if
+        it exists."""
+        if queue is not None or not self._launched:
+            await self.enqueue(name, run_id, inputs, queue=queue or "agentkit_runs")
+            return
+        from dbos import DBOS, SetWorkflowID
+
+        with SetWorkflowID(run_id):
+            await DBOS.start_workflow_async(self._workflows[name], inputs)
+
+    async def result(self, run_id: str) -> dict[str, JSON]:
+        """Wait for run `run_id` to end; its output."""
+        if self._launched:
+            from dbos import DBOS
+
+            local: Any = await DBOS.retrieve_workflow_async(run_id)
+            output: dict[str, JSON] = await local.get_result(
+                polling_interval_sec=min(self.poll_interval, 0.1)
+            )
+            return output
+        handle: Any = await self._dbos_client().retrieve_workflow_async(run_id)
+        output = await handle.get_result(polling_interval_sec=min(self.poll_interval, 0.2))
+        return output
+
+    async def status(self, run_id: str) -> str | None:
+        """DBOS's status of run `run_id`, or None."""
+        import anyio.to_thread
+
+        client = self._dbos_client()
+        rows = await anyio.to_thread.run_sync(lambda: client.list_workflows(workflow_ids=[run_id]))
+        return str(rows[0].status) if rows else None
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DBOSEngine:
+        await self.launch()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    async def launch(self, *, queues: dict[str, int | None] | None = None) -> None:
+        """Launch DBOS in this process (on the running asyncio loop) and recover this
+        executor's unfinished runs. `queues` (name → runs at a time per worker) makes
+        this process a worker of those queues."""
+        from agentkit.durable.agent import _require_asyncio
+
+        _require_asyncio("engine launch")
+        from dbos import DBOS, DBOSConfig
+        from dbos._serialization import DBOSPortableJSONSerializer
+
+        if self._launched:
+            raise DurableRunError("this DBOSEngine is already running")
+        _use_wal(self.url)
+        config: DBOSConfig = {
+            "name": self.app_name,
+            "system_database_url": self.url,
+            "application_version": self.app_version,
+            "serializer": DBOSPortableJSONSerializer(),
+            "log_level": os.environ.get("AGENTKIT_DBOS_LOG_LEVEL", "WARNING"),
+            "notification_listener_polling_interval_sec": min(self.poll_interval, 1.0),
+        }
+        if self.executor_id is not None:
+            config["executor_id"] = self.executor_id
+        DBOS(config=config)
+        queues = dict(queues or {})
+        queues.setdefault("agentkit_runs", None)
+        DBOS.listen_queues(list(queues))
+        DBOS.launch()
+        self._launched = True
+        for queue, concurrency in queues.items():
+            await DBOS.register_queue_async(
+                queue,
+                worker_concurrency=concurrency,
+                polling_interval_sec=self.poll_interval,
+                on_conflict="always_update",
+            )
+
+    def shutdown(self) -> None:
+        """Stop DBOS in this process: runs in flight stop and are recovered by the next
+        process with this executor id."""
+        from dbos import DBOS
+
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+        if self._launched:
+            self._launched = False
+            DBOS.destroy()
+
+    @asynccontextmanager
+    async def worker(self, queue: str, *, concurrency: int | None = None) -> AsyncIterator[None]:
+        """Run this process as a worker of `queue` until the block ends: it takes runs
+        enqueued by any process (`DurableAgent.start(queue=...)`, or `enqueue` from a
+        process without the agents), at most `concurrency` at a time.
+
+        Example:
+            >>> async with engine.worker("agent_runs", concurrency=4):
+            ...     await anyio.sleep_forever()
+        """
+        await self.launch(queues={queue: concurrency})
+        try:
+            yield
+        finally:
+            self.shutdown()
+
+    # --- without the agents: enqueue, look up, recover -------------------------------------
+
+    async def enqueue(self, name: str, run_id: str, inputs: dict[str, JSON], *, queue: str) -> None:
+        """Put run `run_id` of the durable agent `name` on `queue` for a worker, from
+        any process, launched or not; a run id already used is not enqueued again.
+
+        `inputs` is `DurableAgent.inputs(...)`, with `run_id` set.
+        """
+        from dbos._serialization import WorkflowSerializationFormat
+
+        inputs = {**inputs, "run_id": run_id}
+        await self._dbos_client().enqueue_async(
+            {
+                "workflow_name": _PREFIX + name,
+                "queue_name": queue,
+                "workflow_id": run_id,
+                "app_version": self.app_version,
+                "application_name": self.app_name,
+                "serialization_type": WorkflowSerializationFormat.PORTABLE,
+            },
+            inputs,
+        )
+
+    async def recover_executor(self, executor_id: str, *, queue: str) -> list[str]:
+        """Put the unfinished runs of a dead executor back on `queue`, for the live
+        workers to take, within the queue's concurrency limit. Returns their ids.
+
+        Only call this for an executor you know is gone: a live one would go on
+        running the same runs (each step is recorded once, but in-flight steps would
+        run twice). Restarting a process with the dead one's `executor_id` is the
+        other way, and needs no such care.
+        """
+        import anyio.to_thread
+
+        client = self._dbos_client()
+
+        def recover() -> list[str]:
+            rows = client.list_workflows(status="PENDING", executor_id=executor_id)
+            ids = [row.workflow_id for row in rows]
+            for run_id in ids:
+                client.resume_workflow(run_id, queue_name=queue)
+            return ids
+
+        return await anyio.to_thread.run_sync(recover)
+
+    def _dbos_client(self) -> DBOSClient:
+        if self._client is None:
+            from dbos import DBOSClient
+            from dbos._serialization import DBOSPortableJSONSerializer
+
+            self._client = DBOSClient(
+                system_database_url=self.url, serializer=DBOSPortableJSONSerializer()
+            )
+        return self._client
+
+
+def _use_wal(url: str) -> None:
+    """Switch a SQLite database file to WAL mode (it stays so): a commit costs less,
+    and readers do not block the writer."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
