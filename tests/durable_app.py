@@ -111,7 +111,8 @@ PLANS: dict[str, list[Reply]] = {
 
 async def answer(request: ModelRequest) -> Reply:
     turn = sum(1 for m in request.messages if m.role == "assistant") + 1
-    mark(f"model-request {turn}")
+    label = str(request.messages[1].content).replace(" ", "_")  # [0] is the instructions
+    mark(f"model-request {turn} {label}")
     if MODEL_SECONDS:
         await anyio.sleep(MODEL_SECONDS)
     plan = PLANS[args.scenario]
@@ -143,7 +144,7 @@ def report(result: Any) -> None:
     if isinstance(output, BaseModel):
         output = {"type": type(output).__name__, **output.model_dump()}
     messages = [m.model_dump(mode="json", exclude_none=True) for m in result.messages]
-    emit({"output": output, "messages": messages, "turns": result.turns})
+    emit({"output": output, "messages": messages, "turns": result.turns, "run_id": args.run_id})
 
 
 def report_error(exc: AgentRunError) -> None:
@@ -157,6 +158,19 @@ async def main() -> None:
             inputs = durable.inputs(f"task {run_id}", timeout=args.timeout)
             await engine.enqueue("demo", run_id, inputs, queue=args.queue)
         emit({"enqueued": args.runs.split(",")})
+        engine.shutdown()
+        return
+    if args.mode == "wait":  # a process without a running engine: waits for runs' results
+        for run_id in args.runs.split(","):
+            try:
+                report(await durable.result(run_id))
+            except AgentRunError as exc:
+                report_error(exc)
+        engine.shutdown()
+        return
+    if args.mode == "recover":  # an admin process: a dead executor's runs back on the queue
+        moved = await engine.recover_executor(args.executor, queue=args.queue)
+        emit({"recovered": moved})
         engine.shutdown()
         return
     if args.mode == "worker":

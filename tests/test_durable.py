@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from agentkit import Agent, RunContext, tool
+
 pytest.importorskip("dbos")
 
 APP = Path(__file__).with_name("durable_app.py")
@@ -220,3 +222,235 @@ def test_the_timeout_is_a_deadline_kept_across_restarts(tmp_path: Path) -> None:
     assert result["error"] == "RunTimeoutError"
     assert "across restarts" in result["text"]
     assert count(log, "model-request 3") == 0
+
+
+# --- in this process: what is refused at start, events, the plain path untouched ------------
+
+
+def test_import_agentkit_loads_no_durable_code() -> None:
+    code = (
+        "import sys, agentkit\n"
+        "from agentkit import Agent\n"
+        "Agent('m')\n"
+        "loaded = [m for m in sys.modules if m.startswith(('dbos', 'agentkit.durable', 'sqlalchemy'))]\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@tool
+def lookup(ctx: RunContext[Any], order: str) -> str:
+    """Look an order up.
+
+    Args:
+        order: The order number.
+    """
+    return f"order {order}: shipped ({ctx.deps})"
+
+
+def _durable(tmp_path: Path, name: str, **options: Any) -> Any:
+    from agentkit.durable import DBOSEngine, DurableAgent
+    from agentkit.testing import ScriptedModel, call
+
+    model = ScriptedModel([call("lookup", order="4711"), "It has shipped."])
+    agent = Agent("m", client=model, tools=[lookup])
+    engine = DBOSEngine(sqlite(tmp_path), poll_interval=0.1)
+    return DurableAgent(agent, name=name, engine=engine, **options), model
+
+
+@pytest.mark.anyio
+async def test_deps_that_cannot_be_stored_are_refused_at_start(tmp_path: Path) -> None:
+    from agentkit.durable import DurableRunError
+
+    durable, model = _durable(tmp_path, "deps-check")
+    with pytest.raises(DurableRunError, match=r"deps of type object cannot be stored.*factory"):
+        await durable.start("hi", run_id="x", deps=object())
+    with pytest.raises(DurableRunError, match="do not survive JSON unchanged"):
+        await durable.start("hi", run_id="x", deps={"ids": (1, 2)})
+    factory, _ = _durable(tmp_path, "deps-factory", deps=lambda run_id: {"db": run_id})
+    with pytest.raises(DurableRunError, match="builds deps with its factory"):
+        await factory.start("hi", run_id="x", deps={"a": 1})
+    assert model.requests == []
+
+
+def test_trio_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    import trio
+
+    from agentkit.durable import DurableRunError
+
+    durable, model = _durable(tmp_path, "on-trio")
+    with pytest.raises(DurableRunError, match=r"needs asyncio .* not trio"):
+        trio.run(lambda: durable.run("hi", run_id="t"))
+    assert model.requests == []
+
+
+def test_run_stream_and_pausing_agents_are_refused(tmp_path: Path) -> None:
+    from agentkit import Agent, Paused, tool
+    from agentkit.durable import DBOSEngine, DurableAgent, DurableRunError
+
+    durable, _ = _durable(tmp_path, "no-stream")
+    with pytest.raises(DurableRunError, match=r"run_stream is not supported.*event_handler"):
+        durable.run_stream("hi")
+
+    @tool(requires_approval=True)
+    def refund(amount: int) -> str:
+        """Refund.
+
+        Args:
+            amount: How much.
+        """
+        return "ok"
+
+    pausing = Agent("m", tools=[refund], pauses=Paused)
+    with pytest.raises(DurableRunError, match=r"\['refund'\] may pause a run"):
+        DurableAgent(pausing, name="pausing", engine=DBOSEngine(sqlite(tmp_path)))
+    with pytest.raises(DurableRunError, match="plain_tools names tools the agent does not have"):
+        _durable(tmp_path, "bad-plain", plain_tools=["nope"])
+
+
+@pytest.mark.anyio
+async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
+    """One engine in this process: a run, its events once each, the same run id
+    again (the stored result, no request), and result() of an unknown id."""
+    from agentkit import ModelRequestStart, ToolCallStart
+    from agentkit.durable import DurableRunError
+
+    events: list[Any] = []
+    durable, model = _durable(
+        tmp_path, "in-process", deps=lambda run_id: f"deps of {run_id}", event_handler=events.append
+    )
+    async with durable.engine:
+        result = await durable.run("Where is 4711?", run_id="ticket-4711")
+        assert result.output == "It has shipped."
+        assert result.messages[2].content == "order 4711: shipped (deps of ticket-4711)"
+        again = await durable.run("Where is 4711?", run_id="ticket-4711")
+        assert again.output == result.output and again.messages == result.messages
+        assert len(model.requests) == 2
+        handle = await durable.start("Where is 4711?", run_id="ticket-4711")
+        assert (await handle.result()).output == result.output
+        assert await handle.status() == "SUCCESS"
+        with pytest.raises(DurableRunError, match="no run 'nope'"):
+            await durable.result("nope")
+    kinds = [type(e) for e in events if isinstance(e, (ModelRequestStart, ToolCallStart))]
+    assert kinds == [ModelRequestStart, ToolCallStart, ModelRequestStart]
+
+
+# --- PostgreSQL: two workers on one queue, one of them killed --------------------------------
+
+
+def _fresh_database(postgres_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _pid_of(line: str) -> int:
+    return int(line.rsplit("pid=", 1)[1])
+
+
+def _wait_for(log: Path, predicate: Any, what: str, processes: list[Any]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate(log.read_text() if log.exists() else ""):
+        for process in processes:
+            if process.poll() is not None:
+                _, err = process.communicate()
+                pytest.fail(f"a worker ended while waiting for {what}:\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} in {WAIT} s")
+        time.sleep(0.02)
+
+
+def _peak_runs_per_process(log: Path) -> dict[int, int]:
+    """For each process, the most runs it had between their first and last marker at once."""
+    spans: dict[tuple[int, str], list[int]] = {}
+    for position, line in enumerate(log.read_text().splitlines()):
+        found = re.search(r"(pg-\d+)", line)
+        if found:
+            spans.setdefault((_pid_of(line), found.group(1)), []).append(position)
+    peak: dict[int, int] = {}
+    for pid in {pid for pid, _ in spans}:
+        edges = sorted(
+            edge
+            for (p, _), positions in spans.items()
+            if p == pid
+            for edge in ((positions[0], 1), (positions[-1] + 0.5, -1))
+        )
+        active = best = 0
+        for _, step in edges:
+            active += step
+            best = max(best, active)
+        peak[pid] = best
+    return peak
+
+
+@pytest.mark.parametrize("recovery", ["admin", "restart"])
+def test_postgres_workers_share_a_queue_and_a_dead_ones_runs_are_recovered(
+    postgres_url: str, tmp_path: Path, recovery: str
+) -> None:
+    url = _fresh_database(postgres_url, f"agentkit_scale_{recovery}")
+    log = tmp_path / "events.log"
+    env = {"TOOL_SECONDS": "1", "WORKER_SECONDS": "60"}
+    common = ("--queue", "agent_runs", "--concurrency", "2")
+    workers = {
+        name: spawn(url, log, "-", "seq", "worker", "--executor", name, *common, **env)
+        for name in ("A", "B")
+    }
+    try:
+        _wait_for(
+            log, lambda t: "worker-up A" in t and "worker-up B" in t, "workers", [*workers.values()]
+        )
+        runs = [f"pg-{i}" for i in range(10)]
+        enqueued = finish(spawn(url, log, "-", "seq", "enqueue", "--runs", ",".join(runs), *common))
+        assert enqueued == {"enqueued": runs}
+        pid_a = workers["A"].pid
+
+        def a_is_mid_run(text: str) -> bool:
+            return any(
+                line.startswith("tool-start 2") and _pid_of(line) == pid_a
+                for line in text.splitlines()
+            )
+
+        _wait_for(log, a_is_mid_run, "a second tool on worker A", [*workers.values()])
+        workers["A"].send_signal(signal.SIGKILL)
+        workers["A"].communicate(timeout=WAIT)
+        if recovery == "admin":
+            moved = finish(spawn(url, log, "-", "seq", "recover", "--executor", "A", *common))
+            assert moved["recovered"], "A had runs in flight"
+        else:
+            workers["A2"] = spawn(url, log, "-", "seq", "worker", "--executor", "A", *common, **env)
+        waited = spawn(url, log, "-", "seq", "wait", "--runs", ",".join(runs), *common)
+        try:
+            out, err = waited.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            waited.kill()
+            waited.communicate()
+            pytest.fail(f"the runs did not all finish in 60 s: {markers(log)[-20:]}")
+        results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.communicate(timeout=WAIT)
+
+    assert len(results) == 10, err[-3000:]
+    for run_id, result in zip(runs, results, strict=True):
+        assert result["output"] == (
+            f"finished: piece 1 done ({run_id}) | piece 2 done ({run_id})"
+        ), result
+    lines = markers(log)
+    requests = Counter(line for line in lines if line.startswith("model-request"))
+    assert sum(requests.values()) == 30 and set(requests.values()) == {1}  # none re-sent
+    # Each run's last request happens once: no run completed twice.
+    assert sorted(line.split()[-1] for line in requests if line.startswith("model-request 3")) == [
+        f"task_{r}" for r in sorted(runs)
+    ]
+    starts = Counter(line for line in lines if line.startswith("tool-start"))
+    assert sum(starts.values()) >= 20
+    assert all(n <= 2 for n in starts.values())  # only calls in flight at the kill ran again
+    peaks = _peak_runs_per_process(log)
+    assert max(peaks.values()) == 2  # each worker ran 2 runs at a time, never more
+    assert sum(starts.values()) > 20  # the calls in flight on A ran again elsewhere
