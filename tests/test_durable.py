@@ -140,6 +140,11 @@ def test_parallel_tools_only_the_unrecorded_one_runs_again(tmp_path: Path) -> No
     assert count(log, "tool-end 3") == 0
     result = finish(spawn(url, log, "par-1", "parallel", TOOL_SECONDS="0.1"))
     assert [count(log, f"tool-start {n}") for n in (1, 2, 3)] == [1, 1, 2]
+    first = markers(log)
+    # tool_concurrency=2 held: call 3 started only once call 1 had ended.
+    assert first.index("tool-end 1") < next(
+        i for i, line in enumerate(first) if line.startswith("tool-start 3")
+    )
     assert [count(log, f"model-request {t}") for t in (1, 2)] == [1, 1]
     expected = reference(tmp_path, "par-1", "parallel", TOOL_SECONDS="0.1")
     assert normalized(result["messages"]) == normalized(expected["messages"])
@@ -454,3 +459,48 @@ def test_postgres_workers_share_a_queue_and_a_dead_ones_runs_are_recovered(
     peaks = _peak_runs_per_process(log)
     assert max(peaks.values()) == 2  # each worker ran 2 runs at a time, never more
     assert sum(starts.values()) > 20  # the calls in flight on A ran again elsewhere
+
+
+# --- the docs page, the example and the benchmark run -----------------------------------------
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_docs_program_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "durable.md").read_text()
+    program = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=WAIT, cwd=tmp_path
+    )
+    assert out.stdout.splitlines() == [
+        "Your order has shipped.",
+        "Nothing else is open.",
+        "order 4711 shipped from Leipzig",
+    ], out.stderr[-3000:]
+
+
+def test_the_example_survives_kill_9(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "durable_clock.py")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+            "CLOCK_DIR": str(tmp_path),
+            "AGENTKIT_DBOS_LOG_LEVEL": "ERROR",
+        },
+    )
+    assert "answer: Tokyo: " in out.stdout, out.stderr[-3000:]
+    assert "tool calls made: ['Asia/Tokyo', 'Europe/Paris', 'Europe/Paris']" in out.stdout
+
+
+def test_the_benchmark_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.durable", "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert "DBOS, SQLite (WAL)" in out.stdout, out.stderr[-3000:]
