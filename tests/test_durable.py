@@ -7,6 +7,7 @@ DBOS runs on asyncio only, so the in-process tests here run on asyncio alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -122,6 +123,15 @@ def test_kill_during_a_sequential_tool(tmp_path: Path) -> None:
     expected = reference(tmp_path, "seq-1", "seq")
     assert result["output"] == expected["output"]
     assert normalized(result["messages"]) == normalized(expected["messages"])
+
+
+def test_kill_after_a_model_answer_was_recorded_does_not_ask_again(tmp_path: Path) -> None:
+    log, url = tmp_path / "events.log", sqlite(tmp_path)
+    # The first tool starts only once the first answer is recorded.
+    kill_at(spawn(url, log, "rec-1", "seq", TOOL_SECONDS="1"), log, "tool-start 1")
+    finish(spawn(url, log, "rec-1", "seq"))
+    assert [count(log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 1]
+    assert [count(log, f"tool-start {n}") for n in (1, 2)] == [2, 1]
 
 
 def test_kill_during_a_model_request_resends_only_that_one(tmp_path: Path) -> None:
@@ -325,7 +335,12 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     durable, model = _durable(
         tmp_path, "in-process", deps=lambda run_id: f"deps of {run_id}", event_handler=events.append
     )
+    twice, twice_model = _durable(tmp_path, "in-process-twice")
     async with durable.engine:
+        both = await asyncio.gather(
+            twice.run("Where is 4711?", run_id="twice"), twice.run("Where is 4711?", run_id="twice")
+        )
+        assert both[0].messages == both[1].messages and len(twice_model.requests) == 2
         result = await durable.run("Where is 4711?", run_id="ticket-4711")
         assert result.output == "It has shipped."
         assert result.messages[2].content == "order 4711: shipped (deps of ticket-4711)"
@@ -504,3 +519,37 @@ def test_the_benchmark_runs() -> None:
         cwd=ROOT,
     )
     assert "DBOS, SQLite (WAL)" in out.stdout, out.stderr[-3000:]
+
+
+# --- errors stored as JSON ----------------------------------------------------------------------
+
+
+def test_errors_are_stored_as_json_and_come_back_as_their_class() -> None:
+    from agentkit import _exceptions
+    from agentkit._run.tool_step import RebuiltToolError
+    from agentkit.durable import codec
+    from tests.test_exceptions_pickle import KEY, URL, messages, response
+
+    try:
+        raise _exceptions.ToolExecutionError(
+            "lookup", KeyError("x"), messages=messages()
+        ) from KeyError("x")
+    except _exceptions.ToolExecutionError as raised:
+        stored = json.dumps(codec.encode_error(raised))
+    copy = codec.decode_error(json.loads(stored))
+    assert type(copy) is _exceptions.ToolExecutionError
+    assert str(copy) == "tool 'lookup' raised KeyError: 'x'" and copy.tool_name == "lookup"
+    assert copy.messages == messages()
+    assert isinstance(copy.__cause__, RebuiltToolError)
+    assert type(copy.__cause__).__name__ == "KeyError"
+
+    limited = _exceptions.RateLimitError(
+        f"rejected {KEY} at {URL}", response=response(), body={"echo": f"key {KEY[:20]}"}
+    )
+    stored = json.dumps(codec.encode_error(limited))
+    assert KEY[:8] not in stored and KEY[-8:] not in stored and "pa55" not in stored
+    back = codec.decode_error(json.loads(stored))
+    assert type(back) is _exceptions.RateLimitError
+    assert back.status_code == 429 and back.request_id == "req_1"
+    assert back.response.headers["retry-after"] == "3"
+    assert back.request.method == "POST" and back.request.url.host == "llm.test"

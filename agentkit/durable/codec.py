@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter
 from pydantic_core import to_json, to_jsonable_python
 
 import agentkit._exceptions as exceptions
 from agentkit._run.state import ModelResponse
-from agentkit._run.tool_step import ToolOutcome
+from agentkit._run.tool_step import RebuiltToolError, ToolOutcome
 from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 from agentkit._wire.responses import Usage
 from agentkit.durable.errors import ReplayMismatchError
@@ -112,29 +113,59 @@ def decode_outcome(data: dict[str, Any]) -> ToolOutcome:
 
 
 def encode_error(error: exceptions.AgentKitError) -> dict[str, Any]:
-    """An agentkit error as JSON: its class, `args` and attributes. Attributes that are
-    not JSON (the live request of an `APIError`) are left out; `__cause__` too."""
+    """An agentkit error as JSON: its class, `args`, attributes and the class name and
+    text of its `__cause__`.
+
+    The args and attributes are those a pickle of the error carries (`_pickled`):
+    secrets masked, an `APIError`'s request reduced to its method and shown URL and
+    its response to the status and retry headers. Other attributes that are not
+    JSON are left out.
+    """
+    args, state = error._pickled()
     attributes: dict[str, Any] = {}
-    for name, value in vars(error).items():
+    for name, value in state.items():
         if name == "messages":
             attributes[name] = dump_messages(list(value))
-            continue
-        try:
-            attributes[name] = to_jsonable_python(value, exclude_none=True)
-        except Exception:  # a live object (an httpx request) does not travel
-            continue
-    args = [
-        a if isinstance(a, (str, int, float, bool)) or a is None else str(a) for a in error.args
-    ]
-    return {"type": type(error).__name__, "args": args, "attributes": attributes}
+        elif isinstance(value, httpx.Request):
+            attributes[name] = {"$request": [value.method, str(value.url)]}
+        elif isinstance(value, httpx.Response):
+            headers = [[k, v] for k, v in value.headers.items() if k.lower() != "host"]
+            attributes[name] = {"$response": [value.status_code, headers]}
+        else:
+            try:
+                attributes[name] = to_jsonable_python(value)
+            except Exception:  # a live object does not travel
+                continue
+    data: dict[str, Any] = {
+        "type": type(error).__name__,
+        "args": [
+            a if isinstance(a, (str, int, float, bool)) or a is None else str(a) for a in args
+        ],
+        "attributes": attributes,
+    }
+    cause = error.__cause__
+    if cause is not None:
+        data["cause"] = {"type": type(cause).__name__, "text": str(cause)}
+    return data
 
 
 def decode_error(data: dict[str, Any]) -> exceptions.AgentKitError:
-    """An agentkit error rebuilt from `encode_error`'s JSON, as the same class."""
+    """An agentkit error rebuilt from `encode_error`'s JSON, as the same class; its
+    `__cause__`, if it had one, as that class (an agentkit one) or a `RebuiltToolError`
+    subclass of the same name."""
     cls = _error_class(data["type"])
     error = cls.__new__(cls)
     error.args = tuple(data["args"])
     attributes = dict(data["attributes"])
+    request: httpx.Request | None = None
+    for name, value in attributes.items():
+        if isinstance(value, dict) and "$request" in value:
+            method, url = value["$request"]
+            attributes[name] = request = httpx.Request(method, url)
+    for name, value in attributes.items():
+        if isinstance(value, dict) and "$response" in value:
+            status, headers = value["$response"]
+            attributes[name] = httpx.Response(status, headers=headers, request=request)
     if "messages" in attributes:
         attributes["messages"] = load_messages(attributes["messages"])
     if isinstance(attributes.get("usage"), dict):
@@ -142,7 +173,20 @@ def decode_error(data: dict[str, Any]) -> exceptions.AgentKitError:
     if isinstance(attributes.get("partial"), dict):
         attributes["partial"] = AssistantMessage.model_validate(attributes["partial"])
     error.__dict__.update(attributes)
+    cause = data.get("cause")
+    if cause is not None:
+        error.__cause__ = _cause(cause["type"], cause["text"])
     return error
+
+
+def _cause(name: str, text: str) -> BaseException:
+    known = getattr(exceptions, name, None)
+    if isinstance(known, type) and issubclass(known, exceptions.AgentKitError):
+        cause = known.__new__(known)
+        cause.args = (text,)
+        return cause
+    kind: type[RebuiltToolError] = type(name, (RebuiltToolError,), {"__module__": __name__})
+    return kind(text)
 
 
 def _error_class(name: str) -> type[exceptions.AgentKitError]:
