@@ -47,7 +47,7 @@ async def get_current_time(ctx: RunContext[Any], timezone: str) -> str:
     print(f"  tool started: {timezone} (key {ctx.idempotency_key})", flush=True)
     with (STATE / "calls.log").open("a") as log:
         log.write(f"{timezone}\n")
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(3)
     return dt.datetime.now(ZoneInfo(timezone)).strftime("%H:%M %Z")
 
 

@@ -329,13 +329,18 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     """One engine in this process: a run, its events once each, the same run id
     again (the stored result, no request), and result() of an unknown id."""
     from agentkit import ModelRequestStart, ToolCallStart
-    from agentkit.durable import DurableRunError
+    from agentkit.durable import DurableEngineError, DurableRunError
 
     events: list[Any] = []
     durable, model = _durable(
         tmp_path, "in-process", deps=lambda run_id: f"deps of {run_id}", event_handler=events.append
     )
     twice, twice_model = _durable(tmp_path, "in-process-twice")
+
+    def no_database(run_id: str) -> Any:
+        raise RuntimeError(f"no database for {run_id}")
+
+    broken, _ = _durable(tmp_path, "in-process-broken", deps=no_database)
     async with durable.engine:
         both = await asyncio.gather(
             twice.run("Where is 4711?", run_id="twice"), twice.run("Where is 4711?", run_id="twice")
@@ -352,6 +357,8 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
         assert await handle.status() == "SUCCESS"
         with pytest.raises(DurableRunError, match="no run 'nope'"):
             await durable.result("nope")
+        with pytest.raises(DurableEngineError, match=r"'b-1' failed outside .*no database for b-1"):
+            await broken.run("hi", run_id="b-1")
     kinds = [type(e) for e in events if isinstance(e, (ModelRequestStart, ToolCallStart))]
     assert kinds == [ModelRequestStart, ToolCallStart, ModelRequestStart]
 
@@ -553,3 +560,17 @@ def test_errors_are_stored_as_json_and_come_back_as_their_class() -> None:
     assert back.status_code == 429 and back.request_id == "req_1"
     assert back.response.headers["retry-after"] == "3"
     assert back.request.method == "POST" and back.request.url.host == "llm.test"
+
+
+def test_durable_errors_pickle() -> None:
+    import pickle
+
+    from agentkit.durable import DurableEngineError, DurableRunError, ReplayMismatchError
+
+    for error in (
+        ReplayMismatchError("turn 2 of durable run 'x': differs", messages=[]),
+        DurableRunError("deps cannot be stored"),
+        DurableEngineError("run 'x' failed outside the agent loop"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)

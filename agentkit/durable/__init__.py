@@ -22,12 +22,13 @@ side effects with `ctx.idempotency_key`). See `docs/durable.md`.
 from agentkit.durable.agent import DurableAgent, RunHandle
 from agentkit.durable.dbos import DBOSEngine
 from agentkit.durable.engine import DurableEngine
-from agentkit.durable.errors import DurableRunError, ReplayMismatchError
+from agentkit.durable.errors import DurableEngineError, DurableRunError, ReplayMismatchError
 
 __all__ = [
     "DBOSEngine",
     "DurableAgent",
     "DurableEngine",
+    "DurableEngineError",
     "DurableRunError",
     "ReplayMismatchError",
     "RunHandle",

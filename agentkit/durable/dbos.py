@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agentkit.durable.engine import JSON, Workflow
-from agentkit.durable.errors import DurableRunError
+from agentkit.durable.errors import DurableEngineError, DurableRunError
 
 if TYPE_CHECKING:
     from dbos import DBOSClient
@@ -119,11 +119,27 @@ class DBOSEngine:
             return
         from dbos import DBOS, SetWorkflowID
 
+        if await self.status(run_id) is not None:
+            return  # running, finished, or queued for recovery: attach, start nothing
         with SetWorkflowID(run_id):
             await DBOS.start_workflow_async(self._workflows[name], inputs)
 
     async def result(self, run_id: str) -> dict[str, JSON]:
-        """Wait for run `run_id` to end; its output."""
+        """Wait for run `run_id` to end; its output.
+
+        Raises:
+            DurableEngineError: The run failed outside the agent loop (its workflow
+                raised, or DBOS gave up recovering it).
+        """
+        try:
+            return await self._result(run_id)
+        except Exception as exc:
+            raise DurableEngineError(
+                f"durable run {run_id!r} failed outside the agent loop: "
+                f"{type(exc).__name__}: {exc}; see the log of the process that ran it"
+            ) from exc
+
+    async def _result(self, run_id: str) -> dict[str, JSON]:
         if self._launched:
             from dbos import DBOS
 

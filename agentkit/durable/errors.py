@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agentkit._exceptions import AgentRunError, UserError
+from agentkit._exceptions import AgentKitError, AgentRunError, UserError
 
-__all__ = ["DurableRunError", "ReplayMismatchError"]
+__all__ = ["DurableEngineError", "DurableRunError", "ReplayMismatchError"]
 
 
 class ReplayMismatchError(AgentRunError):
@@ -17,3 +17,10 @@ class ReplayMismatchError(AgentRunError):
 class DurableRunError(UserError):
     """A durable run cannot be started as asked (deps that cannot be stored, trio,
     streaming, an agent that may pause), or a run id is unknown."""
+
+
+class DurableEngineError(AgentKitError):
+    """A durable run failed outside the agent loop, so it has no `RunResult` or
+    agentkit error to give back: the `deps` factory or the engine itself raised,
+    or the engine gave up recovering the run (a process that crashed on it too
+    many times). The message names the run and the original error."""

@@ -57,6 +57,9 @@ class DurableRun(Run[OutputT]):
         super().__init__(config, client, state, deps=deps, events=events, owner=owner)
         self.engine = engine
         self.plain_tools = plain_tools
+        # Calls whose tool step ran in this process (not replayed): a handoff made by
+        # a replayed call does not emit its event again.
+        self._live: set[str] = set()
 
     async def model_step(self, *, tool_choice: str | NamedToolChoice) -> ModelResponse:
         """The model request of this turn as a step named `model:{turn}`, its request's
@@ -101,9 +104,20 @@ class DurableRun(Run[OutputT]):
         index = _call_index(self.state, call.id)
 
         async def run_call() -> dict[str, Any]:
+            self._live.add(call.id)
             return codec.encode_outcome(await Run.tool_step(self, call))
 
         # Called before any await: the engine reserves the step's position here, in
         # call order, however the turn's calls then interleave.
         data = await self.engine.step(f"tool:{self.state.turns}:{index}:{call.tool_name}", run_call)
         return codec.decode_outcome(data)
+
+    async def _hand_off(self, call: AnyCall) -> None:
+        if self.events is None or call.id in self._live:
+            await super()._hand_off(call)
+            return
+        events, self.events = self.events, None  # replayed: its event was seen already
+        try:
+            await super()._hand_off(call)
+        finally:
+            self.events = events
