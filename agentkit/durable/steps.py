@@ -15,10 +15,10 @@ from agentkit._client.model import ChatModel
 from agentkit._exceptions import AgentKitError
 from agentkit._run.config import RunConfig
 from agentkit._run.events import EventHandler
-from agentkit._run.loop import Run, _call_index
+from agentkit._run.loop import Run
 from agentkit._run.state import ModelResponse, RunState
 from agentkit._run.tool_step import AnyCall, ToolOutcome
-from agentkit._wire.messages import NamedToolChoice
+from agentkit._wire.messages import AssistantMessage, NamedToolChoice
 from agentkit.durable import codec
 from agentkit.durable.engine import DurableEngine
 from agentkit.durable.errors import ReplayMismatchError
@@ -101,7 +101,7 @@ class DurableRun(Run[OutputT]):
         is one of `plain_tools`."""
         if call.tool_name in self.plain_tools:
             return await super().tool_step(call)
-        index = _call_index(self.state, call.id)
+        index = _position(self.state, call.id)
 
         async def run_call() -> dict[str, Any]:
             self._live.add(call.id)
@@ -121,3 +121,15 @@ class DurableRun(Run[OutputT]):
             await super()._hand_off(call)
         finally:
             self.events = events
+
+
+def _position(state: RunState, tool_call_id: str) -> int:
+    """The position of a call among the calls of the last assistant message (the turn
+    being answered): the `{index}` of its step name."""
+    for message in reversed(state.messages):
+        if isinstance(message, AssistantMessage):
+            for i, call in enumerate(message.tool_calls or ()):
+                if call.id == tool_call_id:
+                    return i
+            break
+    return 0
