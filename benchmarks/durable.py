@@ -64,7 +64,7 @@ async def _child(backend: str, url: str, runs: int) -> list[float]:
         return await _time(lambda: agent.run("go"), runs)
     from agentkit.durable import DBOSEngine, DurableAgent
 
-    engine = DBOSEngine(url, poll_interval=0.05)
+    engine = DBOSEngine(url, executor_id="bench", poll_interval=0.05)
     durable = DurableAgent(agent, name="bench", engine=engine)
     async with engine:
         return await _time(lambda: durable.run("go", run_id=uuid.uuid4().hex), runs)

@@ -325,6 +325,16 @@ def test_run_stream_and_pausing_agents_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_postgres_needs_an_executor_id_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.durable import DBOSEngine, DurableRunError
+
+    monkeypatch.delenv("DBOS__VMID", raising=False)
+    engine = DBOSEngine("postgresql://postgres@127.0.0.1:1/none")
+    with pytest.raises(DurableRunError, match="needs an executor_id per process"):
+        await engine.launch()
+
+
+@pytest.mark.anyio
 async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     """One engine in this process: a run, its events once each, the same run id
     again (the stored result, no request), and result() of an unknown id."""

@@ -186,6 +186,16 @@ class DBOSEngine:
 
         if self._launched:
             raise DurableRunError("this DBOSEngine is already running")
+        if (
+            not self.url.startswith("sqlite:")
+            and self.executor_id is None
+            and not os.environ.get("DBOS__VMID")
+        ):
+            # Every process would be "local" and recover the others' runs while they run.
+            raise DurableRunError(
+                "DBOSEngine on PostgreSQL needs an executor_id per process (a pod or host "
+                "name, stable across its restarts): DBOSEngine(url, executor_id=...)"
+            )
         _use_wal(self.url)
         config: DBOSConfig = {
             "name": self.app_name,
