@@ -76,7 +76,7 @@ async def work(ctx: RunContext[Any], n: int) -> str:
     mark(f"tool-start {n} {ctx.idempotency_key}")
     scale = n if args.scenario == "parallel" else 1
     await anyio.sleep(TOOL_SECONDS * scale)
-    mark(f"tool-end {n}")
+    mark(f"tool-end {n} {ctx.run_id}")
     return f"piece {n} done ({ctx.run_id})"
 
 
