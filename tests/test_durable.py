@@ -152,9 +152,11 @@ def test_parallel_tools_only_the_unrecorded_one_runs_again(tmp_path: Path) -> No
     assert [count(log, f"tool-start {n}") for n in (1, 2, 3)] == [1, 1, 2]
     first = markers(log)
     # tool_concurrency=2 held: call 3 started only once call 1 had ended.
-    assert first.index("tool-end 1") < next(
-        i for i, line in enumerate(first) if line.startswith("tool-start 3")
-    )
+    position = {
+        kind: next(i for i, line in enumerate(first) if line.startswith(kind + " "))
+        for kind in ("tool-end 1", "tool-start 3")
+    }
+    assert position["tool-end 1"] < position["tool-start 3"]
     assert [count(log, f"model-request {t}") for t in (1, 2)] == [1, 1]
     expected = reference(tmp_path, "par-1", "parallel", TOOL_SECONDS="0.1")
     assert normalized(result["messages"]) == normalized(expected["messages"])
