@@ -135,8 +135,17 @@ agent: Agent[Any, Any] = Agent(
     max_tool_retries=5,
     tool_concurrency=2 if args.scenario == "parallel" else None,
 )
+
+
+def on_event(event: Any) -> None:
+    """Each event of a step, as a marker: a replayed step must emit none."""
+    name = type(event).__name__
+    if name in ("ModelRequestStart", "ToolCallStart"):
+        mark(f"event {name} {getattr(event, 'turn', '?')}")
+
+
 engine = DBOSEngine(args.url, executor_id=args.executor, poll_interval=0.1)
-durable = DurableAgent(agent, name="demo", engine=engine)
+durable = DurableAgent(agent, name="demo", engine=engine, event_handler=on_event)
 
 
 def report(result: Any) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,6 +121,9 @@ def test_kill_during_a_sequential_tool(tmp_path: Path) -> None:
     starts = [line for line in markers(log) if line.startswith("tool-start 2 ")]
     assert len(starts) == 2, seen
     assert starts[0] == starts[1] == "tool-start 2 seq-1:2:0:" + starts[0].rsplit(":", 1)[1]
+    # Events: each step's once, in the process that ran it; tool 2 ran in both.
+    assert count(log, "event ModelRequestStart") == 3
+    assert [count(log, f"event ToolCallStart {t}") for t in (1, 2)] == [1, 2]
     expected = reference(tmp_path, "seq-1", "seq")
     assert result["output"] == expected["output"]
     assert normalized(result["messages"]) == normalized(expected["messages"])
@@ -373,6 +377,23 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
             await broken.run("hi", run_id="b-1")
     kinds = [type(e) for e in events if isinstance(e, (ModelRequestStart, ToolCallStart))]
     assert kinds == [ModelRequestStart, ToolCallStart, ModelRequestStart]
+    # Stored as JSON, never pickle, in a WAL-mode database.
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        rows = db.execute(
+            "SELECT serialization, output FROM operation_outputs WHERE workflow_uuid = ?",
+            ("ticket-4711",),
+        ).fetchall()
+        formats = db.execute("SELECT DISTINCT serialization FROM workflow_status").fetchall()
+    db.close()
+    assert len(rows) == 3 and {r[0] for r in rows} == {"portable_json"}
+    outputs = [json.loads(r[1]) for r in rows]  # model, tool, model
+    assert [("digest" in o, o.get("tool_name")) for o in outputs] == [
+        (True, None),
+        (False, "lookup"),
+        (True, None),
+    ]
+    assert formats == [("portable_json",)]
 
 
 # --- PostgreSQL: two workers on one queue, one of them killed --------------------------------
