@@ -368,6 +368,8 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
         again = await durable.run("Where is 4711?", run_id="ticket-4711")
         assert again.output == result.output and again.messages == result.messages
         assert len(model.requests) == 2
+        with pytest.raises(DurableRunError, match="'ticket-4711' was started with another"):
+            await durable.run("Where is 4712?", run_id="ticket-4711")
         handle = await durable.start("Where is 4711?", run_id="ticket-4711")
         assert (await handle.result()).output == result.output
         assert await handle.status() == "SUCCESS"

@@ -130,7 +130,8 @@ class DurableAgent(Generic[OutputT]):
 
         Idempotent on `run_id`: a run already started under it (running, being
         recovered or finished) is not started again; its result is returned (a
-        finished run's without a single model request).
+        finished run's without a single model request). The same id with another
+        prompt, history or deps is refused.
 
         Args:
             prompt: The user's message.
@@ -169,14 +170,24 @@ class DurableAgent(Generic[OutputT]):
 
         Raises:
             DurableRunError: Not running on asyncio; `deps` that are not JSON values,
-                or `deps` given besides a `deps` factory.
+                or `deps` given besides a `deps` factory; `run_id` names a run started
+                with another prompt, history or deps.
             UserError: A history that breaks the tool-call invariant, or an empty prompt.
         """
         _require_asyncio("start")
         inputs = self.inputs(prompt, message_history=message_history, deps=deps, timeout=timeout)
         run_id = run_id or inputs["run_id"]
         inputs["run_id"] = run_id
-        await self.engine.start(self.name, run_id, inputs, queue=queue)
+        stored = await self.engine.inputs(run_id)
+        if stored is None:
+            await self.engine.start(self.name, run_id, inputs, queue=queue)
+        elif (stored.get("messages"), stored.get("deps")) != (inputs["messages"], inputs["deps"]):
+            raise DurableRunError(
+                f"durable agent {self.name!r}: run {run_id!r} was started with another "
+                "prompt, history or deps; a run id names one request: use a new run id, "
+                "or result(run_id) for the existing run"
+            )
+        # An existing run with the same input: attach to it, start nothing.
         return RunHandle(self, run_id)
 
     def inputs(

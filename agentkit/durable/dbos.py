@@ -119,8 +119,6 @@ class DBOSEngine:
             return
         from dbos import DBOS, SetWorkflowID
 
-        if await self.status(run_id) is not None:
-            return  # running, finished, or queued for recovery: attach, start nothing
         with SetWorkflowID(run_id):
             await DBOS.start_workflow_async(self._workflows[name], inputs)
 
@@ -157,8 +155,26 @@ class DBOSEngine:
         import anyio.to_thread
 
         client = self._dbos_client()
-        rows = await anyio.to_thread.run_sync(lambda: client.list_workflows(workflow_ids=[run_id]))
+        rows = await anyio.to_thread.run_sync(
+            lambda: client.list_workflows(
+                workflow_ids=[run_id], load_input=False, load_output=False
+            )
+        )
         return str(rows[0].status) if rows else None
+
+    async def inputs(self, run_id: str) -> dict[str, JSON] | None:
+        """The input run `run_id` was started with, or None if there is no such run."""
+        import anyio.to_thread
+
+        client = self._dbos_client()
+        rows = await anyio.to_thread.run_sync(
+            lambda: client.list_workflows(workflow_ids=[run_id], load_output=False)
+        )
+        if not rows:
+            return None
+        stored: Any = rows[0].input
+        args = stored.get("args") if isinstance(stored, dict) else None
+        return args[0] if args and isinstance(args[0], dict) else {}
 
     # --- lifetime ------------------------------------------------------------------------
 

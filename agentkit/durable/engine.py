@@ -49,6 +49,10 @@ class DurableEngine(Protocol):
         """Wait for run `run_id` to end and return its output."""
         ...
 
+    async def inputs(self, run_id: str) -> dict[str, JSON] | None:
+        """The input run `run_id` was started with; None if there is no such run."""
+        ...
+
     async def status(self, run_id: str) -> str | None:
         """The engine's status of run `run_id` (such as "PENDING", "SUCCESS"); None if
         there is no such run."""
