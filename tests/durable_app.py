@@ -32,6 +32,7 @@ parser.add_argument("run_id")
 parser.add_argument("scenario", choices=["seq", "parallel", "failures", "raise", "structured"])
 parser.add_argument("mode", nargs="?", default="run")
 parser.add_argument("--changed", action="store_true", help="other instructions")
+parser.add_argument("--no-verify", action="store_true", help="verify_replay=False")
 parser.add_argument("--executor", default=None)
 parser.add_argument("--queue", default="agent_runs")
 parser.add_argument("--concurrency", type=int, default=2)
@@ -145,7 +146,9 @@ def on_event(event: Any) -> None:
 
 
 engine = DBOSEngine(args.url, executor_id=args.executor, poll_interval=0.1)
-durable = DurableAgent(agent, name="demo", engine=engine, event_handler=on_event)
+durable = DurableAgent(
+    agent, name="demo", engine=engine, event_handler=on_event, verify_replay=not args.no_verify
+)
 
 
 def report(result: Any) -> None:

@@ -200,6 +200,14 @@ def test_a_changed_agent_is_refused_on_recovery_before_any_request(tmp_path: Pat
     assert again["error"] == "ReplayMismatchError"
 
 
+def test_without_the_replay_check_a_changed_agent_goes_on(tmp_path: Path) -> None:
+    log, url = tmp_path / "events.log", sqlite(tmp_path)
+    kill_at(spawn(url, log, "nv", "seq", TOOL_SECONDS="1"), log, "tool-start 2")
+    result = finish(spawn(url, log, "nv", "seq", "--changed", "--no-verify"))
+    assert result["output"].startswith("finished: piece 1 done")
+    assert [count(log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 1]
+
+
 def test_tool_failures_replay_as_the_same_messages(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
     kill_at(spawn(url, log, "fail", "failures", TOOL_SECONDS="1"), log, "tool-start 1")

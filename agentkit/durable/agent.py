@@ -78,6 +78,10 @@ class DurableAgent(Generic[OutputT]):
             Every other tool call is a step.
         event_handler: Called with each event, in the process that runs the step;
             a replayed step emits nothing. Defaults to the agent's handler.
+        verify_replay: Check, for each recorded model request a recovered run
+            replays, that the request it would send now is the recorded one, and
+            stop with `ReplayMismatchError` when not. Turn it off only for an agent
+            whose requests change by themselves (instructions with the time in them).
 
     Raises:
         DurableRunError: The agent may pause (tools that require approval or are
@@ -93,6 +97,7 @@ class DurableAgent(Generic[OutputT]):
         deps: Callable[[str], Any] | None = None,
         plain_tools: Collection[str] = (),
         event_handler: EventHandler | None = None,
+        verify_replay: bool = True,
     ) -> None:
         if agent.pauses is not None or agent.config.gated:
             raise DurableRunError(
@@ -112,6 +117,7 @@ class DurableAgent(Generic[OutputT]):
         self.deps_factory = deps
         self.plain_tools = frozenset(plain_tools)
         self.event_handler = event_handler
+        self.verify_replay = verify_replay
         engine.register(name, self._workflow)
 
     def __repr__(self) -> str:
@@ -297,6 +303,7 @@ class DurableAgent(Generic[OutputT]):
             deps=deps,
             events=events,
             plain_tools=self.plain_tools,
+            verify_replay=self.verify_replay,
             owner=self.agent,
         )
         deadline = inputs.get("deadline")

@@ -39,6 +39,7 @@ class DurableRun(Run[OutputT]):
         deps: What the tools receive as `ctx.deps`.
         events: Called with each event of a step, in the process that runs the step.
         plain_tools: Tools whose calls are not steps: they run again on replay.
+        verify_replay: Compare each replayed request's digest with the recorded one.
         owner: The agent, reported as `RunResult.last_agent`.
     """
 
@@ -52,11 +53,13 @@ class DurableRun(Run[OutputT]):
         deps: Any,
         events: EventHandler | None,
         plain_tools: Container[str] = (),
+        verify_replay: bool = True,
         owner: Any = None,
     ) -> None:
         super().__init__(config, client, state, deps=deps, events=events, owner=owner)
         self.engine = engine
         self.plain_tools = plain_tools
+        self.verify_replay = verify_replay
         # Calls whose tool step ran in this process (not replayed): a handoff made by
         # a replayed call does not emit its event again.
         self._live: set[str] = set()
@@ -83,7 +86,7 @@ class DurableRun(Run[OutputT]):
             return {"digest": expected, **codec.encode_response(response)}
 
         data = await self.engine.step(f"model:{turn}", request)
-        if data["digest"] != expected:
+        if self.verify_replay and data["digest"] != expected:
             raise ReplayMismatchError(
                 f"turn {turn} of durable run {state.run_id!r}: the model request differs "
                 "from the recorded one: the agent changed (instructions, tools, model, "
