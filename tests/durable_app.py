@@ -33,6 +33,7 @@ parser.add_argument("scenario", choices=["seq", "parallel", "failures", "raise",
 parser.add_argument("mode", nargs="?", default="run")
 parser.add_argument("--changed", action="store_true", help="other instructions")
 parser.add_argument("--no-verify", action="store_true", help="verify_replay=False")
+parser.add_argument("--plain", action="store_true", help='plain_tools=["work"]')
 parser.add_argument("--executor", default=None)
 parser.add_argument("--queue", default="agent_runs")
 parser.add_argument("--concurrency", type=int, default=2)
@@ -78,6 +79,8 @@ async def work(ctx: RunContext[Any], n: int) -> str:
     scale = n if args.scenario == "parallel" else 1
     await anyio.sleep(TOOL_SECONDS * scale)
     mark(f"tool-end {n} {ctx.run_id}")
+    if os.environ.get("VARY"):  # an answer that differs in each process
+        return f"piece {n} done ({ctx.run_id}) in {os.getpid()}"
     return f"piece {n} done ({ctx.run_id})"
 
 
@@ -147,7 +150,12 @@ def on_event(event: Any) -> None:
 
 engine = DBOSEngine(args.url, executor_id=args.executor, poll_interval=0.1)
 durable = DurableAgent(
-    agent, name="demo", engine=engine, event_handler=on_event, verify_replay=not args.no_verify
+    agent,
+    name="demo",
+    engine=engine,
+    event_handler=on_event,
+    verify_replay=not args.no_verify,
+    plain_tools=["work"] if args.plain else (),
 )
 
 

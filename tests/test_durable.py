@@ -208,6 +208,38 @@ def test_without_the_replay_check_a_changed_agent_goes_on(tmp_path: Path) -> Non
     assert [count(log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 1]
 
 
+def test_a_plain_tool_is_not_recorded_and_runs_again_on_replay(tmp_path: Path) -> None:
+    """`plain_tools=["work"]`: its calls are no steps. On recovery they run again; an
+    answer that differs from the first process's is caught by the replay check."""
+    same_log, vary_log = tmp_path / "same.log", tmp_path / "vary.log"
+    same_url, vary_url = sqlite(tmp_path, "same"), sqlite(tmp_path, "vary")
+    env = {"TOOL_SECONDS": "1"}
+    same = spawn(same_url, same_log, "plain", "seq", "--plain", **env)
+    vary = spawn(vary_url, vary_log, "vary", "seq", "--plain", VARY="1", **env)
+    kill_at(same, same_log, "tool-start 2")
+    kill_at(vary, vary_log, "tool-start 2")
+    same = spawn(same_url, same_log, "plain", "seq", "--plain")
+    vary = spawn(vary_url, vary_log, "vary", "seq", "--plain", VARY="1")
+    result, mismatch = finish(same), finish(vary)
+
+    assert result["output"] == "finished: piece 1 done (plain) | piece 2 done (plain)"
+    assert [count(same_log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 1]
+    assert [count(same_log, f"tool-start {n}") for n in (1, 2)] == [2, 2]  # 1 ran on replay
+    assert [count(same_log, f"event ToolCallStart {t}") for t in (1, 2)] == [2, 2]
+    with sqlite3.connect(tmp_path / "same.sqlite") as db:
+        steps = db.execute(
+            "SELECT function_name FROM operation_outputs WHERE workflow_uuid = 'plain' "
+            "ORDER BY function_id"
+        ).fetchall()
+    db.close()
+    assert [name for (name,) in steps] == ["model:1", "model:2", "model:3"]
+
+    # Tool 1 answered otherwise in the new process: turn 2's request is not the recorded one.
+    assert mismatch["error"] == "ReplayMismatchError", mismatch
+    assert "turn 2 of durable run 'vary'" in mismatch["text"]
+    assert [count(vary_log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 0]
+
+
 def test_tool_failures_replay_as_the_same_messages(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
     kill_at(spawn(url, log, "fail", "failures", TOOL_SECONDS="1"), log, "tool-start 1")

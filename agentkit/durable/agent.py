@@ -74,8 +74,11 @@ class DurableAgent(Generic[OutputT]):
             whichever process runs (or recovers) the run. Without one, a run's
             `deps` must be JSON values, stored with the run.
         plain_tools: Names of tools whose calls are not recorded and run again on
-            replay: cheap, read-only tools whose result may differ after a restart.
-            Every other tool call is a step.
+            replay: cheap tools without side effects that give the same answer when
+            called again (a computation, a lookup of data that does not change).
+            With `verify_replay`, a plain call that answers otherwise on replay stops
+            the run with `ReplayMismatchError` at the next turn. Every other tool
+            call is a step.
         event_handler: Called with each event, in the process that runs the step;
             a replayed step emits nothing. Defaults to the agent's handler.
         verify_replay: Check, for each recorded model request a recovered run
