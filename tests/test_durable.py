@@ -621,15 +621,24 @@ def test_the_example_survives_kill_9(tmp_path: Path) -> None:
     assert "tool calls made: ['Asia/Tokyo', 'Europe/Paris', 'Europe/Paris']" in out.stdout
 
 
-def test_the_benchmark_runs() -> None:
+def test_the_benchmark_runs_on_sqlite_and_postgres(postgres_url: str) -> None:
+    url = _fresh_database(postgres_url, "agentkit_bench")
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.durable", "--runs", "2"],
+        [sys.executable, "-m", "benchmarks.durable", "--runs", "2", "--postgres", url],
         capture_output=True,
         text=True,
         timeout=90,
         cwd=ROOT,
     )
-    assert "DBOS, SQLite (WAL)" in out.stdout, out.stderr[-3000:]
+    rows = {
+        line[:22].strip(): [float(v) for v in re.findall(r"([\d.]+)ms", line)]
+        for line in out.stdout.splitlines()
+        if line.endswith("ms")
+    }
+    assert set(rows) == {"plain", "DBOS, SQLite (WAL)", "DBOS, PostgreSQL"}, out.stderr[-3000:]
+    for backend in ("DBOS, SQLite (WAL)", "DBOS, PostgreSQL"):
+        per_run, per_step, added = rows[backend]
+        assert per_run > rows["plain"][0] and per_step > 0 and added > 0
 
 
 # --- errors stored as JSON ----------------------------------------------------------------------
