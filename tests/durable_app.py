@@ -169,7 +169,8 @@ def report(result: Any) -> None:
 
 def report_error(exc: AgentRunError) -> None:
     messages = [m.model_dump(mode="json", exclude_none=True) for m in exc.messages]
-    emit({"error": type(exc).__name__, "text": str(exc), "messages": messages})
+    cause = None if exc.__cause__ is None else type(exc.__cause__).__name__
+    emit({"error": type(exc).__name__, "text": str(exc), "messages": messages, "cause": cause})
 
 
 async def main() -> None:

@@ -267,6 +267,9 @@ def test_a_run_error_comes_back_as_its_class_with_messages(tmp_path: Path) -> No
     again = finish(spawn(url, log, "err", "raise", "result"))
     assert again["error"] == "ToolExecutionError"
     assert again["messages"] == result["messages"]
+    assert again["text"] == result["text"] == expected["text"]
+    # The tool's exception, rebuilt from the stored class name in another process.
+    assert again["cause"] == result["cause"] == expected["cause"] == "ValueError"
     assert count(log, "tool-start flaky-boom") == 1
 
 
