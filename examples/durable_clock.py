@@ -44,9 +44,10 @@ async def get_current_time(ctx: RunContext[Any], timezone: str) -> str:
         timezone: IANA time zone name, such as "Asia/Tokyo".
     """
     # A side effect guarded by the key: the same call, re-run after a crash, has the same.
-    print(f"  tool started: {timezone} (key {ctx.idempotency_key})", flush=True)
+    # Logged before it is announced: the demo kills this process on the announcement.
     with (STATE / "calls.log").open("a") as log:
         log.write(f"{timezone}\n")
+    print(f"  tool started: {timezone} (key {ctx.idempotency_key})", flush=True)
     await asyncio.sleep(3)
     return dt.datetime.now(ZoneInfo(timezone)).strftime("%H:%M %Z")
 

@@ -391,7 +391,7 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     """One engine in this process: a run, its events once each, the same run id
     again (the stored result, no request), and result() of an unknown id."""
     from agentkit import ModelRequestStart, ToolCallStart
-    from agentkit.durable import DurableEngineError, DurableRunError
+    from agentkit.durable import DBOSEngine, DurableAgent, DurableEngineError, DurableRunError
 
     events: list[Any] = []
     durable, model = _durable(
@@ -423,6 +423,14 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
             await durable.result("nope")
         with pytest.raises(DurableEngineError, match=r"'b-1' failed outside .*no database for b-1"):
             await broken.run("hi", run_id="b-1")
+        # DBOS is one per process: a second engine would run on the first one's database.
+        other = DBOSEngine(sqlite(tmp_path, "other"))
+        with pytest.raises(DurableRunError, match=r"is running in this process.*one engine"):
+            await other.launch()
+        with pytest.raises(DurableRunError, match="made after a DBOSEngine started"):
+            DurableAgent(durable.agent, name="too-late", engine=other)
+    async with other:  # once the first has stopped
+        assert await other.status("ticket-4711") is None
     kinds = [type(e) for e in events if isinstance(e, (ModelRequestStart, ToolCallStart))]
     assert kinds == [ModelRequestStart, ToolCallStart, ModelRequestStart]
     # Stored as JSON, never pickle, in a WAL-mode database.

@@ -30,6 +30,10 @@ __all__ = ["DBOSEngine"]
 
 _PREFIX = "agentkit:"
 
+# DBOS is one instance per process: a second engine's launch would silently run on
+# the first one's database. The engine running in this process, if any.
+_running: DBOSEngine | None = None
+
 
 class DBOSEngine:
     """A durable engine on DBOS.
@@ -89,10 +93,10 @@ class DBOSEngine:
         from dbos import DBOS
         from dbos._serialization import WorkflowSerializationFormat
 
-        if self._launched:
+        if _running is not None:
             raise DurableRunError(
-                f"DurableAgent {name!r} was made after its engine started; make durable "
-                "agents at import time, before `async with engine`"
+                f"DurableAgent {name!r} was made after a DBOSEngine started in this "
+                "process; make durable agents at import time, before `async with engine`"
             )
 
         async def run(inputs: dict[str, JSON]) -> dict[str, JSON]:
@@ -200,8 +204,15 @@ class DBOSEngine:
         from dbos import DBOS, DBOSConfig
         from dbos._serialization import DBOSPortableJSONSerializer
 
+        global _running
         if self._launched:
             raise DurableRunError("this DBOSEngine is already running")
+        if _running is not None:
+            raise DurableRunError(
+                f"{self!r} cannot start: {_running!r} is running in this process, and DBOS "
+                "runs one engine per process; give all durable agents of a process one "
+                "engine"
+            )
         if (
             not self.url.startswith("sqlite:")
             and self.executor_id is None
@@ -223,19 +234,28 @@ class DBOSEngine:
         }
         if self.executor_id is not None:
             config["executor_id"] = self.executor_id
-        DBOS(config=config)
         queues = dict(queues or {})
         queues.setdefault("agentkit_runs", None)
-        DBOS.listen_queues(list(queues))
-        DBOS.launch()
+        try:
+            DBOS(config=config)
+            DBOS.listen_queues(list(queues))
+            DBOS.launch()
+        except BaseException:
+            DBOS.destroy()  # a half-launched DBOS would be reused by the next attempt
+            raise
         self._launched = True
-        for queue, concurrency in queues.items():
-            await DBOS.register_queue_async(
-                queue,
-                worker_concurrency=concurrency,
-                polling_interval_sec=self.poll_interval,
-                on_conflict="always_update",
-            )
+        _running = self
+        try:
+            for queue, concurrency in queues.items():
+                await DBOS.register_queue_async(
+                    queue,
+                    worker_concurrency=concurrency,
+                    polling_interval_sec=self.poll_interval,
+                    on_conflict="always_update",
+                )
+        except BaseException:
+            self.shutdown()
+            raise
 
     def shutdown(self) -> None:
         """Stop DBOS in this process: runs in flight stop and are recovered by the next
@@ -245,8 +265,10 @@ class DBOSEngine:
         if self._client is not None:
             self._client.destroy()
             self._client = None
+        global _running
         if self._launched:
             self._launched = False
+            _running = None
             DBOS.destroy()
 
     @asynccontextmanager
