@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from agentkit import Agent, AgentRunError, ModelRetry, RunContext, tool
+from agentkit import Agent, AgentKitError, ModelRetry, RunContext, tool
 from agentkit.durable import DBOSEngine, DurableAgent
 from agentkit.testing import FunctionModel, ModelRequest, Reply, call, tool_calls
 
@@ -39,6 +39,7 @@ parser.add_argument("--queue", default="agent_runs")
 parser.add_argument("--concurrency", type=int, default=2)
 parser.add_argument("--runs", default="", help="comma-separated run ids to enqueue")
 parser.add_argument("--timeout", type=float, default=None)
+parser.add_argument("--max-recoveries", type=int, default=100)
 args = parser.parse_args()
 
 TOOL_SECONDS = float(os.environ.get("TOOL_SECONDS", "0"))
@@ -76,6 +77,8 @@ async def work(ctx: RunContext[Any], n: int) -> str:
         n: Which piece of work; piece n takes n times the base time in a parallel turn.
     """
     mark(f"tool-start {n} {ctx.idempotency_key}")
+    if os.environ.get("CRASH_IN_TOOL"):  # a tool that takes its process down each time
+        os.kill(os.getpid(), 9)
     scale = n if args.scenario == "parallel" else 1
     await anyio.sleep(TOOL_SECONDS * scale)
     mark(f"tool-end {n} {ctx.run_id}")
@@ -148,7 +151,12 @@ def on_event(event: Any) -> None:
         mark(f"event {name} {getattr(event, 'turn', '?')}")
 
 
-engine = DBOSEngine(args.url, executor_id=args.executor, poll_interval=0.1)
+engine = DBOSEngine(
+    args.url,
+    executor_id=args.executor,
+    poll_interval=0.1,
+    max_recovery_attempts=args.max_recoveries,
+)
 durable = DurableAgent(
     agent,
     name="demo",
@@ -167,8 +175,9 @@ def report(result: Any) -> None:
     emit({"output": output, "messages": messages, "turns": result.turns, "run_id": args.run_id})
 
 
-def report_error(exc: AgentRunError) -> None:
-    messages = [m.model_dump(mode="json", exclude_none=True) for m in exc.messages]
+def report_error(exc: AgentKitError) -> None:
+    found = getattr(exc, "messages", None) or []
+    messages = [m.model_dump(mode="json", exclude_none=True) for m in found]
     cause = None if exc.__cause__ is None else type(exc.__cause__).__name__
     emit({"error": type(exc).__name__, "text": str(exc), "messages": messages, "cause": cause})
 
@@ -185,7 +194,7 @@ async def main() -> None:
         for run_id in args.runs.split(","):
             try:
                 report(await durable.result(run_id))
-            except AgentRunError as exc:
+            except AgentKitError as exc:
                 report_error(exc)
         engine.shutdown()
         return
@@ -206,7 +215,7 @@ async def main() -> None:
                 result = await durable.result(args.run_id)
             else:
                 result = await durable.run("Do the work.", run_id=args.run_id, timeout=args.timeout)
-        except AgentRunError as exc:
+        except AgentKitError as exc:
             report_error(exc)
         else:
             report(result)

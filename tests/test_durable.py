@@ -291,6 +291,28 @@ def test_the_timeout_is_a_deadline_kept_across_restarts(tmp_path: Path) -> None:
     assert count(log, "model-request 3") == 0
 
 
+def test_a_run_that_keeps_crashing_its_process_is_given_up(tmp_path: Path) -> None:
+    log, url = tmp_path / "events.log", sqlite(tmp_path)
+    crash = {"CRASH_IN_TOOL": "1"}
+    for _ in range(2):  # the first start and one recovery: each dies in the tool
+        process = spawn(url, log, "poison", "seq", "--max-recoveries", "1", **crash)
+        try:
+            process.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        assert process.returncode == -signal.SIGKILL
+    assert count(log, "tool-start 1") == 2
+    # The second recovery is one too many: given up, with the tool not run again.
+    result = finish(spawn(url, log, "poison", "seq", "--max-recoveries", "1", **crash))
+    assert result["error"] == "DurableEngineError", result
+    assert "'poison' was given up" in result["text"]
+    assert "more than max_recovery_attempts=1 times" in result["text"]
+    assert count(log, "tool-start 1") == 2 and count(log, "model-request 1") == 1
+    again = finish(spawn(url, log, "poison", "seq", "result", "--max-recoveries", "1"))
+    assert again["error"] == "DurableEngineError"
+
+
 # --- in this process: what is refused at start, events, the plain path untouched ------------
 
 

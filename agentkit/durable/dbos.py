@@ -52,6 +52,11 @@ class DBOSEngine:
             one (a changed agent is caught by the request digests).
         poll_interval: Seconds between a worker's polls of its queue, and between
             checks for a run's end.
+        max_recovery_attempts: How many times a run is started again after the
+            process running it died, before it is given up (a run whose tool
+            crashes its process each time would otherwise take every process that
+            recovers it down with it). A run given up ends with
+            `DurableEngineError`. A graceful shutdown (a deploy) counts too.
 
     Use it as an async context manager around the code that runs agents:
     entering it launches DBOS and starts recovering this executor's runs.
@@ -65,6 +70,7 @@ class DBOSEngine:
         executor_id: str | None = None,
         app_version: str = "agentkit-durable-1",
         poll_interval: float = 1.0,
+        max_recovery_attempts: int = 100,
     ) -> None:
         if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise DurableRunError(
@@ -76,6 +82,7 @@ class DBOSEngine:
         self.executor_id = executor_id
         self.app_version = app_version
         self.poll_interval = poll_interval
+        self.max_recovery_attempts = max_recovery_attempts
         self._workflows: dict[str, Any] = {}
         self._launched = False
         self._client: DBOSClient | None = None
@@ -104,7 +111,9 @@ class DBOSEngine:
 
         run.__qualname__ = run.__name__ = f"agentkit_run_{name}"
         self._workflows[name] = DBOS.workflow(
-            name=_PREFIX + name, serialization_type=WorkflowSerializationFormat.PORTABLE
+            name=_PREFIX + name,
+            serialization_type=WorkflowSerializationFormat.PORTABLE,
+            max_recovery_attempts=self.max_recovery_attempts,
         )(run)
 
     async def step(self, name: str, function: Callable[[], Awaitable[JSON]]) -> JSON:
@@ -136,6 +145,13 @@ class DBOSEngine:
         try:
             return await self._result(run_id)
         except Exception as exc:
+            if "MaxRecoveryAttempts" in type(exc).__name__:
+                raise DurableEngineError(
+                    f"durable run {run_id!r} was given up: the processes running it died "
+                    f"more than max_recovery_attempts={self.max_recovery_attempts} times "
+                    "(a tool that crashes its process or exhausts its memory?); find the "
+                    "cause in their logs, then start it under a new run id"
+                ) from exc
             raise DurableEngineError(
                 f"durable run {run_id!r} failed outside the agent loop: "
                 f"{type(exc).__name__}: {exc}; see the log of the process that ran it"
