@@ -409,6 +409,16 @@ async def test_postgres_needs_an_executor_id_per_process(monkeypatch: pytest.Mon
 
 
 @pytest.mark.anyio
+async def test_an_unreachable_database_is_a_clear_error_without_the_password() -> None:
+    from agentkit.durable import DBOSEngine, DurableEngineError
+
+    engine = DBOSEngine("postgresql://postgres:s3cr3t-pw@127.0.0.1:1/none", executor_id="x")
+    with pytest.raises(DurableEngineError, match=r"127\.0\.0\.1:1/none cannot be used") as raised:
+        await engine.status("run-1")
+    assert "s3cr3t" not in str(raised.value) and "s3cr3t" not in repr(engine)
+
+
+@pytest.mark.anyio
 async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     """One engine in this process: a run, its events once each, the same run id
     again (the stored result, no request), and result() of an unknown id."""
@@ -472,6 +482,25 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
         (True, None),
     ]
     assert formats == [("portable_json",)]
+
+
+@pytest.mark.anyio
+async def test_the_timeout_counts_from_the_start_not_the_wait_on_a_queue(tmp_path: Path) -> None:
+    durable, model = _durable(tmp_path, "queued")
+    # Enqueued by a process whose engine is not running: it waits for one.
+    handle = await durable.start("Where is 4711?", run_id="queued-1", timeout=1.0)
+    assert await handle.status() == "ENQUEUED"
+    await asyncio.sleep(1.5)  # longer than its timeout, on the queue
+    async with durable.engine:
+        result = await handle.result()
+    assert result.output == "It has shipped." and len(model.requests) == 2
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        names = db.execute(
+            "SELECT function_name FROM operation_outputs WHERE workflow_uuid = 'queued-1' "
+            "ORDER BY function_id"
+        ).fetchall()
+    db.close()
+    assert [n for (n,) in names] == ["started", "model:1", "tool:1:0:lookup", "model:2"]
 
 
 # --- PostgreSQL: two workers on one queue, one of them killed --------------------------------

@@ -149,8 +149,9 @@ class DurableAgent(Generic[OutputT]):
             message_history: An earlier conversation to continue.
             deps: JSON values for `ctx.deps`, stored with the run; only without a
                 `deps` factory.
-            timeout: Seconds for the whole run, counted from now across restarts
-                (a deadline stored with the run); overrides the agent's `timeout`.
+            timeout: Seconds for the whole run, counted from when it starts running
+                (not while it waits on a queue) and across restarts: a deadline
+                recorded with the run. Overrides the agent's `timeout`.
 
         Raises:
             AgentRunError: The run ended without an answer, the same class as it
@@ -221,7 +222,6 @@ class DurableAgent(Generic[OutputT]):
             "run_id": state.run_id,
             "messages": codec.dump_messages(state.messages),
             "deps": deps,
-            "deadline": None if limit is None else time.time() + limit,
             "timeout": limit,
         }
 
@@ -309,12 +309,13 @@ class DurableAgent(Generic[OutputT]):
             verify_replay=self.verify_replay,
             owner=self.agent,
         )
-        deadline = inputs.get("deadline")
-        if deadline is None:
+        limit = inputs.get("timeout")
+        if limit is None:
             return await run.run()
-        # The deadline was fixed when the run started: a recovered run does not get
-        # its whole timeout again.
-        with anyio.move_on_after(deadline - time.time()) as scope:
+        # The start time is a step: recorded when the run first runs (not when it was
+        # enqueued), so a recovered run has what was left of its time, not all of it.
+        started: float = await self.engine.step("started", _now)
+        with anyio.move_on_after(started + limit - time.time()) as scope:
             return await run.run()
         if scope.cancelled_caught:
             raise RunTimeoutError(
@@ -323,6 +324,10 @@ class DurableAgent(Generic[OutputT]):
                 messages=state.messages,
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _now() -> float:
+    return time.time()  # wall-clock: a recovered run may run on another machine
 
 
 def _json_deps(name: str, deps: Any) -> Any:

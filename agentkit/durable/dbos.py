@@ -166,7 +166,7 @@ class DBOSEngine:
                 polling_interval_sec=min(self.poll_interval, 0.1)
             )
             return output
-        handle: Any = await self._dbos_client().retrieve_workflow_async(run_id)
+        handle: Any = await (await self._dbos_client()).retrieve_workflow_async(run_id)
         output = await handle.get_result(polling_interval_sec=min(self.poll_interval, 0.2))
         return output
 
@@ -174,7 +174,7 @@ class DBOSEngine:
         """DBOS's status of run `run_id`, or None."""
         import anyio.to_thread
 
-        client = self._dbos_client()
+        client = await self._dbos_client()
         rows = await anyio.to_thread.run_sync(
             lambda: client.list_workflows(
                 workflow_ids=[run_id], load_input=False, load_output=False
@@ -186,7 +186,7 @@ class DBOSEngine:
         """The input run `run_id` was started with, or None if there is no such run."""
         import anyio.to_thread
 
-        client = self._dbos_client()
+        client = await self._dbos_client()
         rows = await anyio.to_thread.run_sync(
             lambda: client.list_workflows(workflow_ids=[run_id], load_output=False)
         )
@@ -314,7 +314,7 @@ class DBOSEngine:
         from dbos._serialization import WorkflowSerializationFormat
 
         inputs = {**inputs, "run_id": run_id}
-        await self._dbos_client().enqueue_async(
+        await (await self._dbos_client()).enqueue_async(
             {
                 "workflow_name": _PREFIX + name,
                 "queue_name": queue,
@@ -337,7 +337,7 @@ class DBOSEngine:
         """
         import anyio.to_thread
 
-        client = self._dbos_client()
+        client = await self._dbos_client()
 
         def recover() -> list[str]:
             rows = client.list_workflows(status="PENDING", executor_id=executor_id)
@@ -348,15 +348,41 @@ class DBOSEngine:
 
         return await anyio.to_thread.run_sync(recover)
 
-    def _dbos_client(self) -> DBOSClient:
+    async def _dbos_client(self) -> DBOSClient:
+        """DBOS's client for the system database, which it creates or migrates first:
+        a process that only enqueues runs may be the first to use the database."""
         if self._client is None:
-            from dbos import DBOSClient
-            from dbos._serialization import DBOSPortableJSONSerializer
+            import anyio.to_thread
 
-            self._client = DBOSClient(
-                system_database_url=self.url, serializer=DBOSPortableJSONSerializer()
-            )
+            client = await anyio.to_thread.run_sync(self._new_client)
+            if self._client is None:
+                self._client = client
+            else:  # another task made one meanwhile
+                client.destroy()
         return self._client
+
+    def _new_client(self) -> DBOSClient:
+        from dbos import DBOSClient
+        from dbos._serialization import DBOSPortableJSONSerializer
+
+        _use_wal(self.url)
+        client = DBOSClient(
+            system_database_url=self.url, serializer=DBOSPortableJSONSerializer(), lazy=True
+        )
+        try:
+            # DBOSClient never migrates; DBOS's launch does the same, and several
+            # processes migrating at once is safe (the migration takes a lock).
+            client._sys_db.run_migrations()
+        except Exception as exc:
+            client.destroy()
+            from agentkit._redact import display_url
+
+            raise DurableEngineError(
+                f"the durable engine's database {display_url(self.url)} cannot be used: "
+                f"{type(exc).__name__}: {exc}; check that it is reachable and that its user "
+                "may create tables"
+            ) from None
+        return client
 
 
 def _use_wal(url: str) -> None:
