@@ -48,7 +48,7 @@ async def get_current_time(ctx: RunContext[Any], timezone: str) -> str:
     with (STATE / "calls.log").open("a") as log:
         log.write(f"{timezone}\n")
     print(f"  tool started: {timezone} (key {ctx.idempotency_key})", flush=True)
-    await asyncio.sleep(3)
+    await asyncio.sleep(float(os.environ.get("CLOCK_TOOL_SECONDS", "3")))
     return dt.datetime.now(ZoneInfo(timezone)).strftime("%H:%M %Z")
 
 

@@ -106,14 +106,16 @@ def sqlite(tmp_path: Path, name: str = "runs") -> str:
     return f"sqlite:///{tmp_path / (name + '.sqlite')}"
 
 
-def reference(tmp_path: Path, run_id: str, scenario: str, **env: str) -> dict[str, Any]:
-    """The result of the same run, uninterrupted, in a database of its own."""
+def reference(tmp_path: Path, run_id: str, scenario: str, **env: str) -> Any:
+    """The same run, uninterrupted, in a database of its own: started at once, so it
+    runs beside the crash; `finish` it for its result."""
     log = tmp_path / "reference.log"
-    return finish(spawn(sqlite(tmp_path, "reference"), log, run_id, scenario, **env))
+    return spawn(sqlite(tmp_path, "reference"), log, run_id, scenario, **env)
 
 
 def test_kill_during_a_sequential_tool(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
+    uninterrupted = reference(tmp_path, "seq-1", "seq")
     kill_at(spawn(url, log, "seq-1", "seq", TOOL_SECONDS="1"), log, "tool-start 2")
     assert count(log, "tool-end 2") == 0
     result = finish(spawn(url, log, "seq-1", "seq", TOOL_SECONDS="0.1"))
@@ -127,7 +129,7 @@ def test_kill_during_a_sequential_tool(tmp_path: Path) -> None:
     # Events: each step's once, in the process that ran it; tool 2 ran in both.
     assert count(log, "event ModelRequestStart") == 3
     assert [count(log, f"event ToolCallStart {t}") for t in (1, 2)] == [1, 2]
-    expected = reference(tmp_path, "seq-1", "seq")
+    expected = finish(uninterrupted)
     assert result["output"] == expected["output"]
     assert normalized(result["messages"]) == normalized(expected["messages"])
 
@@ -143,15 +145,17 @@ def test_kill_after_a_model_answer_was_recorded_does_not_ask_again(tmp_path: Pat
 
 def test_kill_during_a_model_request_resends_only_that_one(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
+    uninterrupted = reference(tmp_path, "m-1", "seq")
     kill_at(spawn(url, log, "m-1", "seq", MODEL_SECONDS="1"), log, "model-request 2")
     result = finish(spawn(url, log, "m-1", "seq"))
     assert [count(log, f"model-request {t}") for t in (1, 2, 3)] == [1, 2, 1]
     assert [count(log, f"tool-start {n}") for n in (1, 2)] == [1, 1]
-    assert result["output"] == reference(tmp_path, "m-1", "seq")["output"]
+    assert result["output"] == finish(uninterrupted)["output"]
 
 
 def test_parallel_tools_only_the_unrecorded_one_runs_again(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
+    uninterrupted = reference(tmp_path, "par-1", "parallel", TOOL_SECONDS="0.1")
     process = spawn(url, log, "par-1", "parallel", TOOL_SECONDS="1")
     kill_at(process, log, "tool-end 2", after=0.8)  # calls 1 and 2 recorded, 3 running
     assert count(log, "tool-end 3") == 0
@@ -165,7 +169,7 @@ def test_parallel_tools_only_the_unrecorded_one_runs_again(tmp_path: Path) -> No
     }
     assert position["tool-end 1"] < position["tool-start 3"]
     assert [count(log, f"model-request {t}") for t in (1, 2)] == [1, 1]
-    expected = reference(tmp_path, "par-1", "parallel", TOOL_SECONDS="0.1")
+    expected = finish(uninterrupted)
     assert normalized(result["messages"]) == normalized(expected["messages"])
     tool_messages = [m["content"] for m in result["messages"] if m["role"] == "tool"]
     assert [t.split(" (")[0] for t in tool_messages] == [
@@ -245,11 +249,12 @@ def test_a_plain_tool_is_not_recorded_and_runs_again_on_replay(tmp_path: Path) -
 
 def test_tool_failures_replay_as_the_same_messages(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
+    uninterrupted = reference(tmp_path, "fail", "failures")
     kill_at(spawn(url, log, "fail", "failures", TOOL_SECONDS="1"), log, "tool-start 1")
     result = finish(spawn(url, log, "fail", "failures"))
     for kind in ("retry", "timeout", "boom"):
         assert count(log, f"tool-start flaky-{kind}") == 1
-    expected = reference(tmp_path, "fail", "failures")
+    expected = finish(uninterrupted)
     assert normalized(result["messages"]) == normalized(expected["messages"])
     texts = [m["content"] for m in result["messages"] if m["role"] == "tool"]
     assert "try with another kind" in texts[0]
@@ -259,9 +264,10 @@ def test_tool_failures_replay_as_the_same_messages(tmp_path: Path) -> None:
 
 def test_a_run_error_comes_back_as_its_class_with_messages(tmp_path: Path) -> None:
     log, url = tmp_path / "events.log", sqlite(tmp_path)
+    uninterrupted = reference(tmp_path, "err", "raise")
     kill_at(spawn(url, log, "err", "raise", TOOL_SECONDS="1"), log, "tool-start 1")
     result = finish(spawn(url, log, "err", "raise"))
-    expected = reference(tmp_path, "err", "raise")
+    expected = finish(uninterrupted)
     assert result["error"] == expected["error"] == "ToolExecutionError"
     assert normalized(result["messages"]) == normalized(expected["messages"])
     again = finish(spawn(url, log, "err", "raise", "result"))
@@ -691,6 +697,7 @@ def test_the_example_survives_kill_9(tmp_path: Path) -> None:
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
             "CLOCK_DIR": str(tmp_path),
+            "CLOCK_TOOL_SECONDS": "1.5",
             "AGENTKIT_DBOS_LOG_LEVEL": "ERROR",
         },
     )

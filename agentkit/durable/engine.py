@@ -35,6 +35,10 @@ class DurableEngine(Protocol):
 
         The step's position is reserved when this is called, before its first
         await, so steps started together in a fixed order replay in that order.
+        `function` is a closure over the live run, so it runs in the process that
+        runs the workflow: an engine whose steps run in other processes (Temporal
+        activities) needs the step handed over as data instead, which this
+        protocol does not do yet.
         """
         ...
 
