@@ -7,7 +7,6 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, overload
 
 import anyio
@@ -796,17 +795,19 @@ class Agent(Generic[OutputT, PauseT]):
         resume: Callable[[Run[Any]], Any] | None,
     ) -> RunResult[OutputT] | PauseT:
         """`_run`'s second half, for a run that `observer` watches."""
-        async with AsyncExitStack() as stack:
-            client: ChatModel
-            if self.client is None:
-                client = await stack.enter_async_context(ChatClient())
-            else:
-                client = self.client
+        resumed = resume is not None
+        if self.client is not None:
             run: Run[OutputT] = Run(
+                config, self.client, state, deps=deps, events=events, streamed=streamed, owner=self
+            )
+            async with observer.observe(run, resumed=resumed):
+                return await _finish(run, limit, resume)  # type: ignore[return-value]
+        async with ChatClient() as client:
+            run = Run(
                 config, client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
-            await stack.enter_async_context(observer.observe(run, resumed=resume is not None))
-            return await _finish(run, limit, resume)  # type: ignore[return-value]
+            async with observer.observe(run, resumed=resumed):
+                return await _finish(run, limit, resume)  # type: ignore[return-value]
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())

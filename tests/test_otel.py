@@ -562,3 +562,29 @@ def test_agentkit_imports_no_opentelemetry_unless_asked() -> None:
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_without_an_sdk_the_steps_stay_plain_and_a_callers_trace_still_propagates() -> None:
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    # No SDK configured: OpenTelemetry's global providers are its proxies.
+    assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+    seen: list[httpx.Request] = []
+    http = httpx.AsyncClient(transport=chat_server(seen))
+    async with ChatClient(
+        base_url="http://127.0.0.1:9/v1", api_key=KEY, http_client=http
+    ) as client:
+        agent = Agent("gpt-4o", client=client, instrument=Instrumentation())
+        await agent.run("Hi")
+        assert "traceparent" not in seen[-1].headers  # nothing to propagate
+        caller = SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+        with trace.use_span(NonRecordingSpan(caller)):
+            await agent.run("Hi")
+    assert seen[-1].headers["traceparent"] == (
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    )

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -61,6 +61,8 @@ _PROVIDERS = {
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
+_NOTHING: AbstractAsyncContextManager[None] = nullcontext()
+
 
 class Instrumentation:
     """OpenTelemetry traces and metrics for agent runs, by the GenAI conventions.
@@ -92,6 +94,7 @@ class Instrumentation:
         capture_content: bool | None = None,
         provider_name: str | None = None,
     ) -> None:
+        self._own_meter = meter_provider is not None
         if capture_content is None:
             capture_content = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
         self.capture_content = capture_content
@@ -119,8 +122,7 @@ class Instrumentation:
     def __repr__(self) -> str:
         return f"Instrumentation(capture_content={self.capture_content})"
 
-    @asynccontextmanager
-    async def observe(self, run: Run[Any], *, resumed: bool) -> AsyncIterator[None]:
+    def observe(self, run: Run[Any], *, resumed: bool) -> AbstractAsyncContextManager[None]:
         """The `invoke_agent` span of `run`, with its steps wrapped in spans of their own."""
         state = run.state
         agent = state.agent or getattr(run.owner, "name", None) or "agent"
@@ -141,14 +143,23 @@ class Instrumentation:
             ).get_span_context()
             if origin.is_valid:
                 links.append(Link(origin, {"agentkit.link": "resumed_from"}))
-        with self._tracer.start_as_current_span(
-            f"invoke_agent {agent}",
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            links=links,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        span = self._tracer.start_span(
+            f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes, links=links
+        )
+        if not span.get_span_context().is_valid and not self._metrics_live():
+            # No tracing SDK, no caller's trace and no metrics SDK: nothing would be
+            # recorded or propagated, so the steps are left plain (a no-op costs too).
+            return _NOTHING
+        return self._traced(run, span, agent, provider)
+
+    @asynccontextmanager
+    async def _traced(
+        self, run: Run[Any], span: Span, agent: str, provider: str
+    ) -> AsyncIterator[None]:
+        state = run.state
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
             if state.trace_context is None and span.is_recording():
                 carrier: dict[str, str] = {}
                 _PROPAGATOR.inject(carrier)
@@ -183,7 +194,6 @@ class Instrumentation:
                 "gen_ai.request.model": model,
             }
             attributes = dict(base)
-            attributes.update(_server(run.client))
             if run.state.agent is not None:
                 attributes["gen_ai.agent.name"] = run.state.agent
             started = time.perf_counter()
@@ -195,6 +205,8 @@ class Instrumentation:
                 set_status_on_exception=False,
             ) as span:
                 client = traced = run.client
+                if span.is_recording():
+                    span.set_attributes(_server(client))
                 # A FallbackModel is recognised by its type: it is left as it is.
                 if fallback is None or not isinstance(client, fallback.FallbackModel):
                     note = _request_noter(span) if capture else None
@@ -271,6 +283,16 @@ class Instrumentation:
                 return outcome
 
         return tool_step
+
+    def _metrics_live(self) -> bool:
+        """Whether a metrics SDK may record: one was given, or one is set globally
+        (OpenTelemetry's global provider is a proxy, or a no-op, until one is)."""
+        if self._own_meter:
+            return True
+        provider = metrics.get_meter_provider()
+        return not isinstance(provider, metrics.NoOpMeterProvider) and (
+            type(provider).__name__ != "_ProxyMeterProvider"
+        )
 
     def _provider(self, client: Any) -> str:
         if self.provider_name is not None:
