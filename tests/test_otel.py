@@ -362,9 +362,6 @@ async def test_a_failing_tool_marks_its_span_failed_without_its_message_by_defau
     assert run.status.status_code is StatusCode.UNSET  # the run itself answered
 
 
-tracer = trace.get_tracer("tests")
-
-
 async def test_a_tools_own_spans_nest_under_its_execute_tool_span(traces: Traces) -> None:
     inner = traces.tracer_provider.get_tracer("tests")
 
@@ -480,8 +477,6 @@ async def test_a_resumed_run_links_to_the_trace_of_the_run_it_goes_on_from(
     # The state is plain JSON: the link survives a trip through another process.
     state = type(paused.state).model_validate_json(paused.state.model_dump_json())
     assert state.trace_context is not None
-    with tracer.start_as_current_span("unrelated"):
-        pass
     result = await agent.resume(state, {script[0].tool_calls[0].id: True})
     assert isinstance(result, RunResult) and result.output == "Refunded."
     second = [s for s in traces.named("invoke_agent") if s is not first][-1]
@@ -588,3 +583,17 @@ async def test_without_an_sdk_the_steps_stay_plain_and_a_callers_trace_still_pro
     assert seen[-1].headers["traceparent"] == (
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     )
+
+
+async def test_metrics_are_recorded_with_a_meter_provider_and_no_tracing_sdk(
+    traces: Traces,
+) -> None:
+    agent = Agent(
+        "m",
+        client=ScriptedModel(["one"]),
+        instrument=Instrumentation(meter_provider=traces.meter_provider),
+    )
+    await agent.run("Hi")
+    found = traces.metrics()
+    assert [p.count for p in found["gen_ai.client.operation.duration"]] == [1]
+    assert traces.spans == []

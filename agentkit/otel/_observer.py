@@ -222,7 +222,8 @@ class Instrumentation:
                 finally:
                     run.client = client
                 usage = response.usage
-                span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason or ""])
+                if response.finish_reason is not None:
+                    span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
                 span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
                 details = usage.completion_tokens_details
