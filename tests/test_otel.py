@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx
+import jsonschema
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -21,9 +22,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import BaseModel
 
 import agentkit.otel
-from agentkit import Agent, ChatClient, Paused, RunResult, tool
+from agentkit import Agent, ChatClient, ModelSettings, Paused, RunResult, tool
 from agentkit.otel import CAPTURE_CONTENT_ENV, Instrumentation, TraceContextMiddleware
 from agentkit.testing import ScriptedModel, call, tool_calls
 
@@ -267,6 +269,7 @@ def chat_server(seen: list[httpx.Request], status: int = 200) -> httpx.MockTrans
                     "prompt_tokens": 7,
                     "completion_tokens": 3,
                     "total_tokens": 10,
+                    "prompt_tokens_details": {"cached_tokens": 4},
                     "completion_tokens_details": {"reasoning_tokens": 2},
                 },
             },
@@ -301,7 +304,12 @@ async def test_the_model_request_carries_the_chat_spans_traceparent_and_no_secre
     assert a["gen_ai.response.model"] == "gpt-4o-2024"
     assert a["gen_ai.response.id"] == "chatcmpl-1"
     assert a["gen_ai.usage.reasoning.output_tokens"] == 2
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 4
     assert a["server.address"] == "api.openai.com" and a["server.port"] == 443
+    (tokens, _) = traces.metrics()["gen_ai.client.token.usage"]
+    assert tokens.attributes["server.address"] == "api.openai.com"
+    assert tokens.attributes["server.port"] == 443
+    assert tokens.attributes["gen_ai.response.model"] == "gpt-4o-2024"
     text = all_attribute_text(traces.spans)
     assert KEY not in text and "team-secret-42" not in text and "authorization" not in text
 
@@ -597,3 +605,167 @@ async def test_metrics_are_recorded_with_a_meter_provider_and_no_tracing_sdk(
     found = traces.metrics()
     assert [p.count for p in found["gen_ai.client.operation.duration"]] == [1]
     assert traces.spans == []
+
+
+class City(BaseModel):
+    name: str
+
+
+async def test_request_settings_and_the_output_type_are_on_the_chat_span(traces: Traces) -> None:
+    agent = Agent(
+        "m",
+        client=ScriptedModel(['{"name": "Oslo"}']),
+        output_type=City,
+        settings=ModelSettings(
+            temperature=0.2,
+            top_p=0.9,
+            max_tokens=50,
+            max_completion_tokens=100,
+            presence_penalty=0.1,
+            frequency_penalty=0.3,
+            seed=7,
+            stop=("END", "STOP"),
+        ),
+        instrument=traces.instrumentation(),
+    )
+    assert (await agent.run("Which city?")).output == City(name="Oslo")
+    (chat,) = traces.named("chat ")
+    a = chat.attributes or {}
+    assert a["gen_ai.request.temperature"] == 0.2
+    assert a["gen_ai.request.top_p"] == 0.9
+    assert a["gen_ai.request.max_tokens"] == 100  # max_completion_tokens wins
+    assert a["gen_ai.request.presence_penalty"] == 0.1
+    assert a["gen_ai.request.frequency_penalty"] == 0.3
+    assert a["gen_ai.request.seed"] == 7
+    assert tuple(a["gen_ai.request.stop_sequences"]) == ("END", "STOP")
+    assert a["gen_ai.output.type"] == "json"
+    await Agent("m", client=ScriptedModel(["hi"]), instrument=traces.instrumentation()).run("x")
+    plain = traces.named("chat ")[-1].attributes or {}
+    assert not [k for k in plain if k.startswith("gen_ai.request.") and k != "gen_ai.request.model"]
+    assert "gen_ai.output.type" not in plain
+
+
+# Every attribute name agentkit records, as the GenAI conventions (and the general
+# `server.*`, `error.*` and `http.*` ones) spell it; anything else is `agentkit.*`.
+CONVENTION_ATTRIBUTES = {
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.agent.name",
+    "gen_ai.conversation.id",
+    "gen_ai.request.model",
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.presence_penalty",
+    "gen_ai.request.frequency_penalty",
+    "gen_ai.request.seed",
+    "gen_ai.request.stop_sequences",
+    "gen_ai.output.type",
+    "gen_ai.response.model",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.tool.name",
+    "gen_ai.tool.call.id",
+    "gen_ai.tool.type",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "gen_ai.token.type",
+    "server.address",
+    "server.port",
+    "error.type",
+    "http.response.status_code",
+}
+
+# The conventions' input and output messages JSON schemas, reduced to the parts
+# agentkit sends: a role, typed parts with their required fields, and, on an
+# output message, a finish reason.
+_PART = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"type": {"const": "text"}, "content": {"type": "string"}},
+            "required": ["type", "content"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "tool_call"},
+                "id": {"type": ["string", "null"]},
+                "name": {"type": "string"},
+            },
+            "required": ["type", "name"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "tool_call_response"},
+                "id": {"type": ["string", "null"]},
+            },
+            "required": ["type", "response"],
+        },
+    ]
+}
+ROLES = ["system", "user", "assistant", "tool"]
+INPUT_MESSAGES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"role": {"enum": ROLES}, "parts": {"type": "array", "items": _PART}},
+        "required": ["role", "parts"],
+    },
+}
+OUTPUT_MESSAGES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "role": {"enum": ROLES},
+            "parts": {"type": "array", "items": _PART},
+            "finish_reason": {"type": "string"},
+        },
+        "required": ["role", "parts", "finish_reason"],
+    },
+}
+
+
+async def test_every_attribute_is_named_by_the_conventions_and_content_fits_their_schemas(
+    traces: Traces,
+) -> None:
+    arrived.clear()
+    instrumentation = traces.instrumentation(capture_content=True)
+    clock = Agent(
+        "gpt-4o-mini",
+        client=ScriptedModel(clock_script()),
+        tools=[get_current_time],
+        instructions="You are a world clock.",
+        name="clock",
+        instrument=instrumentation,
+    )
+    await clock.run("Tokyo and Paris?")
+    failing = Agent(
+        "m",
+        client=ScriptedModel([call("broken", city="Atlantis"), "Sorry."]),
+        tools=[broken],
+        instrument=instrumentation,
+    )
+    await failing.run("time?")
+    seen = {k for s in traces.spans for k in (s.attributes or {})}
+    seen |= {k for points in traces.metrics().values() for p in points for k in p.attributes}
+    assert {k for k in seen if not k.startswith("agentkit.")} <= CONVENTION_ATTRIBUTES
+    assert "error.type" in seen and "gen_ai.tool.call.result" in seen
+    chats = traces.named("chat ")
+    assert len(chats) == 4
+    for chat in chats:
+        a = chat.attributes or {}
+        jsonschema.validate(json.loads(str(a["gen_ai.input.messages"])), INPUT_MESSAGES)
+        jsonschema.validate(json.loads(str(a["gen_ai.output.messages"])), OUTPUT_MESSAGES)
+    for span in traces.spans:
+        kind = (span.attributes or {})["gen_ai.operation.name"]
+        assert span.name.split(" ")[0] == kind
+        assert span.kind is (SpanKind.CLIENT if kind == "chat" else SpanKind.INTERNAL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -57,6 +57,18 @@ _PROVIDERS = {
     "api.perplexity.ai": "perplexity",
     "generativelanguage.googleapis.com": "gcp.gemini",
     "api.anthropic.com": "anthropic",
+}
+
+# Request fields the conventions record on `chat` spans, by the wire name; a later
+# entry wins (`max_completion_tokens` replaces the deprecated `max_tokens`).
+_REQUEST_FIELDS = {
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "seed": "gen_ai.request.seed",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
 }
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -185,15 +197,18 @@ class Instrumentation:
     ) -> Callable[..., Any]:
         tracer, capture = self._tracer, self.capture_content
         fallback = sys.modules.get("agentkit._client.fallback")
+        server = _server(run.client)  # one endpoint (or none: a FallbackModel) per run
 
         async def model_step(*, tool_choice: Any) -> ModelResponse:
-            model = run.config.model
+            config = run.config  # a handoff changes it between steps
+            model = config.model
             base = {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": provider,
                 "gen_ai.request.model": model,
+                **server,
             }
-            attributes = dict(base)
+            attributes = {**base, **_request_attributes(config.request_params)}
             if run.state.agent is not None:
                 attributes["gen_ai.agent.name"] = run.state.agent
             started = time.perf_counter()
@@ -205,8 +220,6 @@ class Instrumentation:
                 set_status_on_exception=False,
             ) as span:
                 client = traced = run.client
-                if span.is_recording():
-                    span.set_attributes(_server(client))
                 # A FallbackModel is recognised by its type: it is left as it is.
                 if fallback is None or not isinstance(client, fallback.FallbackModel):
                     note = _request_noter(span) if capture else None
@@ -226,6 +239,9 @@ class Instrumentation:
                     span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
                 span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+                cached = usage.prompt_tokens_details
+                if cached is not None and cached.cached_tokens is not None:
+                    span.set_attribute("gen_ai.usage.cache_read.input_tokens", cached.cached_tokens)
                 details = usage.completion_tokens_details
                 if details is not None and details.reasoning_tokens is not None:
                     span.set_attribute(
@@ -321,6 +337,25 @@ def _server(client: Any) -> dict[str, Any]:
         return {}
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return {"server.address": parts.hostname, "server.port": port}
+
+
+def _request_attributes(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The conventions' `gen_ai.request.*` and `gen_ai.output.type` of a request's fields."""
+    found: dict[str, Any] = {}
+    for field, name in _REQUEST_FIELDS.items():
+        value = params.get(field)
+        if value is not None:
+            found[name] = value
+    stop = params.get("stop")
+    if stop:
+        found["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    response_format = params.get("response_format")
+    if response_format is not None:
+        kind = getattr(response_format, "type", None)
+        if kind is None and isinstance(response_format, Mapping):
+            kind = response_format.get("type")
+        found["gen_ai.output.type"] = "text" if kind == "text" else "json"
+    return found
 
 
 def _request_noter(span: Span) -> Callable[[Any], None]:
