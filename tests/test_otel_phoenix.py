@@ -3,8 +3,12 @@ started on 127.0.0.1 (the `phoenix_url` fixture), and read back through its REST
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,8 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from agentkit import Agent, tool
-from agentkit.otel import Instrumentation
+from agentkit.otel import CAPTURE_CONTENT_ENV, Instrumentation
 from agentkit.testing import ScriptedModel, tool_calls
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 CONTENT = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.call.arguments")
 
@@ -53,6 +59,21 @@ def clock_agent(provider: TracerProvider, capture_content: bool) -> Agent[str]:
     )
 
 
+def read_spans(phoenix_url: str, project: str, count: int) -> list[dict[str, Any]]:
+    """The spans of `project`, once Phoenix has stored `count` (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    spans: list[dict[str, Any]] = []
+    with httpx.Client(base_url=phoenix_url, timeout=10) as http:
+        while time.monotonic() < deadline:  # Phoenix writes what it receives in batches
+            response = http.get(f"/v1/projects/{project}/spans", params={"limit": 100})
+            if response.status_code == 200:
+                spans = response.json()["data"]
+                if len(spans) >= count:
+                    break
+            time.sleep(0.2)
+    return spans
+
+
 def traced_run(phoenix_url: str, project: str, capture_content: bool) -> list[dict[str, Any]]:
     """Run the clock agent, export its spans to Phoenix, and read them back."""
     resource = Resource.create(
@@ -66,17 +87,7 @@ def traced_run(phoenix_url: str, project: str, capture_content: bool) -> list[di
     assert result.output == "It is 12:00 in Tokyo and in Paris."
     assert provider.force_flush(10_000)
     provider.shutdown()
-    deadline = time.monotonic() + 30
-    spans: list[dict[str, Any]] = []
-    with httpx.Client(base_url=phoenix_url, timeout=10) as http:
-        while time.monotonic() < deadline:  # Phoenix writes what it receives in batches
-            response = http.get(f"/v1/projects/{project}/spans", params={"limit": 100})
-            if response.status_code == 200:
-                spans = response.json()["data"]
-                if len(spans) >= 5:
-                    break
-            time.sleep(0.2)
-    return spans
+    return read_spans(phoenix_url, project, 5)
 
 
 def test_the_clock_runs_span_tree_is_read_back_from_phoenix(phoenix_url: str) -> None:
@@ -110,7 +121,8 @@ def test_the_clock_runs_span_tree_is_read_back_from_phoenix(phoenix_url: str) ->
     ]
     first, second = sorted(tools, key=lambda s: s["start_time"])
     assert second["start_time"] < first["end_time"]  # the two calls ran in parallel
-    assert {t["attributes"]["gen_ai.tool.call.id"] for t in tools} != set()
+    ids = {t["attributes"]["gen_ai.tool.call.id"] for t in tools}
+    assert len(ids) == 2 and all(i.startswith("call_") for i in ids)
     assert run["attributes"]["gen_ai.usage.input_tokens"] == 20
     for span in spans:
         assert not set(span["attributes"]) & set(CONTENT)
@@ -127,3 +139,33 @@ def test_content_reaches_phoenix_only_when_enabled(phoenix_url: str) -> None:
         "12:00 in Asia/Tokyo",
         "12:00 in Europe/Paris",
     ]
+
+
+def test_the_tracing_example_shows_its_run_in_phoenix(phoenix_url: str) -> None:
+    project = f"example-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env.pop(CAPTURE_CONTENT_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "tracing.py", "--endpoint", phoenix_url, "--project", project],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "trace sent to" in done.stdout
+    spans = read_spans(phoenix_url, project, 5)
+    names = sorted(s["name"] for s in spans)
+    assert names == [
+        "chat gpt-4o-mini",
+        "chat gpt-4o-mini",
+        "execute_tool get_current_time",
+        "execute_tool get_current_time",
+        "invoke_agent clock",
+    ]
+    (run,) = [s for s in spans if s["parent_id"] is None]
+    assert all(s["parent_id"] == run["context"]["span_id"] for s in spans if s is not run)
+    for span in spans:
+        assert not set(span["attributes"]) & set(CONTENT)
