@@ -490,6 +490,10 @@ async def test_a_resumed_run_links_to_the_trace_of_the_run_it_goes_on_from(
     second = [s for s in traces.named("invoke_agent") if s is not first][-1]
     assert second.context.trace_id != first.context.trace_id
     (link,) = second.links
+    # The approved call runs in the resumed run, and is traced there.
+    (refunded,) = traces.named("execute_tool refund")
+    assert refunded.context.trace_id == second.context.trace_id
+    assert parent_id(refunded) == second.context.span_id
     assert link.context.trace_id == first.context.trace_id
     assert link.context.span_id == first.context.span_id
     assert (first.attributes or {})["agentkit.paused_calls"] == 1
@@ -769,3 +773,30 @@ async def test_every_attribute_is_named_by_the_conventions_and_content_fits_thei
         kind = (span.attributes or {})["gen_ai.operation.name"]
         assert span.name.split(" ")[0] == kind
         assert span.kind is (SpanKind.CLIENT if kind == "chat" else SpanKind.INTERNAL)
+
+
+async def test_a_handoff_to_an_agent_with_its_own_endpoint_names_that_endpoint(
+    traces: Traces,
+) -> None:
+    seen: list[httpx.Request] = []
+    http = httpx.AsyncClient(transport=chat_server(seen))
+    instrumentation = traces.instrumentation()
+    async with ChatClient(
+        base_url="https://api.deepseek.com/v1", api_key=KEY, http_client=http
+    ) as deepseek:
+        billing = Agent("deepseek-chat", client=deepseek, name="billing")
+        triage = Agent(
+            "m",
+            client=ScriptedModel([call("transfer_to_billing")]),
+            name="triage",
+            handoffs=[billing],
+            instrument=instrumentation,
+        )
+        assert (await triage.run("My bill?")).output == "Hello."
+    first, second = sorted(traces.named("chat "), key=lambda s: s.start_time or 0)
+    a, b = first.attributes or {}, second.attributes or {}
+    assert a["gen_ai.provider.name"] == "openai" and "server.address" not in a
+    assert b["gen_ai.provider.name"] == "deepseek"
+    assert (b["server.address"], b["server.port"]) == ("api.deepseek.com", 443)
+    assert b["gen_ai.request.model"] == "deepseek-chat" and second.name == "chat deepseek-chat"
+    assert seen[-1].headers["traceparent"].split("-")[2] == f"{second.context.span_id:016x}"

@@ -197,16 +197,20 @@ class Instrumentation:
     ) -> Callable[..., Any]:
         tracer, capture = self._tracer, self.capture_content
         fallback = sys.modules.get("agentkit._client.fallback")
-        server = _server(run.client)  # one endpoint (or none: a FallbackModel) per run
+        # The endpoint's attributes, worked out again only when a handoff brings a
+        # client of its own.
+        endpoint: list[Any] = [run.client, provider, _server(run.client)]
 
         async def model_step(*, tool_choice: Any) -> ModelResponse:
             config = run.config  # a handoff changes it between steps
             model = config.model
+            if run.client is not endpoint[0]:
+                endpoint[:] = [run.client, self._provider(run.client), _server(run.client)]
             base = {
                 "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": provider,
+                "gen_ai.provider.name": endpoint[1],
                 "gen_ai.request.model": model,
-                **server,
+                **endpoint[2],
             }
             attributes = {**base, **_request_attributes(config.request_params)}
             if run.state.agent is not None:
