@@ -333,9 +333,14 @@ async def test_a_failed_request_marks_the_chat_and_run_spans_with_the_error_type
         assert span.status.status_code is StatusCode.ERROR
         assert (span.attributes or {})["error.type"] == "BadRequestError"
     assert (chat.attributes or {})["http.response.status_code"] == 400
+    (event,) = chat.events  # the exception, with its traceback, as the conventions record it
+    assert event.name == "exception"
+    assert (event.attributes or {})["exception.type"].endswith("BadRequestError")
+    assert "Traceback" in str((event.attributes or {})["exception.stacktrace"])
     assert (chat.attributes or {})["gen_ai.provider.name"] == "127.0.0.1"
     assert KEY not in all_attribute_text(traces.spans)
     assert KEY not in str([s.status.description for s in traces.spans])
+    assert KEY not in str([dict(e.attributes or {}) for s in traces.spans for e in s.events])
     durations = traces.metrics()["gen_ai.client.operation.duration"]
     assert [p.attributes.get("error.type") for p in durations] == [
         (chat.attributes or {})["error.type"]
@@ -456,6 +461,7 @@ async def test_token_and_duration_metrics_follow_the_conventions(traces: Traces)
     (duration,) = found["gen_ai.client.operation.duration"]
     assert duration.count == 2 and duration.sum > 0
     assert duration.explicit_bounds[0] == 0.01
+    assert "gen_ai.client.operation.time_to_first_chunk" not in found  # not streamed
 
 
 @tool(requires_approval=True)
@@ -514,6 +520,12 @@ async def test_a_streamed_run_is_traced_the_same_way(traces: Traces) -> None:
     chats = traces.named("chat ")
     assert len(chats) == 2 and len(traces.named("execute_tool")) == 2
     assert {(c.attributes or {})["gen_ai.response.model"] for c in chats} == {"scripted-model"}
+    found = traces.metrics()
+    (first_chunk,) = found["gen_ai.client.operation.time_to_first_chunk"]
+    (duration,) = found["gen_ai.client.operation.duration"]
+    assert first_chunk.count == duration.count == 2
+    assert 0 < first_chunk.sum <= duration.sum
+    assert first_chunk.attributes["gen_ai.response.model"] == "scripted-model"
 
 
 async def test_instrument_traces_every_agent_and_uninstrument_stops_it(traces: Traces) -> None:

@@ -4,6 +4,7 @@ the `chat` span."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ class TracedClient:
         on_request: Called with the request's messages (for content capture), or None.
     """
 
-    __slots__ = ("_client", "_on_request", "_span", "response_model")
+    __slots__ = ("_client", "_on_request", "_span", "first_chunk_at", "response_model")
 
     def __init__(
         self, client: ChatModel, span: Span, on_request: Callable[[Any], None] | None
@@ -37,6 +38,8 @@ class TracedClient:
         self._on_request = on_request
         self.response_model: str | None = None
         """The model that answered, as the response named it."""
+        self.first_chunk_at: float | None = None
+        """When a streamed response's first chunk came (`time.perf_counter()`)."""
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         headers = dict(params.get("extra_headers") or {})
@@ -93,5 +96,6 @@ class _Chunks:
         chunk = await self._chunks.__anext__()
         if not self._noted:
             self._noted = True
+            self._client.first_chunk_at = time.perf_counter()
             self._client._note(getattr(chunk, "id", None), getattr(chunk, "model", None))
         return chunk

@@ -124,6 +124,12 @@ class Instrumentation:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
+        self._first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk in a streaming operation",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
         self._tokens = meter.create_histogram(
             "gen_ai.client.token.usage",
             unit="{token}",
@@ -261,6 +267,9 @@ class Instrumentation:
                 if response_model:
                     metric["gen_ai.response.model"] = response_model
                 self._duration.record(time.perf_counter() - started, metric)
+                first_chunk_at = getattr(traced, "first_chunk_at", None)
+                if first_chunk_at is not None:
+                    self._first_chunk.record(first_chunk_at - started, metric)
                 self._tokens.record(usage.prompt_tokens, {**metric, "gen_ai.token.type": "input"})
                 self._tokens.record(
                     usage.completion_tokens, {**metric, "gen_ai.token.type": "output"}
@@ -381,4 +390,6 @@ def _failed(span: Span, exc: BaseException) -> str:
     if isinstance(status, int):
         span.set_attribute("http.response.status_code", status)
     span.set_status(Status(StatusCode.ERROR, f"{error}: {exc}"[:1000]))
+    if isinstance(exc, Exception):  # a cancellation is no error to show a traceback of
+        span.record_exception(exc, escaped=True)
     return error
