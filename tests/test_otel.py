@@ -583,6 +583,25 @@ def test_agentkit_imports_no_opentelemetry_unless_asked() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_without_the_extra_agentkit_otel_says_what_to_install() -> None:
+    # Every `opentelemetry` import fails, as when the extra is not installed.
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None\n"
+        "import agentkit\n"
+        "try:\n"
+        "    import agentkit.otel\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == (
+        'agentkit.otel needs the OpenTelemetry API: pip install "agentkit[otel]"'
+    )
+
+
 async def test_without_an_sdk_the_steps_stay_plain_and_a_callers_trace_still_propagates() -> None:
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 

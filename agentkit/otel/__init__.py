@@ -13,6 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+try:
+    import opentelemetry.trace  # noqa: F401
+except ImportError as exc:  # depends on the installed extras
+    raise ImportError(
+        'agentkit.otel needs the OpenTelemetry API: pip install "agentkit[otel]"'
+    ) from exc
+
 from agentkit.otel._asgi import TraceContextMiddleware
 from agentkit.otel._observer import CAPTURE_CONTENT_ENV, SEMCONV_VERSION, Instrumentation
 
