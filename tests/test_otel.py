@@ -245,12 +245,33 @@ async def test_content_is_recorded_when_enabled(
     }
 
 
+def sse(body: dict[str, Any]) -> bytes:
+    """A streamed answer, "Hello.", in server-sent events, its usage in the last chunk."""
+    base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0}
+    base["model"] = body["model"] + "-2024"
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello."}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        },
+    ]
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+    return "".join(events).encode()
+
+
 def chat_server(seen: list[httpx.Request], status: int = 200) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if status != 200:
             return httpx.Response(status, json={"error": {"message": "down", "type": "server"}})
         body = json.loads(request.content)
+        if body.get("stream"):
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse(body)
+            )
         return httpx.Response(
             200,
             json={
@@ -831,3 +852,51 @@ async def test_a_handoff_to_an_agent_with_its_own_endpoint_names_that_endpoint(
     assert (b["server.address"], b["server.port"]) == ("api.deepseek.com", 443)
     assert b["gen_ai.request.model"] == "deepseek-chat" and second.name == "chat deepseek-chat"
     assert seen[-1].headers["traceparent"].split("-")[2] == f"{second.context.span_id:016x}"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_fallback_model_is_traced_through_the_endpoint_that_answers(
+    traces: Traces, streamed: bool
+) -> None:
+    from agentkit import FallbackModel, ModelFallback
+
+    down: list[httpx.Request] = []
+    up: list[httpx.Request] = []
+    events: list[Any] = []
+    primary = ChatClient(
+        base_url="https://api.openai.com/v1",
+        api_key=KEY,
+        http_client=httpx.AsyncClient(transport=chat_server(down, status=503)),
+        max_retries=0,
+    )
+    backup = ChatClient(
+        base_url="https://api.deepseek.com/v1",
+        api_key=KEY,
+        http_client=httpx.AsyncClient(transport=chat_server(up)),
+    )
+    async with primary, backup:
+        model = FallbackModel([primary, (backup, "deepseek-chat")])
+        agent = Agent(
+            "gpt-4o",
+            client=model,
+            event_handler=events.append,
+            instrument=traces.instrumentation(),
+        )
+        if streamed:
+            async with agent.run_stream("Hi") as stream:
+                async for _ in stream:
+                    pass
+        else:
+            assert (await agent.run("Hi")).output == "Hello."
+    (chat,) = traces.named("chat ")
+    ctx = chat.context
+    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    assert [r.headers["traceparent"] for r in (*down, *up)] == [traceparent, traceparent]
+    a = chat.attributes or {}
+    assert a["gen_ai.response.model"] == "deepseek-chat-2024"
+    assert (a["server.address"], a["server.port"]) == ("api.deepseek.com", 443)
+    assert [type(e) for e in events if isinstance(e, ModelFallback)] == [ModelFallback]
+    found = traces.metrics()
+    (duration,) = found["gen_ai.client.operation.duration"]
+    assert duration.attributes["server.address"] == "api.deepseek.com"
+    assert ("gen_ai.client.operation.time_to_first_chunk" in found) is streamed

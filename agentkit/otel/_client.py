@@ -28,7 +28,7 @@ class TracedClient:
         on_request: Called with the request's messages (for content capture), or None.
     """
 
-    __slots__ = ("_client", "_on_request", "_span", "first_chunk_at", "response_model")
+    __slots__ = ("_client", "_on_request", "_span", "answered", "first_chunk_at", "response_model")
 
     def __init__(
         self, client: ChatModel, span: Span, on_request: Callable[[Any], None] | None
@@ -38,6 +38,8 @@ class TracedClient:
         self._on_request = on_request
         self.response_model: str | None = None
         """The model that answered, as the response named it."""
+        self.answered = False
+        """Whether a response (or a stream's first chunk) came from this client."""
         self.first_chunk_at: float | None = None
         """When a streamed response's first chunk came (`time.perf_counter()`)."""
 
@@ -67,6 +69,7 @@ class TracedClient:
             yield _Chunks(chunks, self)
 
     def _note(self, response_id: Any, model: Any) -> None:
+        self.answered = True
         if isinstance(response_id, str) and response_id:
             self._span.set_attribute("gen_ai.response.id", response_id)
         if isinstance(model, str) and model:

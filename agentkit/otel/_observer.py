@@ -229,11 +229,21 @@ class Instrumentation:
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:
-                client = traced = run.client
-                # A FallbackModel is recognised by its type: it is left as it is.
-                if fallback is None or not isinstance(client, fallback.FallbackModel):
-                    note = _request_noter(span) if capture else None
-                    traced = run.client = TracedClient(client, span, note)
+                client = run.client
+                note = _request_noter(span) if capture else None
+                if fallback is not None and isinstance(client, fallback.FallbackModel):
+                    # The run knows a FallbackModel by its type (to report the endpoints
+                    # it tried), so it gets one: the same endpoints, each traced.
+                    traced = [TracedClient(c, span, note) for c, _ in client.models]
+                    run.client = fallback.FallbackModel(
+                        [
+                            (t, n) if n else t
+                            for t, (_, n) in zip(traced, client.models, strict=True)
+                        ]
+                    )
+                else:
+                    traced = [TracedClient(client, span, note)]
+                    run.client = traced[0]
                 try:
                     response: ModelResponse = await step(tool_choice=tool_choice)
                 except BaseException as exc:
@@ -263,11 +273,16 @@ class Instrumentation:
                         _content.output_messages(response.message, response.finish_reason),
                     )
                 metric = dict(base)
-                response_model = getattr(traced, "response_model", None)
-                if response_model:
-                    metric["gen_ai.response.model"] = response_model
+                # The endpoint that answered (a FallbackModel's may not be its first).
+                answered = next((t for t in traced if t.answered), traced[-1])
+                if len(traced) > 1:
+                    found = _server(answered)
+                    span.set_attributes(found)
+                    metric.update(found)
+                if answered.response_model:
+                    metric["gen_ai.response.model"] = answered.response_model
                 self._duration.record(time.perf_counter() - started, metric)
-                first_chunk_at = getattr(traced, "first_chunk_at", None)
+                first_chunk_at = answered.first_chunk_at
                 if first_chunk_at is not None:
                     self._first_chunk.record(first_chunk_at - started, metric)
                 self._tokens.record(usage.prompt_tokens, {**metric, "gen_ai.token.type": "input"})
