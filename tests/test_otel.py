@@ -160,6 +160,7 @@ async def test_the_clock_run_is_one_run_span_two_chat_spans_and_two_parallel_too
         assert a["gen_ai.operation.name"] == "execute_tool"
         assert a["gen_ai.tool.name"] == "get_current_time"
         assert a["gen_ai.tool.type"] == "function"
+        assert a["gen_ai.tool.description"] == "Current local time in a time zone."
         assert str(a["gen_ai.tool.call.id"]).startswith("call_")
         assert span.status.status_code is StatusCode.UNSET
     calls = result.messages[1].tool_calls  # type: ignore[union-attr]
@@ -448,6 +449,8 @@ async def test_a_sub_agent_and_a_handoff_nest_in_the_trace(traces: Traces) -> No
     runs = {s.name: s for s in traces.named("invoke_agent")}
     assert set(runs) == {"invoke_agent triage", "invoke_agent researcher"}
     (as_tool,) = [s for s in traces.named("execute_tool") if s.name == "execute_tool researcher"]
+    (transfer,) = traces.named("execute_tool transfer_to_billing")
+    assert "billing" in str((transfer.attributes or {})["gen_ai.tool.description"])
     assert parent_id(runs["invoke_agent researcher"]) == as_tool.context.span_id
     assert parent_id(as_tool) == runs["invoke_agent triage"].context.span_id
     (sub_chat,) = [s for s in traces.named("chat small")]
@@ -729,6 +732,7 @@ CONVENTION_ATTRIBUTES = {
     "gen_ai.tool.name",
     "gen_ai.tool.call.id",
     "gen_ai.tool.type",
+    "gen_ai.tool.description",
     "gen_ai.tool.call.arguments",
     "gen_ai.tool.call.result",
     "gen_ai.token.type",

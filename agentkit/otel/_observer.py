@@ -183,7 +183,7 @@ class Instrumentation:
                 _PROPAGATOR.inject(carrier)
                 state.trace_context = carrier.get("traceparent")
             run.model_step = self._model_step(run, run.model_step, provider)  # type: ignore[method-assign]
-            run.tool_step = self._tool_step(run.tool_step)  # type: ignore[method-assign]
+            run.tool_step = self._tool_step(run, run.tool_step)  # type: ignore[method-assign]
             try:
                 yield
             except BaseException as exc:
@@ -293,7 +293,7 @@ class Instrumentation:
 
         return model_step
 
-    def _tool_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
+    def _tool_step(self, run: Run[Any], step: Callable[..., Any]) -> Callable[..., Any]:
         tracer, capture = self._tracer, self.capture_content
 
         async def tool_step(call: AnyCall) -> ToolOutcome:
@@ -304,6 +304,11 @@ class Instrumentation:
                 "gen_ai.tool.call.id": call.id,
                 "gen_ai.tool.type": "function",
             }
+            config = run.config  # the agent's own, after a handoff too
+            way = config.handoffs.get(name)
+            found = way.tool if way is not None else config.tools.get(name)
+            if found is not None and found.description:
+                attributes["gen_ai.tool.description"] = found.description
             if capture:
                 attributes["gen_ai.tool.call.arguments"] = call.tool_input
             with tracer.start_as_current_span(
