@@ -75,6 +75,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 _NOTHING: AbstractAsyncContextManager[None] = nullcontext()
 
+# OpenTelemetry's global tracer provider until an SDK is set: a proxy, or a no-op.
+_NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
 
 class Instrumentation:
     """OpenTelemetry traces and metrics for agent runs, by the GenAI conventions.
@@ -107,6 +110,7 @@ class Instrumentation:
         provider_name: str | None = None,
     ) -> None:
         self._own_meter = meter_provider is not None
+        self._own_tracer = tracer_provider is not None
         if capture_content is None:
             capture_content = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
         self.capture_content = capture_content
@@ -142,6 +146,15 @@ class Instrumentation:
 
     def observe(self, run: Run[Any], *, resumed: bool) -> AbstractAsyncContextManager[None]:
         """The `invoke_agent` span of `run`, with its steps wrapped in spans of their own."""
+        if not (
+            self._own_tracer
+            or not isinstance(trace.get_tracer_provider(), _NO_SDK)
+            or trace.get_current_span().get_span_context().is_valid
+            or self._metrics_live()
+        ):
+            # No tracing SDK, no caller's trace to pass on and no metrics SDK: nothing
+            # would be recorded or propagated, so the steps are left plain.
+            return _NOTHING
         state = run.state
         agent = state.agent or getattr(run.owner, "name", None) or "agent"
         provider = self._provider(run.client)
@@ -164,10 +177,6 @@ class Instrumentation:
         span = self._tracer.start_span(
             f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes, links=links
         )
-        if not span.get_span_context().is_valid and not self._metrics_live():
-            # No tracing SDK, no caller's trace and no metrics SDK: nothing would be
-            # recorded or propagated, so the steps are left plain (a no-op costs too).
-            return _NOTHING
         return self._traced(run, span, agent, provider)
 
     @asynccontextmanager
