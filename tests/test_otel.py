@@ -819,6 +819,10 @@ async def test_every_attribute_is_named_by_the_conventions_and_content_fits_thei
     seen |= {k for points in traces.metrics().values() for p in points for k in p.attributes}
     assert {k for k in seen if not k.startswith("agentkit.")} <= CONVENTION_ATTRIBUTES
     assert "error.type" in seen and "gen_ai.tool.call.result" in seen
+    (failed,) = traces.named("execute_tool broken")
+    # A failed call has no result; what the model was told is the status message.
+    assert "gen_ai.tool.call.result" not in (failed.attributes or {})
+    assert "no clock in Atlantis" in str(failed.status.description)
     chats = traces.named("chat ")
     assert len(chats) == 4
     for chat in chats:

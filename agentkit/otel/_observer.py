@@ -332,9 +332,12 @@ class Instrumentation:
                 except BaseException as exc:
                     _failed(span, exc)
                     raise
-                if capture:
-                    span.set_attribute("gen_ai.tool.call.result", _text(outcome.message.content))
-                if outcome.error is not None:
+                if outcome.error is None:
+                    if capture:  # the conventions' result is a successful call's
+                        span.set_attribute(
+                            "gen_ai.tool.call.result", _text(outcome.message.content)
+                        )
+                else:
                     # The run goes on (the model is told), but the call failed.
                     error = outcome.exception_type or "ToolError"
                     span.set_attribute("error.type", error)
