@@ -7,7 +7,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, overload
 
 import anyio
 from typing_extensions import Never, Self, TypeVar
@@ -44,6 +44,7 @@ from agentkit._wire.messages import (
 if TYPE_CHECKING:
     from agentkit._run.events import EventHandler, StreamEvent
     from agentkit._run.limits import UsageLimits
+    from agentkit._run.observe import RunObserver
     from agentkit._run.session import Session
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._wire.settings import ModelSettings
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
         usage_limits: UsageLimits | None
         name: str | None
         approval_handler: ApprovalHandler | None
+        instrument: RunObserver | None
 
     # A handoff target whose output type is `T`.
     _Target: TypeAlias = "Agent[T, Any] | Handoff[T]"
@@ -221,6 +223,9 @@ class Agent(Generic[OutputT, PauseT]):
             runs, given the run context and the `PendingCall`: for CLIs and
             notebooks, where a person answers while the run waits. `False` or
             `Reject(reason)` refuses the call; the model is told the reason.
+        instrument: What watches this agent's runs, such as
+            `agentkit.otel.Instrumentation()` (OpenTelemetry traces and metrics);
+            default: `Agent.instrument_all`, which `agentkit.otel.instrument()` sets.
 
     Every argument is also an attribute. Setting one (`agent.max_turns = 20`,
     `agent.settings = ModelSettings(...)`) validates it as the constructor
@@ -232,6 +237,10 @@ class Agent(Generic[OutputT, PauseT]):
         >>> result = agent.run_sync("What time is it in Tokyo?")
         >>> print(result.output)
     """
+
+    instrument_all: ClassVar[RunObserver | None] = None
+    """What watches the runs of every agent made without `instrument`; None, unless
+    `agentkit.otel.instrument()` set it."""
 
     model = _Setting[str]()
     instructions = _Setting["tuple[Instructions, ...]"]()
@@ -352,6 +361,7 @@ class Agent(Generic[OutputT, PauseT]):
         handoffs: Iterable[Agent[Any, Any] | Handoff[Any]] = (),
         pauses: type[PauseT] | None = None,
         approval_handler: ApprovalHandler | None = None,
+        instrument: RunObserver | None = None,
     ) -> None:
         if pauses is not None and pauses is not Paused:
             raise UserError(f"pauses must be agentkit.Paused or None, got {pauses!r}")
@@ -388,6 +398,9 @@ class Agent(Generic[OutputT, PauseT]):
         self.client = client
         self.timeout = timeout
         self.event_handler = event_handler
+        self.instrument = instrument
+        """What watches this agent's runs (`agentkit.otel.Instrumentation`); None
+        means the process-wide default, `Agent.instrument_all`."""
 
     @property
     def handoffs(self) -> Mapping[str, Handoff[Any]]:
@@ -915,6 +928,11 @@ class Agent(Generic[OutputT, PauseT]):
                 "so that run() may return a Paused result"
             )
         limit = self.timeout if timeout is None else timeout
+        observer = self.instrument or Agent.instrument_all
+        if observer is not None:  # checked once per run: steps of a plain run are not wrapped
+            return await self._observed(
+                observer, config, state, deps, events, streamed, limit, resume
+            )
         if self.client is not None:
             run: Run[OutputT] = Run(
                 config,
@@ -931,6 +949,32 @@ class Agent(Generic[OutputT, PauseT]):
                 config, client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
             return await _finish(run, limit, resume)  # type: ignore[return-value]
+
+    async def _observed(
+        self,
+        observer: RunObserver,
+        config: RunConfig,
+        state: RunState,
+        deps: Any,
+        events: EventHandler | None,
+        streamed: bool,
+        limit: float | None,
+        resume: Callable[[Run[Any]], Any] | None,
+    ) -> RunResult[OutputT] | PauseT:
+        """`_run`'s second half, for a run that `observer` watches."""
+        resumed = resume is not None
+        if self.client is not None:
+            run: Run[OutputT] = Run(
+                config, self.client, state, deps=deps, events=events, streamed=streamed, owner=self
+            )
+            async with observer.observe(run, resumed=resumed):
+                return await _finish(run, limit, resume)  # type: ignore[return-value]
+        async with ChatClient() as client:
+            run = Run(
+                config, client, state, deps=deps, events=events, streamed=streamed, owner=self
+            )
+            async with observer.observe(run, resumed=resumed):
+                return await _finish(run, limit, resume)  # type: ignore[return-value]
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
         messages = to_messages(history or ())

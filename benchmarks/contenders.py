@@ -146,12 +146,34 @@ def _floor(http: Any, base_url: str, stream: bool) -> RunFn:
 # --- agentkit -------------------------------------------------------------------------
 
 
-def _agentkit(http: Any, base_url: str, stream: bool, *, sync_tool: bool = False) -> RunFn:
+def _agentkit(
+    http: Any,
+    base_url: str,
+    stream: bool,
+    *,
+    sync_tool: bool = False,
+    otel: bool = False,
+    sdk: bool = False,
+) -> RunFn:
     from agentkit import Agent, ChatClient, RunComplete
 
     client = ChatClient(base_url, api_key=API_KEY, http_client=http)
     tool_fn = get_current_time_sync if sync_tool else get_current_time
-    agent = Agent(MODEL, client=client, tools=[tool_fn])
+    instrument = None
+    if otel:
+        from agentkit.otel import Instrumentation
+
+        # OpenTelemetry's global providers, with no SDK configured: what an installed
+        # but unused `agentkit[otel]` costs.
+        instrument = Instrumentation()
+    if sdk:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from agentkit.otel import Instrumentation
+
+        # An SDK that records every span and exports none: the cost of the spans alone.
+        instrument = Instrumentation(tracer_provider=TracerProvider())
+    agent = Agent(MODEL, client=client, tools=[tool_fn], instrument=instrument)
 
     async def run() -> str:
         return (await agent.run(PROMPT)).output
@@ -168,6 +190,14 @@ def _agentkit(http: Any, base_url: str, stream: bool, *, sync_tool: bool = False
 
 def _agentkit_sync_tool(http: Any, base_url: str, stream: bool) -> RunFn:
     return _agentkit(http, base_url, stream, sync_tool=True)
+
+
+def _agentkit_otel(http: Any, base_url: str, stream: bool) -> RunFn:
+    return _agentkit(http, base_url, stream, otel=True)
+
+
+def _agentkit_otel_sdk(http: Any, base_url: str, stream: bool) -> RunFn:
+    return _agentkit(http, base_url, stream, sdk=True)
 
 
 # --- peers ----------------------------------------------------------------------------
@@ -306,6 +336,20 @@ CONTENDERS = {
             "httpx",
             _agentkit_sync_tool,
             ("agentkit",),
+        ),
+        Contender(
+            "agentkit-otel",
+            "agentkit, traced (agentkit.otel, no SDK configured)",
+            "httpx",
+            _agentkit_otel,
+            ("agentkit", "opentelemetry"),
+        ),
+        Contender(
+            "agentkit-otel-sdk",
+            "agentkit, traced into an SDK that records spans and exports none",
+            "httpx",
+            _agentkit_otel_sdk,
+            ("agentkit", "opentelemetry.sdk"),
         ),
         Contender("floor-httpx2", "floor on httpx2 (the peers' HTTP stack)", "httpx2", _floor),
         Contender("agentkit-httpx2", "agentkit on httpx2", "httpx2", _agentkit, ("agentkit",)),

@@ -1,8 +1,10 @@
-"""Real PostgreSQL and Redis servers for the tests, started on 127.0.0.1.
+"""Real PostgreSQL, Redis and Arize Phoenix servers for the tests, started on 127.0.0.1.
 
 Each server is launched from the binaries the system's packages installed, in a
 temporary directory, on a free port, and stopped when the test session ends.
-`tests/setup.sh` (part of the README's test command) installs the packages.
+`tests/setup.sh` (part of the README's test command) installs the packages, and
+Phoenix (an OTLP trace viewer) into a virtual environment of its own,
+`.cache/phoenix`: 147 packages and about 860 MB, kept apart from the dev extra.
 When a binary is missing the tests that need it are skipped with the reason,
 except under `CI=true`, where a missing server is an error: CI must run them.
 """
@@ -41,8 +43,10 @@ def _missing(what: str, install: str) -> None:
     pytest.skip(message)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = _START_TIMEOUT
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
@@ -52,7 +56,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} in {_START_TIMEOUT}s")
+    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} in {timeout}s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -186,6 +190,48 @@ def redis_server() -> Iterator[str]:
     try:
         _wait_for_port(port, process, log)
         yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+PHOENIX_VERSION = "20.26.1"
+"""The Arize Phoenix release `tests/setup.sh` installs."""
+
+_PHOENIX_PYTHON = Path(__file__).resolve().parent.parent / ".cache" / "phoenix" / "bin" / "python"
+
+
+@contextmanager
+def phoenix_server() -> Iterator[str]:
+    """A throwaway Arize Phoenix (OTLP receiver, REST API and UI) with its working
+    directory in a temporary folder; yields its base URL. OTLP over HTTP goes to
+    `{url}/v1/traces`; spans come back from `{url}/v1/projects/{project}/spans`."""
+    python = os.environ.get("AGENTKIT_PHOENIX_PYTHON") or str(_PHOENIX_PYTHON)
+    if not Path(python).exists():
+        _missing("Arize Phoenix", f'pip install "arize-phoenix=={PHOENIX_VERSION}"')
+        raise AssertionError("unreachable")
+    root = Path(tempfile.mkdtemp(prefix="agentkit-phoenix-"))
+    log, port, grpc_port = root / "server.log", _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_WORKING_DIR": str(root),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [python, "-m", "phoenix.server.main", "serve"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+        )
+    try:
+        # Its database migrations run before it listens: about 10 s on an idle machine.
+        _wait_for_port(port, process, log, timeout=120.0)
+        yield f"http://127.0.0.1:{port}"
     finally:
         _stop(process)
         shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond `pip install -e ".[dev]"`: the pinned
 # Stoplight Prism (npm), and the PostgreSQL and Redis servers that the tests
-# start themselves on 127.0.0.1 (tests/servers.py), from the system's packages.
+# start themselves on 127.0.0.1 (tests/servers.py), from the system's packages;
+# and Arize Phoenix, the OTLP trace viewer of tests/test_otel_phoenix.py, in a
+# virtual environment of its own (.cache/phoenix: ~860 MB, ~80 s the first time),
+# so that its many pins never meet the dev extra's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 npm ci --prefix tests/prism --silent
+
+phoenix_version=$(python3 -c 'import re,sys; print(re.search(r"PHOENIX_VERSION = \"(.+?)\"", open("tests/servers.py").read()).group(1))')
+if ! .cache/phoenix/bin/python -c "import phoenix" >/dev/null 2>&1 \
+    || [ "$(.cache/phoenix/bin/python -c 'import importlib.metadata as m; print(m.version("arize-phoenix"))')" != "$phoenix_version" ]; then
+    echo "+ arize-phoenix==$phoenix_version into .cache/phoenix"
+    python3 -m venv .cache/phoenix
+    .cache/phoenix/bin/pip install -q "arize-phoenix==$phoenix_version"
+fi

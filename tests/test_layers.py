@@ -62,6 +62,7 @@ def test_nothing_below_agent_imports_it() -> None:
         "agentkit.testing",
         "agentkit.sessions",
         "agentkit.durable",
+        "agentkit.otel",
     )
     edges = _graph()
     importers = {m for m, imported in edges.items() if "agentkit._agent" in imported}

@@ -86,6 +86,9 @@ class RunState(BaseModel):
     answered by `answered` and, on resume, by the decisions and results for these."""
     answered: list[ToolAnswer] = Field(default_factory=list)
     """The calls of the paused turn that were answered before the pause."""
+    trace_context: str | None = None
+    """The W3C `traceparent` of the traced run this state came from, kept so that the
+    trace of a resumed run links to it; None unless the run was traced."""
 
 
 class ModelResponse:
