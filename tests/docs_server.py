@@ -182,7 +182,11 @@ def chunks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         half = len(arguments) // 2
         opening = {"name": call["function"]["name"], "arguments": arguments[:half]}
         yield chunk(
-            {"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": opening}]}
+            {
+                "tool_calls": [
+                    {"index": index, "id": call["id"], "type": "function", "function": opening}
+                ]
+            }
         )
         yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
     yield chunk({}, answer["finish_reason"])

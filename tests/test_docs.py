@@ -68,7 +68,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page}:{self.line}"
 
 
 def _apply(block: Block, directive: str) -> None:
@@ -112,7 +113,9 @@ def blocks(page: Path) -> list[Block]:
             code = "\n".join(body) + "\n"
             if lang == "output":
                 if last is None or last.lang not in RUNS:
-                    raise ValueError(f"{page}:{start + 1}: an output block must follow a python block")
+                    raise ValueError(
+                        f"{page}:{start + 1}: an output block must follow a python block"
+                    )
                 last.output = code
                 last = None
                 continue
