@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from tests.docs_server import DocsServer, docs_server
+from tests.docs_server import DocsServer, docs_server, value_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -236,3 +237,38 @@ def test_output_mismatch_fails() -> None:
     _check_output(block, "It is 09:30 in Tokyo.\n")
     with pytest.raises(pytest.fail.Exception, match="does not print"):
         _check_output(block, "It is 09:30 in Paris.\n")
+
+
+def test_readme_setup_block_is_two_commands() -> None:
+    """`.ci/run` runs the second line of the README's first bash block word for word."""
+    first = blocks(ROOT / "README.md")[0]
+    commands = first.code.strip().splitlines()
+    assert first.lang == "bash" and len(commands) == 2
+    assert commands[1].startswith('pip install -e ".[dev]"') and commands[1].endswith("pytest")
+
+
+def test_fake_model_fills_schemas() -> None:
+    """The fake endpoint's arguments and structured answers fit the schemas they come from."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "timezone": {"type": "string"},
+            "when": {"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]},
+            "kind": {"enum": ["a", "b"]},
+            "to": {"$ref": "#/$defs/Address"},
+            "count": {"type": "integer", "minimum": 5},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["timezone", "when", "kind", "to", "count", "tags"],
+        "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    }
+    value = value_for(schema, schema["$defs"])
+    assert value == {
+        "timezone": "Asia/Tokyo",
+        "when": "2030-01-15",
+        "kind": "a",
+        "to": {"city": "Paris"},
+        "count": 5,
+        "tags": ["tags"],
+    }
+    jsonschema.validate(value, schema)
