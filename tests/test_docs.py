@@ -163,6 +163,13 @@ def _check_output(block: Block, printed: str) -> None:
 def test_block_runs(
     block: Block, server: DocsServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    run_block(block, server, tmp_path, request)
+
+
+def run_block(
+    block: Block, server: DocsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Run `block` as a reader's copy of it would run; fail naming its page and line."""
     flags = ast.PyCF_ONLY_AST
     if block.fragment:
         # A fragment may show a line of an async function: allow top-level await.
@@ -272,3 +279,30 @@ def test_fake_model_fills_schemas() -> None:
         "tags": ["tags"],
     }
     jsonschema.validate(value, schema)
+
+
+def test_a_block_gets_the_servers_it_needs(
+    server: DocsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    code = (
+        "import os, socket, urllib.parse\n"
+        "url = urllib.parse.urlsplit(os.environ['REDIS_URL'])\n"
+        "with socket.create_connection((url.hostname, url.port)) as redis:\n"
+        "    redis.sendall(b'PING\\r\\n')\n"
+        "    print(url.scheme, redis.recv(64).decode().strip())\n"
+    )
+    block = Block(ROOT / "README.md", 1, "python", code, needs=["redis"], output="redis +PONG\n")
+    run_block(block, server, tmp_path, request)
+
+
+def test_a_failing_block_names_its_page_and_line(
+    server: DocsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    block = Block(
+        ROOT / "docs" / "tools.md",
+        7,
+        "python",
+        "import socket\nsocket.create_connection(('192.0.2.1', 443), timeout=5)\n",
+    )
+    with pytest.raises(AssertionError, match=r"docs/tools.md:7 failed:(.|\n)*no connection to"):
+        run_block(block, server, tmp_path, request)
