@@ -4,7 +4,8 @@ Each ```python block is written to a file and run with this interpreter in a
 fresh process, with `OPENAI_BASE_URL` pointing at a fake endpoint on 127.0.0.1
 (tests/docs_server.py) and `OPENAI_API_KEY` set; it must exit with 0 and send
 only schema-valid requests. A block followed by an ```output block must print
-exactly that (`...` in it matches any text, as in doctest). An HTML comment on
+exactly that (`...` in it matches any text, as in doctest); a block without
+one must print nothing. An HTML comment on
 the line before a block changes this (docs/contributing.md describes them):
 
 - `<!-- docs-test: fragment -->`: not a whole program; only compiled.
@@ -208,6 +209,11 @@ def run_block(
     assert not server.errors, f"{block.id} sent invalid requests: {server.errors}"
     if block.output is not None:
         _check_output(block, done.stdout)
+    else:
+        assert not done.stdout, (
+            f"{block.id} prints, but the page does not show what: add an ```output block "
+            f"after it with\n{done.stdout[:2000]}"
+        )
 
 
 def test_blocks_are_found() -> None:
@@ -305,4 +311,14 @@ def test_a_failing_block_names_its_page_and_line(
         "import socket\nsocket.create_connection(('192.0.2.1', 443), timeout=5)\n",
     )
     with pytest.raises(AssertionError, match=r"docs/tools.md:7 failed:(.|\n)*no connection to"):
+        run_block(block, server, tmp_path, request)
+
+
+def test_a_block_that_prints_must_show_it(
+    server: DocsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    block = Block(ROOT / "docs" / "tools.md", 9, "python", "print('hidden')\n")
+    with pytest.raises(
+        AssertionError, match=r"docs/tools\.md:9 prints, but the page does not show"
+    ):
         run_block(block, server, tmp_path, request)
