@@ -9,7 +9,7 @@ one must print nothing. An HTML comment on
 the line before a block changes this (docs/contributing.md describes them):
 
 - `<!-- docs-test: fragment -->`: not a whole program; only compiled.
-- `<!-- docs-test: needs postgres -->`, `needs redis`: runs with `POSTGRES_URL`
+- `<!-- docs-test: needs postgres -->`, `needs redis`: runs with `DATABASE_URL`
   or `REDIS_URL` set to a server of the test session's own.
 """
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUNS = {"python", "py"}
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(?P<body>.*?)\s*-->$")
-NEEDS = {"postgres": ("POSTGRES_URL", "postgres_url"), "redis": ("REDIS_URL", "redis_url")}
+NEEDS = {"postgres": ("DATABASE_URL", "postgres_url"), "redis": ("REDIS_URL", "redis_url")}
 TIMEOUT = 60.0
 
 # Loaded by every block's interpreter at start-up (as `sitecustomize`): a block
