@@ -29,6 +29,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# The pinned Prism's packages declare Node.js 20.16 or newer (tests/prism/package-lock.json).
+node_needed=20.16.0
+if command -v node >/dev/null; then
+    node_found=$(node -p 'process.versions.node')
+    if [ "$(printf '%s\n%s\n' "$node_needed" "$node_found" | sort -V | head -n1)" != "$node_needed" ]; then
+        echo "notice: Node.js $node_found is older than the $node_needed the pinned Prism declares;" \
+            "npm warns EBADENGINE and the Prism tests may fail: install Node.js $node_needed or newer" >&2
+    fi
+fi
+
 npm ci --prefix tests/prism --silent
 
 phoenix_version=$(python3 -c 'import re,sys; print(re.search(r"PHOENIX_VERSION = \"(.+?)\"", open("tests/servers.py").read()).group(1))')

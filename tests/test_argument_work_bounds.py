@@ -64,6 +64,7 @@ def refuse(arguments: str) -> ToolArgumentsError:
     return info.value
 
 
+@pytest.mark.slow
 def test_a_huge_invalid_list_gives_a_short_error_in_linear_time() -> None:
     n = 20_000
     small_args = json.dumps({"xs": ["a"] * n})
@@ -96,6 +97,7 @@ def test_many_errors_of_separate_fields_are_capped() -> None:
     assert "(1,000 errors; the first" in str(info.value)
 
 
+@pytest.mark.slow
 def test_many_unknown_arguments_give_a_short_error_in_linear_time() -> None:
     @tool
     def one(x: int = 0) -> int:

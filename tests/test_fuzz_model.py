@@ -170,6 +170,7 @@ FINAL = {
 }
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,

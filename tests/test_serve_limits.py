@@ -279,6 +279,7 @@ def test_unknown_paths_and_methods_answer_in_the_standard_shape(served: Served) 
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_200_concurrent_requests_all_succeed_under_a_higher_limit() -> None:
     inflight = peak = 0
     everyone: anyio.Event | None = None

@@ -324,6 +324,7 @@ def test_a_client_tool_is_still_validated(keyless: Served) -> None:
     assert check_error(bad.json())["param"] == "tools[0].type"
 
 
+@pytest.mark.slow
 @pytest.mark.invalid_request_body
 def test_a_million_empty_parts_are_refused_before_validation(keyless: Served) -> None:
     parts = [{"type": "text", "text": ""}] * 600_000  # ~15 MB
@@ -363,6 +364,7 @@ def _best_time(fn: Any, repeat: int = 3) -> float:
     return best
 
 
+@pytest.mark.slow
 def test_parsing_a_request_grows_linearly() -> None:
     from agentkit.serve._protocol import parse_chat
 
@@ -381,6 +383,7 @@ def test_parsing_a_request_grows_linearly() -> None:
     assert t_large / t_small < 64, (t_small, t_large)
 
 
+@pytest.mark.slow
 @pytest.mark.invalid_request_body
 def test_models_answers_while_a_large_body_is_parsed() -> None:
     app = create_app({"echo": Agent("m", client=FunctionModel(echo))}, max_messages=None)

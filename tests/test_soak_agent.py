@@ -32,7 +32,7 @@ from tests.fault_server import Request, fault_server
 from tests.openai_spec.validate import validate_request
 from tests.reliability_helpers import answered_once, connections_in_use, eventually, record_sleeps
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 RUNS = 500
 CONCURRENCY = 50

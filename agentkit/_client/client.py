@@ -110,7 +110,7 @@ class ChatClient:
         http: The HTTP stack of a client built here: `"httpx"` (the default) or
             `"httpx2"` (`pip install 'agentkit[httpx2]'`), the one to pick for a
             service running hundreds of requests at once: its pool is 4-6x
-            faster under that load (see the README's Performance section).
+            faster under that load (see docs/performance.md).
             Either gets `DEFAULT_LIMITS`: at
             most 100 connections, all kept alive; requests beyond them wait for a
             free one. With 1,000 runs at once against a 50 ms model (2 cores), 100
