@@ -28,6 +28,9 @@ if _typing.TYPE_CHECKING:
     from agentkit._client.model import (
         ChatModel as ChatModel,
     )
+    from agentkit._client.ratelimit import (
+        RateLimit as RateLimit,
+    )
     from agentkit._exceptions import (
         AgentKitError as AgentKitError,
         AgentRunError as AgentRunError,
@@ -53,6 +56,7 @@ if _typing.TYPE_CHECKING:
         RateLimitError as RateLimitError,
         RefusalError as RefusalError,
         RepeatedToolCallError as RepeatedToolCallError,
+        RequestOverRateLimitError as RequestOverRateLimitError,
         RunTimeoutError as RunTimeoutError,
         ToolArgumentsError as ToolArgumentsError,
         ToolCallError as ToolCallError,
@@ -236,7 +240,9 @@ _LAZY: dict[str, str] = {
     "PendingCall": "agentkit._run.state",
     "PermissionDeniedError": "agentkit._exceptions",
     "PromptTokensDetails": "agentkit._wire.responses",
+    "RateLimit": "agentkit._client.ratelimit",
     "RateLimitError": "agentkit._exceptions",
+    "RequestOverRateLimitError": "agentkit._exceptions",
     "ReasoningDelta": "agentkit._run.events",
     "RefusalDelta": "agentkit._run.events",
     "RefusalError": "agentkit._exceptions",
@@ -368,6 +374,7 @@ __all__ = [
     "PendingCall",
     "PermissionDeniedError",
     "PromptTokensDetails",
+    "RateLimit",
     "RateLimitError",
     "ReasoningDelta",
     "RefusalDelta",
@@ -375,6 +382,7 @@ __all__ = [
     "RefusalPart",
     "Reject",
     "RepeatedToolCallError",
+    "RequestOverRateLimitError",
     "ResponseFormat",
     "ResponseFormatJSONObject",
     "ResponseFormatJSONSchema",

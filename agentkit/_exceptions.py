@@ -3,6 +3,7 @@
 ```
 AgentKitError
 ├── UserError                  a usage mistake by the application developer
+│   ├── RequestOverRateLimitError  one request needs more than a whole window of the rate limit
 │   ├── ToolDefinitionError    a function that cannot become a tool
 │   └── ToolResultError        a tool returned something that is not JSON-serialisable
 ├── APIError                   .request
@@ -105,6 +106,7 @@ __all__ = [
     "ToolTimeoutError",
     "MCPServerError",
     "UnprocessableEntityError",
+    "RequestOverRateLimitError",
     "UserError",
 ]
 
@@ -134,6 +136,27 @@ def _rebuild(cls: type[AgentKitError], args: tuple[Any, ...], state: dict[str, A
 
 class UserError(AgentKitError):
     """A usage mistake by the application developer: bad arguments, settings or tools."""
+
+
+class RequestOverRateLimitError(UserError):
+    """One request needs more than the rate limit allows in a whole window, so it could
+    never be sent without a 429: raised at once instead of waiting forever.
+
+    Attributes:
+        resource: `"tokens"` or `"requests"`.
+        needed: What the request needs of it (tokens: its estimate).
+        limit: The limit per window.
+    """
+
+    def __init__(self, resource: str, needed: int, limit: int) -> None:
+        self.resource = resource
+        self.needed = needed
+        self.limit = limit
+        super().__init__(
+            f"this request needs an estimated {needed:,} {resource}, more than the rate limit "
+            f"of {limit:,} {resource} per window allows; lower max_completion_tokens, shorten "
+            "the conversation, or raise RateLimit(...) if the provider allows more"
+        )
 
 
 class ToolDefinitionError(UserError):

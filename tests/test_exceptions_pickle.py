@@ -72,6 +72,8 @@ VALUES: dict[str, Any] = {
     "errors": [{"loc": "x", "msg": "field required"}],
     "timeout": 2.5,
     "server_name": "files",
+    "resource": "tokens",
+    "needed": 30_000,
     "body": {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rl"}},
     "refusal": "I cannot help with that",
     "last_error": "Error: boom",

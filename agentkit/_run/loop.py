@@ -159,6 +159,13 @@ class Run(Generic[OutputT]):
         fallback = sys.modules.get("agentkit._client.fallback")
         if fallback is not None and isinstance(self.client, fallback.FallbackModel):
             attempts = params["attempts"] = []
+        waits: list[float] | None = None
+        if self.events is not None:
+            # The client adds each attempt's wait for its rate limit (if it has one) here.
+            from agentkit._client.ratelimit import rate_limit_waits
+
+            waits = []
+            reset = rate_limit_waits.set(waits)
         started = time.perf_counter()
         try:
             response = await self._request(messages, params, turn)
@@ -166,6 +173,9 @@ class Run(Generic[OutputT]):
             if attempts and self.events is not None:
                 await self._report_fallbacks(turn, attempts)
             raise
+        finally:
+            if waits is not None:
+                rate_limit_waits.reset(reset)
         if attempts and self.events is not None:
             await self._report_fallbacks(turn, attempts)
         latency = time.perf_counter() - started
@@ -190,6 +200,7 @@ class Run(Generic[OutputT]):
                     response.usage,
                     latency,
                     attempts[-1].endpoint if attempts and attempts[-1].error is None else None,
+                    sum(waits) if waits else 0.0,
                 ),
             )
         return response

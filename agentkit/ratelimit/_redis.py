@@ -1,0 +1,234 @@
+"""The buckets of a `RateLimit` in Redis, changed only by one Lua script, so the
+processes sharing them take and give back capacity atomically."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from agentkit._client.ratelimit import (
+    DEFAULT_COMPLETION_TOKENS,
+    Bucket,
+    Caps,
+    Change,
+    RateLimit,
+    Taken,
+)
+from agentkit._exceptions import UserError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisBucket", "RedisRateLimit"]
+
+# One script for every change, so refill, check and take happen as one step. Time is
+# Redis's own (TIME), so the clocks of the processes never enter. A limit of -1 is
+# unknown: that bucket is not kept. Levels are floats; the reply is a string, since
+# Redis would cut a Lua number to an integer.
+_SCRIPT = """
+local key = KEYS[1]
+local op = ARGV[1]
+local cap_r = tonumber(ARGV[2])
+local cap_t = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', key, 'r', 't', 'ts', 'pause', 'cr', 'ct', 'epoch')
+local epoch = tonumber(state[7]) or 0
+local r = tonumber(state[1])
+local t = tonumber(state[2])
+local ts = tonumber(state[3]) or now
+local pause = tonumber(state[4]) or 0
+-- A limit this process does not know yet, another may have learned.
+if cap_r < 0 then cap_r = tonumber(state[5]) or -1 end
+if cap_t < 0 then cap_t = tonumber(state[6]) or -1 end
+local elapsed = math.max(now - ts, 0)
+if cap_r >= 0 then
+  r = math.min((r or cap_r) + elapsed * cap_r / window, cap_r)
+else
+  r = nil
+end
+if cap_t >= 0 then
+  t = math.min((t or cap_t) + elapsed * cap_t / window, cap_t)
+else
+  t = nil
+end
+local result = '0'
+if op == 'take' then
+  local tokens = tonumber(ARGV[5])
+  if now < pause then
+    result = tostring(pause - now)
+  else
+    local wait = 0
+    if r and r < 1 then wait = (1 - r) * window / cap_r end
+    if t and t < tokens then wait = math.max(wait, (tokens - t) * window / cap_t) end
+    if wait > 0 then
+      result = tostring(wait)
+    else
+      if r then r = r - 1 end
+      if t then t = t - tokens end
+      result = '0 ' .. (r and tostring(r) or '-') .. ' ' .. (t and tostring(t) or '-')
+        .. ' ' .. tostring(epoch)
+    end
+  end
+elseif op == 'adjust' then
+  -- requests, tokens, lower_requests, lower_tokens, epoch, ceiling_requests, ceiling_tokens
+  local lr, lt = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local lower = tonumber(ARGV[9]) == epoch and (lr > 0 or lt > 0)
+  if lower then epoch = epoch + 1 else lr, lt = 0, 0 end
+  if r then
+    r = math.min(r + tonumber(ARGV[5]) - lr, cap_r)
+    if ARGV[10] ~= '' then r = math.min(r, tonumber(ARGV[10])) end
+  end
+  if t then
+    t = math.min(t + tonumber(ARGV[6]) - lt, cap_t)
+    if ARGV[11] ~= '' then t = math.min(t, tonumber(ARGV[11])) end
+  end
+elseif op == 'pause' then
+  pause = math.max(pause, now + tonumber(ARGV[5]))
+end
+local fields = {'ts', tostring(now), 'pause', tostring(pause), 'epoch', tostring(epoch)}
+if r then
+  for _, v in ipairs({'r', tostring(r), 'cr', tostring(cap_r)}) do table.insert(fields, v) end
+end
+if t then
+  for _, v in ipairs({'t', tostring(t), 'ct', tostring(cap_t)}) do table.insert(fields, v) end
+end
+redis.call('HSET', key, unpack(fields))
+-- Idle for two windows, the buckets are full again: the key may go.
+redis.call('PEXPIRE', key, math.ceil((2 * window + math.max(pause - now, 0)) * 1000))
+return result
+"""
+
+
+def _cap(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _level(text: str) -> float | None:
+    return None if text == "-" else float(text)
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class RedisBucket:
+    """A `Bucket` in one Redis hash, shared by every process that names it."""
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        self._script = redis.register_script(_SCRIPT)
+
+    async def _run(self, caps: Caps, *args: Any) -> str:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise UserError(
+                "RedisRateLimit runs on asyncio only (redis-py's client is asyncio's); "
+                "run the agent under asyncio, or use an in-process RateLimit"
+            ) from None
+        reply = await self._script(
+            keys=[self.key],
+            args=[args[0], _cap(caps.requests), _cap(caps.tokens), repr(caps.window), *args[1:]],
+        )
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    async def take(self, tokens: int, caps: Caps) -> Taken:
+        """See `Bucket.take`."""
+        parts = (await self._run(caps, "take", tokens)).split()
+        if len(parts) == 1:
+            return (float(parts[0]), None, None, 0)
+        return (0.0, _level(parts[1]), _level(parts[2]), int(parts[3]))
+
+    async def adjust(self, change: Change, caps: Caps) -> None:
+        """See `Bucket.adjust`."""
+        await self._run(
+            caps,
+            "adjust",
+            repr(float(change.requests)),
+            repr(float(change.tokens)),
+            repr(float(change.lower_requests)),
+            repr(float(change.lower_tokens)),
+            change.epoch,
+            _opt(change.ceiling_requests),
+            _opt(change.ceiling_tokens),
+        )
+
+    async def pause(self, seconds: float, caps: Caps) -> None:
+        """See `Bucket.pause`. Every process sees the pause at its next take."""
+        await self._run(caps, "pause", repr(float(seconds)))
+
+
+class RedisRateLimit(RateLimit):
+    """A `RateLimit` whose buckets live in Redis, so that every process (and every client)
+    naming the same limit stays under it together.
+
+    Within a process, requests wait in one queue, first come first served, as with
+    `RateLimit`; across processes, the head of each process's queue takes its share
+    from Redis in one atomic script, so the processes share the limit without
+    polling one another. A 429 one process gets pauses all of them. Runs on asyncio
+    (redis-py's client is asyncio's).
+
+    Args:
+        redis: A `redis://` URL, or a `redis.asyncio.Redis` client (not closed here).
+        name: The limit's name, shared by the processes that share it, such as
+            `"openai-main"`; the key is `agentkit:ratelimit:{name}`. Never the API key.
+        rpm: Requests per window; see `RateLimit`.
+        tpm: Tokens per window; see `RateLimit`.
+        window: Seconds the limits count over (60).
+        completion_tokens: Tokens counted for an answer with no `max_completion_tokens`.
+        chars_per_token: Bytes of request body per token, for the prompt estimate.
+        learn: Whether to take limits from the provider's headers.
+
+    Raises:
+        UserError: A bad limit or name, or redis-py is not installed.
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        *,
+        name: str,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window: float = 60.0,
+        completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
+        chars_per_token: float = 4.0,
+        learn: bool = True,
+    ) -> None:
+        try:
+            from redis.asyncio import Redis
+        except ImportError:  # pragma: no cover - the extra is missing
+            raise UserError(
+                "RedisRateLimit needs redis-py: pip install 'agentkit[redis]'"
+            ) from None
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise UserError(f"RedisRateLimit(name=...) must be a printable string, got {name!r}")
+        self._owns_redis = isinstance(redis, str)
+        self.redis: Redis = Redis.from_url(redis) if isinstance(redis, str) else redis
+        self.name = name
+        super().__init__(
+            rpm,
+            tpm,
+            window=window,
+            completion_tokens=completion_tokens,
+            chars_per_token=chars_per_token,
+            learn=learn,
+        )
+
+    def _make_bucket(self) -> Bucket:
+        return RedisBucket(self.redis, f"agentkit:ratelimit:{self.name}")
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, name={self.name!r})"
+
+    async def aclose(self) -> None:
+        """Close the Redis connections, if this limit opened them (from a URL)."""
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def reset(self) -> None:
+        """Forget the shared levels (the buckets start full again)."""
+        await self.redis.delete(f"agentkit:ratelimit:{self.name}")

@@ -1,0 +1,57 @@
+"""The in-process `RateLimit` against a provider that enforces 60 requests and 20,000
+tokens per (scaled-down, one-second) minute: 200 concurrent clock runs on one client.
+After the first window no request is refused, throughput is within 10% of the limit,
+and every run completes; without the limiter the same load bounces off the limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentkit import RateLimit
+from tests.ratelimit_load import clock_load
+from tests.ratelimit_server import LimitedServer, limited_server
+
+pytestmark = pytest.mark.anyio
+
+WINDOW = 1.0
+RUNS = 200
+
+
+def steady_rate(server: LimitedServer) -> float:
+    """Requests answered per window after the first window."""
+    first = server.accepted[0] + WINDOW
+    after = [t for t in server.accepted if t >= first]
+    return len(after) / (server.accepted[-1] - first) * WINDOW
+
+
+def refused_after_first_window(server: LimitedServer) -> int:
+    return sum(1 for t in server.rejected if t >= server.accepted[0] + WINDOW)
+
+
+async def test_200_concurrent_runs_stay_under_the_limit() -> None:
+    async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
+        limit = RateLimit(rpm=60, tpm=20_000, window=WINDOW)
+        stats = await clock_load(server.base_url, RUNS, limit)
+    assert stats["completed"] == RUNS and stats["failed_429"] == 0
+    assert len(server.accepted) == 2 * RUNS  # a tool call, then the answer
+    assert refused_after_first_window(server) == 0
+    assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
+    # The waits are in the run's events.
+    assert stats["waited"] > RUNS // 2 and stats["max_wait"] > 1.0
+
+
+async def test_limits_learned_from_the_headers_alone() -> None:
+    async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
+        stats = await clock_load(server.base_url, RUNS, RateLimit(window=WINDOW))
+    assert stats["completed"] == RUNS
+    assert refused_after_first_window(server) == 0
+    assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
+
+
+async def test_without_the_limiter_the_same_load_bounces_off_the_limit() -> None:
+    async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
+        stats = await clock_load(server.base_url, RUNS, None)
+    # Retries (two each, after retry-after) are not enough: many runs fail outright.
+    assert refused_after_first_window(server) > 50
+    assert stats["failed_429"] > 0
+    assert stats["completed"] + stats["failed_429"] == RUNS
