@@ -1,0 +1,145 @@
+"""`RedisRateLimit`: one limit in a real Redis (the `redis_url` fixture) shared by
+limiters and by processes. asyncio only: redis-py's client is asyncio's (on trio the
+limiter says so)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agentkit import UserError
+from agentkit._client.ratelimit import Ticket
+from agentkit.ratelimit import RedisRateLimit
+from tests.ratelimit_server import limited_server
+from tests.test_ratelimit_load import WINDOW, refused_after_first_window, steady_rate
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def pair(redis_url: str) -> AsyncIterator[tuple[RedisRateLimit, RedisRateLimit]]:
+    """Two limiters, as two processes would have, on one limit."""
+    name = f"test-{uuid.uuid4().hex}"
+    first = RedisRateLimit(redis_url, name=name, rpm=5, tpm=1_000, window=10.0)
+    second = RedisRateLimit(redis_url, name=name, rpm=5, tpm=1_000, window=10.0)
+    yield first, second
+    await first.reset()
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_two_limiters_share_one_bucket(
+    pair: tuple[RedisRateLimit, RedisRateLimit],
+) -> None:
+    first, second = pair
+    granted: list[str] = []
+
+    async def take(limit: RedisRateLimit, label: str) -> None:
+        await limit.acquire(10)
+        granted.append(label)
+
+    with anyio.move_on_after(0.5):
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(take, first, f"a{i}")
+                tg.start_soon(take, second, f"b{i}")
+    # Five requests per ten seconds, between both: the other three are still waiting.
+    assert len(granted) == 5
+
+
+async def test_tokens_are_shared_and_given_back(
+    pair: tuple[RedisRateLimit, RedisRateLimit],
+) -> None:
+    first, second = pair
+    ticket = await first.acquire(900)
+    with anyio.move_on_after(0.3) as scope:
+        await second.acquire(500)
+    assert scope.cancelled_caught  # 100 tokens left; 500 need four more seconds
+    # The answer used 100 of the 900: 800 come back, for every process.
+    await first.settle(ticket, 100, {})
+    with anyio.fail_after(1):
+        await second.acquire(500)
+
+
+async def test_a_429_in_one_process_pauses_the_others(
+    pair: tuple[RedisRateLimit, RedisRateLimit],
+) -> None:
+    first, second = pair
+    ticket = await first.acquire(10)
+    await first.rejected(ticket, {"retry-after-ms": "400"})
+    started = time.monotonic()
+    waited = (await second.acquire(10)).waited
+    assert time.monotonic() - started >= 0.35 and waited >= 0.35
+
+
+async def test_a_request_over_the_learned_token_limit_fails_at_once(redis_url: str) -> None:
+    limit = RedisRateLimit(redis_url, name=f"test-{uuid.uuid4().hex}", window=10.0)
+    ticket = await limit.acquire(10)  # the first request learns the limits
+    await limit.settle(ticket, 10, {"x-ratelimit-limit-tokens": "500"})
+    with pytest.raises(UserError, match=r"1,000 tokens.*500 tokens per window"):
+        await limit.acquire(1_000)
+    await limit.reset()
+    await limit.aclose()
+
+
+def test_on_trio_the_limiter_says_it_needs_asyncio(redis_url: str) -> None:
+    async def main() -> None:
+        limit = RedisRateLimit(redis_url, name="trio", rpm=5)
+        await limit.acquire(1)
+
+    with pytest.raises(UserError, match="asyncio only"):
+        anyio.run(main, backend="trio")
+
+
+async def test_cancelled_waiter_gives_nothing_away(
+    pair: tuple[RedisRateLimit, RedisRateLimit],
+) -> None:
+    first, _ = pair
+    for _ in range(5):
+        await first.acquire(1)
+    with anyio.move_on_after(0.2):
+        await first.acquire(1)  # cancelled while waiting
+    assert first.waiting == 0
+    # Two seconds refill one request: the next one gets it, nothing was lost or kept.
+    with anyio.fail_after(3):
+        assert isinstance(await first.acquire(1), Ticket)
+
+
+async def test_four_processes_share_one_limit_through_redis(redis_url: str) -> None:
+    name = f"load-{uuid.uuid4().hex}"
+    async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
+        command = [sys.executable, "-m", "tests.ratelimit_load"]
+        args = [server.base_url, redis_url, name, "50", str(WINDOW)]
+        results: list[dict[str, float]] = []
+
+        async def worker() -> None:
+            done = await anyio.run_process(
+                [*command, *args], cwd=ROOT, check=False, stderr=subprocess.PIPE
+            )
+            assert done.returncode == 0, done.stderr.decode()
+            results.append(json.loads(done.stdout))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(worker)
+    assert sum(r["completed"] for r in results) == 200
+    assert sum(r["failed_429"] for r in results) == 0
+    assert len(server.accepted) == 400
+    assert refused_after_first_window(server) == 0
+    assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
