@@ -1,0 +1,272 @@
+"""`RateLimit` in one process, on both anyio backends: first come first served,
+cancellable without losing capacity, no polling, a 429 pauses everyone, corrections by
+usage and headers, estimates, the error for a request that can never fit, and the wait
+in the run's events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from agentkit import (
+    Agent,
+    ChatClient,
+    ModelRequestEnd,
+    ModelSettings,
+    RateLimit,
+    RequestOverRateLimitError,
+    UserError,
+)
+from agentkit._client.ratelimit import LocalBucket, parse_duration
+from tests.ratelimit_load import get_current_time
+from tests.ratelimit_server import limited_server
+
+pytestmark = pytest.mark.anyio
+
+
+class CountingBucket(LocalBucket):
+    """Counts the looks at the buckets, to show that waiting does not poll."""
+
+    __slots__ = ("looks",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    async def take(self, tokens: int, caps: Any) -> Any:
+        self.looks += 1
+        return await super().take(tokens, caps)
+
+
+class Counted(RateLimit):
+    def _make_bucket(self) -> CountingBucket:
+        return CountingBucket()
+
+
+async def test_waiters_are_served_first_come_first_served() -> None:
+    # 20 requests per second: one every 50 ms once the first 20 are gone.
+    limit = RateLimit(rpm=20, window=1.0)
+    for _ in range(20):
+        await limit.acquire(1)
+    order: list[int] = []
+
+    async def take(i: int) -> None:
+        await limit.acquire(1)
+        order.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(take, i)
+                await anyio.sleep(0.001)  # arrive in this order
+    assert order == list(range(8))
+
+
+async def test_a_big_request_is_not_overtaken_by_small_ones() -> None:
+    limit = RateLimit(tpm=1_000, window=1.0)
+    await limit.acquire(1_000)
+    order: list[str] = []
+
+    async def take(label: str, tokens: int) -> None:
+        await limit.acquire(tokens)
+        order.append(label)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take, "big", 800)
+            await anyio.sleep(0.01)
+            for i in range(3):
+                tg.start_soon(take, f"small{i}", 10)
+                await anyio.sleep(0.001)  # arrive in this order (trio starts tasks in any)
+    assert order == ["big", "small0", "small1", "small2"]
+
+
+async def test_cancelling_waiters_loses_no_capacity_and_blocks_no_one() -> None:
+    limit = RateLimit(rpm=10, window=1.0)  # one every 100 ms after the first 10
+    for _ in range(10):
+        await limit.acquire(1)
+    granted: list[int] = []
+
+    async def take(i: int, scope: anyio.CancelScope) -> None:
+        with scope:
+            await limit.acquire(1)
+            granted.append(i)
+
+    scopes = [anyio.CancelScope() for _ in range(5)]
+    started = time.monotonic()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i, scope in enumerate(scopes):
+                tg.start_soon(take, i, scope)
+                await anyio.sleep(0.001)
+            scopes[0].cancel()  # the head of the queue
+            scopes[2].cancel()  # one in the middle
+    elapsed = time.monotonic() - started
+    assert granted == [1, 3, 4]
+    assert limit.waiting == 0
+    # Three requests at 100 ms each: the cancelled ones took nothing.
+    assert elapsed < 0.45
+
+
+async def test_waiting_does_not_poll() -> None:
+    limit = Counted(rpm=4, window=1.0)  # one every 250 ms after the first 4
+    for _ in range(4):
+        await limit.acquire(1)
+    bucket = limit._bucket
+    assert isinstance(bucket, CountingBucket)
+    bucket.looks = 0
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(limit.acquire, 1)
+    # One look to find it must wait, one when its time has come, per request (and a
+    # spare for timer rounding); waiters behind the head sleep without looking.
+    assert bucket.looks <= 4 * 3
+
+
+async def test_a_429_pauses_every_waiting_request_until_the_reset() -> None:
+    limit = RateLimit(rpm=1_000, window=1.0)
+    ticket = await limit.acquire(1)
+    waited: list[float] = []
+
+    async def take() -> None:
+        waited.append((await limit.acquire(1)).waited)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await limit.rejected(ticket, {"x-ratelimit-reset-requests": "300ms"})
+            for _ in range(5):
+                tg.start_soon(take)
+    assert len(waited) == 5 and min(waited) >= 0.28
+
+
+async def test_usage_given_back_wakes_the_head_at_once() -> None:
+    limit = RateLimit(tpm=1_000, window=60.0)
+    ticket = await limit.acquire(900)
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limit.acquire, 500)  # would take 24 s of refill
+        await anyio.sleep(0.05)
+        await limit.settle(ticket, 50, {})  # the answer used 50 of the 900
+    assert time.monotonic() - started < 1.0
+
+
+async def test_headers_lower_the_levels_for_use_seen_elsewhere() -> None:
+    limit = RateLimit(rpm=10, window=60.0)
+    ticket = await limit.acquire(1)  # 9 left here
+    # The provider says 2 remain (rounded down: up to 3): someone else used 6 or 7.
+    await limit.settle(ticket, None, {"x-ratelimit-remaining-requests": "2"})
+    for _ in range(3):
+        await limit.acquire(1)
+    with anyio.move_on_after(0.2) as scope:
+        await limit.acquire(1)
+    assert scope.cancelled_caught
+
+
+async def test_limits_are_learned_from_the_first_answer() -> None:
+    limit = RateLimit(window=60.0)
+    first = await limit.acquire(10)
+    # The others wait for the first answer, which tells the limits.
+    with anyio.move_on_after(0.1) as scope:
+        await limit.acquire(10)
+    assert scope.cancelled_caught
+    await limit.settle(
+        first,
+        10,
+        {
+            "x-ratelimit-limit-requests": "3",
+            "x-ratelimit-limit-tokens": "100",
+            "x-ratelimit-remaining-requests": "2",
+        },
+    )
+    assert repr(limit) == "RateLimit(rpm=3, tpm=100, window=60)"
+    await limit.acquire(10)
+    await limit.acquire(10)
+    with anyio.move_on_after(0.1) as scope:
+        await limit.acquire(10)
+    assert scope.cancelled_caught
+    with pytest.raises(RequestOverRateLimitError, match="101 tokens"):
+        await limit.acquire(101)
+
+
+async def test_a_request_over_the_token_limit_fails_at_once() -> None:
+    async with limited_server() as server:
+        client = ChatClient(
+            base_url=server.base_url, api_key="sk-test", rate_limit=RateLimit(tpm=500)
+        )
+        with anyio.fail_after(1), pytest.raises(RequestOverRateLimitError) as caught:
+            await client.create(
+                model="m",
+                messages=[{"role": "user", "content": "hi"}],
+                max_completion_tokens=1_000,
+            )
+        await client.aclose()
+    assert caught.value.resource == "tokens" and caught.value.limit == 500
+    assert "max_completion_tokens" in str(caught.value)
+    assert not server.accepted and not server.rejected
+
+
+def test_estimates_read_the_request_body() -> None:
+    limit = RateLimit(completion_tokens=100)
+    body = b'{"model":"m","messages":[{"role":"user","content":"\\"max_tokens\\":9"}]}'
+    assert limit.estimate(body) == -(-len(body) // 4) + 100
+    with_max = b'{"model":"m","messages":[],"max_completion_tokens":50,"n":3}'
+    assert limit.estimate(with_max) == -(-len(with_max) // 4) + 150
+    # A tool parameter named "n" after the field is not the field.
+    tool = b'{"n":2,"tools":[{"function":{"parameters":{"properties":{"n":{"type":"integer"}}}}}]}'
+    assert limit.estimate(tool) == -(-len(tool) // 4) + 200
+
+
+def test_reset_durations_as_providers_write_them() -> None:
+    assert parse_duration("6m0s") == 360.0
+    assert parse_duration("1.5s") == 1.5
+    assert parse_duration("20ms") == 0.02
+    assert parse_duration("1h2m3s") == 3723.0
+    assert parse_duration("2") == 2.0
+    assert parse_duration("soon") is None
+    assert parse_duration(None) is None
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(UserError, match="rpm"):
+        RateLimit(rpm=0)
+    with pytest.raises(UserError, match="window"):
+        RateLimit(rpm=1, window=-1)
+    with pytest.raises(UserError, match="learn"):
+        RateLimit(learn=False)
+    with pytest.raises(UserError, match="rate_limit must be a RateLimit"):
+        ChatClient(base_url="http://127.0.0.1:1/v1", rate_limit=60)  # type: ignore[arg-type]
+
+
+async def test_the_wait_is_in_the_run_events() -> None:
+    events: list[ModelRequestEnd] = []
+    async with limited_server() as server:
+        limit = RateLimit(rpm=2, window=1.0)  # a request every 500 ms after two
+        async with ChatClient(
+            base_url=server.base_url, api_key="sk-test", rate_limit=limit
+        ) as client:
+            agent = Agent(
+                "m",
+                client=client,
+                tools=[get_current_time],
+                settings=ModelSettings(max_completion_tokens=64),
+                event_handler=lambda e: (
+                    events.append(e) if isinstance(e, ModelRequestEnd) else None
+                ),
+            )
+            await limit.acquire(1)
+            await limit.acquire(1)
+            with anyio.fail_after(5):
+                await agent.run("What time is it in Tokyo?")
+    waits = [e.rate_limit_wait for e in events]
+    assert len(waits) == 2 and all(0.3 <= w <= 0.8 for w in waits)
+    assert all(e.latency >= e.rate_limit_wait for e in events)
+
+
+async def test_a_client_without_a_limit_has_none() -> None:
+    client = ChatClient(base_url="http://127.0.0.1:1/v1")
+    assert client._limiter is None
+    await client.aclose()
