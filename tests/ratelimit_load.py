@@ -23,7 +23,12 @@ def get_current_time(timezone: str) -> str:
 
 
 async def clock_load(
-    base_url: str, runs: int, rate_limit: RateLimit | None, *, max_retries: int = 2
+    base_url: str,
+    runs: int,
+    rate_limit: RateLimit | None,
+    *,
+    max_retries: int = 2,
+    instructions: str = "You are a world clock.",
 ) -> dict[str, Any]:
     """`runs` clock runs at once; counts of completed and failed runs, and waits."""
     waits: list[float] = []
@@ -40,7 +45,7 @@ async def clock_load(
         agent = Agent(
             "gpt-4o-mini",
             client=client,
-            instructions="You are a world clock.",
+            instructions=instructions,
             tools=[get_current_time],
             settings=ModelSettings(max_completion_tokens=64),
             event_handler=on_event,

@@ -57,6 +57,8 @@ class LimitedServer:
     rejected: list[float] = field(default_factory=list)
     """When each request that got a 429 arrived."""
     tokens_used: int = 0
+    accepted_tokens: list[int] = field(default_factory=list)
+    """The tokens charged for each answered request, in the order of `accepted`."""
     _requests: float = 0.0
     _tokens: float = 0.0
     _stamp: float = 0.0
@@ -77,6 +79,7 @@ class LimitedServer:
             self._tokens -= tokens
             self.tokens_used += tokens
             self.accepted.append(now)
+            self.accepted_tokens.append(tokens)
         else:
             self.rejected.append(now)
         headers = {

@@ -40,6 +40,24 @@ async def test_200_concurrent_runs_stay_under_the_limit() -> None:
     assert stats["waited"] > RUNS // 2 and stats["max_wait"] > 1.0
 
 
+async def test_when_tokens_bind_the_runs_use_the_token_limit_and_no_more() -> None:
+    # Long instructions: about 420 tokens a request, so 20,000 tokens allow ~48 requests.
+    async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
+        limit = RateLimit(rpm=60, tpm=20_000, window=WINDOW)
+        stats = await clock_load(
+            server.base_url, RUNS, limit, instructions="You are a world clock. " * 55
+        )
+    assert stats["completed"] == RUNS and stats["failed_429"] == 0
+    assert refused_after_first_window(server) == 0
+    first = server.accepted[0] + WINDOW
+    tokens = sum(
+        n for t, n in zip(server.accepted, server.accepted_tokens, strict=True) if t >= first
+    )
+    rate = tokens / (server.accepted[-1] - first) * WINDOW
+    assert 0.9 * 20_000 <= rate <= 20_000 * 1.03
+    assert steady_rate(server) < 0.9 * 60  # the requests did not bind
+
+
 async def test_limits_learned_from_the_headers_alone() -> None:
     async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
         stats = await clock_load(server.base_url, RUNS, RateLimit(window=WINDOW))
