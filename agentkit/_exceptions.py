@@ -25,6 +25,7 @@ AgentKitError
 │   ├── ToolTimeoutError       the tool ran longer than its timeout
 │   ├── ToolThreadsExhaustedError  every thread for sync tools is held by a stuck call
 │   └── MCPServerError         an MCP server could not be reached, or its connection broke
+├── RateLimiterError           the store a shared rate limit keeps its buckets in failed (Redis)
 ├── ModelRetry                 raised by a tool to ask the model to try again
 └── AgentRunError              a run ended without an answer; .messages is the history so far
     ├── MaxTurnsExceeded
@@ -106,6 +107,7 @@ __all__ = [
     "ToolTimeoutError",
     "MCPServerError",
     "UnprocessableEntityError",
+    "RateLimiterError",
     "RequestOverRateLimitError",
     "UserError",
 ]
@@ -157,6 +159,19 @@ class RequestOverRateLimitError(UserError):
             f"of {limit:,} {resource} per window allows; lower max_completion_tokens, shorten "
             "the conversation, or raise RateLimit(...) if the provider allows more"
         )
+
+
+class RateLimiterError(AgentKitError):
+    """The store that a shared rate limit keeps its buckets in (Redis) could not be
+    reached or failed; the request was not sent, rather than sent unlimited.
+
+    Attributes:
+        limit_name: The name of the limit.
+    """
+
+    def __init__(self, message: str, *, limit_name: str) -> None:
+        self.limit_name = limit_name
+        super().__init__(message)
 
 
 class ToolDefinitionError(UserError):

@@ -73,6 +73,7 @@ VALUES: dict[str, Any] = {
     "timeout": 2.5,
     "server_name": "files",
     "resource": "tokens",
+    "limit_name": "openai-main",
     "needed": 30_000,
     "body": {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rl"}},
     "refusal": "I cannot help with that",

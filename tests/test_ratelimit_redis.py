@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agentkit import UserError
+from agentkit import RateLimiterError, UserError
 from agentkit._client.ratelimit import Ticket
 from agentkit.ratelimit import RedisRateLimit
 from tests.ratelimit_server import limited_server
@@ -104,6 +104,18 @@ def test_on_trio_the_limiter_says_it_needs_asyncio(redis_url: str) -> None:
 
     with pytest.raises(UserError, match="asyncio only"):
         anyio.run(main, backend="trio")
+
+
+async def test_redis_down_is_a_clear_error_without_the_password() -> None:
+    from tests.servers import _free_port
+
+    url = f"redis://:hunter2-secret-pw@127.0.0.1:{_free_port()}/0"
+    limit = RedisRateLimit(url, name="down", rpm=5)
+    with pytest.raises(RateLimiterError, match=r"'down'.*127\.0\.0\.1.*not sent") as caught:
+        await limit.acquire(1)
+    await limit.aclose()
+    assert "hunter2" not in str(caught.value) and caught.value.limit_name == "down"
+    assert caught.value.__cause__ is None
 
 
 async def test_cancelled_waiter_gives_nothing_away(

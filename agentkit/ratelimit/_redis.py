@@ -14,7 +14,8 @@ from agentkit._client.ratelimit import (
     RateLimit,
     Taken,
 )
-from agentkit._exceptions import UserError
+from agentkit._exceptions import RateLimiterError, UserError
+from agentkit._redact import scrub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -116,9 +117,10 @@ def _opt(value: int | None) -> str:
 class RedisBucket:
     """A `Bucket` in one Redis hash, shared by every process that names it."""
 
-    def __init__(self, redis: Redis, key: str) -> None:
+    def __init__(self, redis: Redis, key: str, name: str) -> None:
         self.redis = redis
         self.key = key
+        self.name = name
         self._script = redis.register_script(_SCRIPT)
 
     async def _run(self, caps: Caps, *args: Any) -> str:
@@ -129,10 +131,32 @@ class RedisBucket:
                 "RedisRateLimit runs on asyncio only (redis-py's client is asyncio's); "
                 "run the agent under asyncio, or use an in-process RateLimit"
             ) from None
-        reply = await self._script(
-            keys=[self.key],
-            args=[args[0], _cap(caps.requests), _cap(caps.tokens), repr(caps.window), *args[1:]],
-        )
+        from redis.exceptions import RedisError
+
+        try:
+            reply = await self._script(
+                keys=[self.key],
+                args=[
+                    args[0],
+                    _cap(caps.requests),
+                    _cap(caps.tokens),
+                    repr(caps.window),
+                    *args[1:],
+                ],
+            )
+        except RedisError as exc:
+            # The connection's URL may hold a password: shown without it, and the
+            # message masked of it (`from None`: tracebacks print causes).
+            kwargs = self.redis.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            secrets = tuple(str(kwargs[k]) for k in ("password", "username") if kwargs.get(k))
+            reason = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            raise RateLimiterError(
+                f"the rate limit {self.name!r} could not reach its buckets in Redis at "
+                f"{where} ({reason}); the request was not sent. Check that Redis is up, "
+                "or use an in-process RateLimit",
+                limit_name=self.name,
+            ) from None
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def take(self, tokens: int, caps: Caps) -> Taken:
@@ -219,7 +243,7 @@ class RedisRateLimit(RateLimit):
         )
 
     def _make_bucket(self) -> Bucket:
-        return RedisBucket(self.redis, f"agentkit:ratelimit:{self.name}")
+        return RedisBucket(self.redis, f"agentkit:ratelimit:{self.name}", self.name)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, name={self.name!r})"
