@@ -270,3 +270,28 @@ async def test_a_client_without_a_limit_has_none() -> None:
     client = ChatClient(base_url="http://127.0.0.1:1/v1")
     assert client._limiter is None
     await client.aclose()
+
+
+@pytest.mark.parametrize("http", ["httpx", "httpx2"])
+async def test_a_streamed_answer_gives_back_what_its_usage_did_not_use(http: str) -> None:
+    from tests.fault_server import fault_server
+
+    limit = RateLimit(tpm=2_000, window=60.0)  # 33 tokens a second come back by refill
+    async with fault_server() as server:
+        async with ChatClient(
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit=limit,
+            http=http,  # type: ignore[arg-type]
+        ) as client:
+            async with client.stream(
+                model="m",
+                messages=[{"role": "user", "content": "hi"}],
+                max_completion_tokens=1_500,
+                stream_options={"include_usage": True},
+            ) as chunks:
+                async for _ in chunks:
+                    pass
+            # The stream used 15 tokens, not ~1,520: a second request of 1,500 fits now.
+            with anyio.fail_after(1):
+                await limit.acquire(1_500)

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -429,6 +430,15 @@ class RateLimit:
         if change.tokens > 0:
             self._kick()
 
+    async def give_back(self, ticket: Ticket, used: int) -> None:
+        """The usage of a streamed answer, known at its end: it replaces the estimate."""
+        change = Change(0.0, float(ticket.tokens - used))
+        if change:
+            with anyio.CancelScope(shield=True):
+                await self._bucket.adjust(change, self._caps)
+            if change.tokens > 0:
+                self._kick()
+
     async def rejected(self, ticket: Ticket, headers: Mapping[str, str] | httpx.Headers) -> None:
         """A 429: pause everyone until the provider's reset, with the levels at most what
         the provider says remains."""
@@ -504,10 +514,61 @@ async def limited_send(
     except BaseException:
         limit._end_probe(learned=False)  # no answer: the next request learns the limits
         raise
-    # A streamed answer reports its usage at its end, if at all: the estimate stands.
-    used = None if stream else _usage(response.content)
-    await limit.settle(tickets, used, response.headers)
+    if not stream:
+        await limit.settle(tickets, _usage(response.content), response.headers)
+        return response
+    # A streamed answer reports its usage in its last chunk, if at all: the estimate
+    # stands until the stream closes, and is corrected then.
+    await limit.settle(tickets, None, response.headers)
+    response.stream = _usage_tap(response, limit, tickets)
     return response
+
+
+def _usage_tap(response: httpx.Response, limit: RateLimit, ticket: Ticket) -> Any:
+    """The response's byte stream, watched for `"total_tokens":` as it passes, which
+    gives the tokens the estimate took back to the limit when the stream closes. A
+    compressed stream shows nothing; its estimate stands."""
+    # The stack's own base class: its responses check that a stream is one of theirs.
+    base = sys.modules[type(response).__module__.partition(".")[0]].AsyncByteStream
+    tap = _TAPS.get(base)
+    if tap is None:
+        tap = _TAPS[base] = type("UsageTap", (_UsageTap, base), {"__slots__": ()})
+    return tap(response.stream, limit, ticket)
+
+
+class _UsageTap:
+    __slots__ = ("_closed", "_inner", "_limit", "_tail", "_ticket", "used")
+
+    def __init__(self, inner: Any, limit: RateLimit, ticket: Ticket) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._ticket = ticket
+        self._tail = b""
+        self._closed = False
+        self.used: int | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            # The tail of the last piece: the key or its digits may be cut between two.
+            data = self._tail + chunk
+            if b'"total_tokens":' in data:
+                used = _usage(data)
+                if used is not None:
+                    self.used = used
+            self._tail = data[-64:]
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if not self._closed:
+                self._closed = True
+                if self.used is not None:
+                    await self._limit.give_back(self._ticket, self.used)
+
+
+_TAPS: dict[type, type] = {}
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
