@@ -20,7 +20,8 @@ from agentkit import (
     RequestOverRateLimitError,
     UserError,
 )
-from agentkit._client.ratelimit import LocalBucket, parse_duration
+from agentkit._client.buckets import LocalBucket
+from agentkit._client.ratelimit import parse_duration
 from tests.ratelimit_load import get_current_time
 from tests.ratelimit_server import limited_server
 

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from agentkit import RateLimiterError, UserError
-from agentkit._client.ratelimit import Ticket
+from agentkit._client.buckets import Ticket
 from agentkit.ratelimit import RedisRateLimit
 from tests.ratelimit_server import limited_server
 from tests.test_ratelimit_load import WINDOW, refused_after_first_window, steady_rate

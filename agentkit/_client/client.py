@@ -462,7 +462,7 @@ class ChatClient:
         its turn (outside `attempt_timeout`), then comes back here `limited`.
         """
         if self._limiter is not None and not limited:
-            from agentkit._client.ratelimit import limited_send  # loaded with the first use
+            from agentkit._client.limited import limited_send  # loaded with the first use
 
             return await limited_send(self._send, self._limiter, request, stream=stream)
         if stream or self.attempt_timeout is None:

@@ -19,6 +19,7 @@ queue without having taken anything.
 The buckets themselves are behind `Bucket`: in this process (`LocalBucket`), or in
 Redis (`agentkit.ratelimit.RedisRateLimit`) for limits shared by many processes.
 
+The buckets are in `buckets.py`; a request's way through the limit, in `limited.py`.
 The module loads with the first client that has a rate limit.
 """
 
@@ -26,211 +27,26 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 
+from agentkit._client.buckets import Bucket, Caps, Change, LocalBucket, Taken, Ticket
 from agentkit._client.retry import retry_after
-from agentkit._exceptions import APIStatusError, RequestOverRateLimitError, UserError
+from agentkit._exceptions import RequestOverRateLimitError, UserError
 
 if TYPE_CHECKING:
     import httpx
 
-
-__all__ = [
-    "DEFAULT_COMPLETION_TOKENS",
-    "Bucket",
-    "Caps",
-    "Change",
-    "LocalBucket",
-    "RateLimit",
-    "Taken",
-    "Ticket",
-    "limited_send",
-    "parse_duration",
-    "rate_limit_waits",
-]
+__all__ = ["DEFAULT_COMPLETION_TOKENS", "RateLimit", "body_int", "parse_duration"]
 
 DEFAULT_COMPLETION_TOKENS = 1024
 """Tokens counted for the answer of a request that sets no `max_completion_tokens`. The
 provider's own reckoning differs (OpenAI counts `max_tokens` when set); the usage in the
 answer corrects the estimate either way."""
-
-rate_limit_waits: ContextVar[list[float] | None] = ContextVar(
-    "agentkit_rate_limit_waits", default=None
-)
-"""Where a run collects the seconds its requests waited for the limiter: a run with an
-event handler sets a list here around each model request (see `ModelRequestEnd`)."""
-
-
-class Caps:
-    """The limits in force: requests and tokens per window (None: no limit known)."""
-
-    __slots__ = ("requests", "tokens", "window")
-
-    def __init__(self, requests: int | None, tokens: int | None, window: float) -> None:
-        self.requests = requests
-        self.tokens = tokens
-        self.window = window
-
-
-class Bucket(Protocol):
-    """Where the levels of the two buckets live; every method is atomic on them."""
-
-    async def take(self, tokens: int, caps: Caps) -> Taken:
-        """Take one request and `tokens` if both are there: a wait of 0 and the levels
-        left; else take nothing: the seconds until they will be there (or a pause ends)."""
-        ...
-
-    async def adjust(self, change: Change, caps: Caps) -> None:
-        """Apply `change` to the levels."""
-        ...
-
-    async def pause(self, seconds: float, caps: Caps) -> None:
-        """Let nothing through for `seconds` from now (a longer pause already set stays)."""
-        ...
-
-
-class LocalBucket:
-    """The buckets in this process's memory."""
-
-    __slots__ = ("_epoch", "_pause_end", "_requests", "_stamp", "_tokens")
-
-    def __init__(self) -> None:
-        self._epoch = 0
-        self._requests: float | None = None  # None until a limit is known: full then
-        self._tokens: float | None = None
-        self._stamp = time.monotonic()
-        self._pause_end = 0.0
-
-    def _refill(self, caps: Caps, now: float) -> None:
-        elapsed = max(now - self._stamp, 0.0)
-        self._stamp = now
-        if caps.requests is not None:
-            level = caps.requests if self._requests is None else self._requests
-            self._requests = min(level + elapsed * caps.requests / caps.window, caps.requests)
-        if caps.tokens is not None:
-            level = caps.tokens if self._tokens is None else self._tokens
-            self._tokens = min(level + elapsed * caps.tokens / caps.window, caps.tokens)
-
-    async def take(self, tokens: int, caps: Caps) -> Taken:
-        """See `Bucket.take`."""
-        now = time.monotonic()
-        self._refill(caps, now)
-        if now < self._pause_end:
-            return (self._pause_end - now, None, None, 0)
-        wait = 0.0
-        if caps.requests is not None and self._requests is not None and self._requests < 1:
-            wait = (1 - self._requests) * caps.window / caps.requests
-        if caps.tokens is not None and self._tokens is not None and self._tokens < tokens:
-            wait = max(wait, (tokens - self._tokens) * caps.window / caps.tokens)
-        if wait > 0:
-            return (wait, None, None, 0)
-        if self._requests is not None:
-            self._requests -= 1
-        if self._tokens is not None:
-            self._tokens -= tokens
-        return (0.0, self._requests, self._tokens, self._epoch)
-
-    async def adjust(self, change: Change, caps: Caps) -> None:
-        """See `Bucket.adjust`."""
-        self._refill(caps, time.monotonic())
-        lower = change.epoch == self._epoch and (change.lower_requests or change.lower_tokens)
-        if lower:
-            self._epoch += 1
-        if self._requests is not None:
-            level = self._requests + change.requests - (change.lower_requests if lower else 0)
-            self._requests = min(level, caps.requests or math.inf)
-            if change.ceiling_requests is not None:
-                self._requests = min(self._requests, change.ceiling_requests)
-        if self._tokens is not None:
-            level = self._tokens + change.tokens - (change.lower_tokens if lower else 0)
-            self._tokens = min(level, caps.tokens or math.inf)
-            if change.ceiling_tokens is not None:
-                self._tokens = min(self._tokens, change.ceiling_tokens)
-
-    async def pause(self, seconds: float, caps: Caps) -> None:
-        """See `Bucket.pause`."""
-        self._pause_end = max(self._pause_end, time.monotonic() + seconds)
-
-
-Taken = tuple[float, "float | None", "float | None", int]
-"""What `Bucket.take` returns: the wait (0: taken), the levels of requests and tokens it
-left (None: no limit known), and the bucket's correction epoch."""
-
-
-class Change:
-    """A change to the levels, from one response.
-
-    Attributes:
-        requests: Given back (taken, when negative), always.
-        tokens: Given back (taken, when negative), always.
-        lower_requests: Taken off for use the provider saw and this limiter did not,
-            only if no such correction came since the request was let through
-            (`epoch`), so one shortfall seen by many responses is taken off once.
-        lower_tokens: Likewise, for tokens.
-        epoch: The correction epoch at the request's take.
-        ceiling_requests: The most the level may be after the change (None: no bound).
-        ceiling_tokens: Likewise, for tokens.
-    """
-
-    __slots__ = (
-        "ceiling_requests",
-        "ceiling_tokens",
-        "epoch",
-        "lower_requests",
-        "lower_tokens",
-        "requests",
-        "tokens",
-    )
-
-    def __init__(
-        self,
-        requests: float = 0.0,
-        tokens: float = 0.0,
-        *,
-        lower_requests: float = 0.0,
-        lower_tokens: float = 0.0,
-        epoch: int = -1,
-        ceiling_requests: int | None = None,
-        ceiling_tokens: int | None = None,
-    ) -> None:
-        self.requests = requests
-        self.tokens = tokens
-        self.lower_requests = lower_requests
-        self.lower_tokens = lower_tokens
-        self.epoch = epoch
-        self.ceiling_requests = ceiling_requests
-        self.ceiling_tokens = ceiling_tokens
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.requests
-            or self.tokens
-            or self.lower_requests
-            or self.lower_tokens
-            or self.ceiling_requests is not None
-            or self.ceiling_tokens is not None
-        )
-
-
-class Ticket:
-    """One request let through: the tokens it took, how long it waited, and the levels of
-    the buckets just after it took its share (None: no limit known then)."""
-
-    __slots__ = ("epoch", "requests_left", "tokens", "tokens_left", "waited")
-
-    def __init__(self, tokens: int, taken: Taken, waited: float) -> None:
-        self.tokens = tokens
-        self.requests_left = taken[1]
-        self.tokens_left = taken[2]
-        self.epoch = taken[3]
-        self.waited = waited
 
 
 class _Waiter:
@@ -302,6 +118,7 @@ class RateLimit:
         self._probe_out = False
         self._probe_done: anyio.Event | None = None
         self._queue: deque[_Waiter] = deque()
+        self._taking = False
         self._bucket: Bucket = self._make_bucket()
 
     def _make_bucket(self) -> Bucket:
@@ -337,8 +154,13 @@ class RateLimit:
             if self._probe_done is None:
                 self._probe_done = anyio.Event()
             await self._probe_done.wait()
-        if not self._queue:
-            taken = await self._take(tokens)
+        if not self._queue and not self._taking:
+            # Nobody waits: try at once. Arrivals during a slow look (Redis) queue up.
+            self._taking = True
+            try:
+                taken = await self._take(tokens)
+            finally:
+                self._taking = False
             if taken[0] == 0:
                 return Ticket(tokens, taken, 0.0)
         waiter = _Waiter()
@@ -479,96 +301,13 @@ class RateLimit:
         and its answer (`max_completion_tokens`, `max_tokens` or `completion_tokens`,
         times `n`)."""
         prompt = math.ceil(len(content) / self.chars_per_token)
-        answer = _body_int(content, b'"max_completion_tokens":')
+        answer = body_int(content, b'"max_completion_tokens":')
         if answer is None:
-            answer = _body_int(content, b'"max_tokens":')
+            answer = body_int(content, b'"max_tokens":')
         if answer is None:
             answer = self.completion_tokens
-        choices = _body_int(content, b'"n":') or 1
+        choices = body_int(content, b'"n":') or 1
         return prompt + answer * choices
-
-
-async def limited_send(
-    send: Callable[..., Awaitable[httpx.Response]],
-    limit: RateLimit,
-    request: httpx.Request,
-    *,
-    stream: bool,
-) -> httpx.Response:
-    """One attempt of `request` through `limit`: wait for its share, send, settle.
-    Only chat requests count: listing the models is not rate limited."""
-    if request.method != "POST":
-        return await send(request, stream=stream, limited=True)
-    tickets = await limit.acquire(limit.estimate(request.content))
-    waits = rate_limit_waits.get()
-    if waits is not None:
-        waits.append(tickets.waited)
-    try:
-        response = await send(request, stream=stream, limited=True)
-    except APIStatusError as error:
-        if error.status_code == 429:
-            await limit.rejected(tickets, error.response.headers)
-        else:
-            await limit.settle(tickets, None, error.response.headers)
-        raise
-    except BaseException:
-        limit._end_probe(learned=False)  # no answer: the next request learns the limits
-        raise
-    if not stream:
-        await limit.settle(tickets, _usage(response.content), response.headers)
-        return response
-    # A streamed answer reports its usage in its last chunk, if at all: the estimate
-    # stands until the stream closes, and is corrected then.
-    await limit.settle(tickets, None, response.headers)
-    response.stream = _usage_tap(response, limit, tickets)
-    return response
-
-
-def _usage_tap(response: httpx.Response, limit: RateLimit, ticket: Ticket) -> Any:
-    """The response's byte stream, watched for `"total_tokens":` as it passes, which
-    gives the tokens the estimate took back to the limit when the stream closes. A
-    compressed stream shows nothing; its estimate stands."""
-    # The stack's own base class: its responses check that a stream is one of theirs.
-    base = sys.modules[type(response).__module__.partition(".")[0]].AsyncByteStream
-    tap = _TAPS.get(base)
-    if tap is None:
-        tap = _TAPS[base] = type("UsageTap", (_UsageTap, base), {"__slots__": ()})
-    return tap(response.stream, limit, ticket)
-
-
-class _UsageTap:
-    __slots__ = ("_closed", "_inner", "_limit", "_tail", "_ticket", "used")
-
-    def __init__(self, inner: Any, limit: RateLimit, ticket: Ticket) -> None:
-        self._inner = inner
-        self._limit = limit
-        self._ticket = ticket
-        self._tail = b""
-        self._closed = False
-        self.used: int | None = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            # The tail of the last piece: the key or its digits may be cut between two.
-            data = self._tail + chunk
-            if b'"total_tokens":' in data:
-                used = _usage(data)
-                if used is not None:
-                    self.used = used
-            self._tail = data[-64:]
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if not self._closed:
-                self._closed = True
-                if self.used is not None:
-                    await self._limit.give_back(self._ticket, self.used)
-
-
-_TAPS: dict[type, type] = {}
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -602,7 +341,7 @@ def _int(value: str | None) -> int | None:
 _KEYS: dict[bytes, re.Pattern[bytes]] = {}
 
 
-def _body_int(content: bytes, key: bytes) -> int | None:
+def body_int(content: bytes, key: bytes) -> int | None:
     """The integer after the last `key` followed by one in compact JSON. Inside a string
     a quote is escaped, so `"key":` with bare quotes can only be a key of an object."""
     pattern = _KEYS.get(key)
@@ -616,9 +355,3 @@ def _body_int(content: bytes, key: bytes) -> int | None:
         found = pattern.findall(content)
         return int(found[-1]) if found else None
     return int(match.group(1))
-
-
-def _usage(content: bytes) -> int | None:
-    """`usage.total_tokens` of a completion body, found from its end without parsing it
-    all (usage comes last, and `"total_tokens":` appears nowhere else)."""
-    return _body_int(content, b'"total_tokens":')

@@ -6,14 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from agentkit._client.ratelimit import (
-    DEFAULT_COMPLETION_TOKENS,
-    Bucket,
-    Caps,
-    Change,
-    RateLimit,
-    Taken,
-)
+from agentkit._client.buckets import Bucket, Caps, Change, Taken
+from agentkit._client.ratelimit import DEFAULT_COMPLETION_TOKENS, RateLimit
 from agentkit._exceptions import RateLimiterError, UserError
 from agentkit._redact import scrub
 
