@@ -166,7 +166,7 @@ class Ticket:
     """One request let through: the tokens it took, how long it waited, and the levels of
     the buckets just after it took its share (None: no limit known then)."""
 
-    __slots__ = ("epoch", "requests_left", "tokens", "tokens_left", "waited")
+    __slots__ = ("epoch", "probe", "requests_left", "tokens", "tokens_left", "waited")
 
     def __init__(self, tokens: int, taken: Taken, waited: float) -> None:
         self.tokens = tokens
@@ -174,3 +174,4 @@ class Ticket:
         self.tokens_left = taken[2]
         self.epoch = taken[3]
         self.waited = waited
+        self.probe = False  # the first request of a limit learning its limits

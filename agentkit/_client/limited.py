@@ -50,7 +50,8 @@ async def limited_send(
             await limit.settle(tickets, None, error.response.headers)
         raise
     except BaseException:
-        limit._end_probe(learned=False)  # no answer: the next request learns the limits
+        if tickets.probe:
+            limit._end_probe(learned=False)  # no answer: the next request learns the limits
         raise
     if not stream:
         await limit.settle(tickets, _usage(response.content), response.headers)

@@ -65,8 +65,8 @@ class RateLimit:
     limits; waiting is cancellable and takes nothing. Limits not given are learned
     from the provider's `x-ratelimit-limit-requests` and `x-ratelimit-limit-tokens`
     headers, and a given limit above the one the provider reports is lowered to it:
-    `RateLimit()` alone learns both from the first answer (requests before it are not
-    held back). A 429 pauses every waiting request until the time the provider gave.
+    `RateLimit()` alone learns both from the first answer: its first request goes
+    alone, and the others wait for its answer. A 429 pauses every waiting request until the time the provider gave.
 
     Args:
         rpm: Requests per window (per minute by default).
@@ -144,16 +144,28 @@ class RateLimit:
         Raises:
             RequestOverRateLimitError: `tokens` is more than the whole token limit.
         """
-        if self._caps.tokens is not None and tokens > self._caps.tokens:
-            raise RequestOverRateLimitError("tokens", tokens, self._caps.tokens)
+        self._check_fits(tokens)
         started = time.monotonic()
         while self._probing:
             if not self._probe_out:
                 self._probe_out = True  # this request learns the limits for all
-                break
+                try:
+                    ticket = await self._acquire(tokens, started)
+                except BaseException:
+                    self._end_probe(learned=False)
+                    raise
+                ticket.probe = True
+                return ticket
             if self._probe_done is None:
                 self._probe_done = anyio.Event()
             await self._probe_done.wait()
+        return await self._acquire(tokens, started)
+
+    def _check_fits(self, tokens: int) -> None:
+        if self._caps.tokens is not None and tokens > self._caps.tokens:
+            raise RequestOverRateLimitError("tokens", tokens, self._caps.tokens)
+
+    async def _acquire(self, tokens: int, started: float) -> Ticket:
         if not self._queue and not self._taking:
             # Nobody waits: try at once. Arrivals during a slow look (Redis) queue up.
             self._taking = True
@@ -180,6 +192,7 @@ class RateLimit:
         return Ticket(tokens, taken, time.monotonic() - started)
 
     async def _take(self, tokens: int) -> Taken:
+        self._check_fits(tokens)  # again: a limit learned while waiting may be lower
         # Shielded: a bucket in Redis may take the capacity and then lose the reply to a
         # cancellation, and the capacity with it.
         with anyio.CancelScope(shield=True):
