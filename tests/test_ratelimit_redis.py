@@ -118,6 +118,12 @@ async def test_redis_down_is_a_clear_error_without_the_password() -> None:
     assert caught.value.__cause__ is None
 
 
+def test_a_bad_url_is_a_user_error_without_its_password() -> None:
+    with pytest.raises(UserError, match="not a Redis URL") as caught:
+        RedisRateLimit("http://:hunter2-secret-pw@127.0.0.1:1/0", name="x", rpm=5)
+    assert "hunter2" not in str(caught.value)
+
+
 async def test_cancelled_waiter_gives_nothing_away(
     pair: tuple[RedisRateLimit, RedisRateLimit],
 ) -> None:

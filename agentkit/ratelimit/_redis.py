@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agentkit._client.buckets import Bucket, Caps, Change, Taken
 from agentkit._client.ratelimit import DEFAULT_COMPLETION_TOKENS, RateLimit
 from agentkit._exceptions import RateLimiterError, UserError
-from agentkit._redact import scrub
+from agentkit._redact import display_url, scrub, secrets_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -225,7 +225,17 @@ class RedisRateLimit(RateLimit):
         if not isinstance(name, str) or not name or not name.isprintable():
             raise UserError(f"RedisRateLimit(name=...) must be a printable string, got {name!r}")
         self._owns_redis = isinstance(redis, str)
-        self.redis: Redis = Redis.from_url(redis) if isinstance(redis, str) else redis
+        if isinstance(redis, str):
+            try:
+                client = Redis.from_url(redis)
+            except ValueError as exc:
+                raise UserError(
+                    f"RedisRateLimit: {display_url(redis)!r} is not a Redis URL "
+                    f"({scrub(str(exc), secrets_of(url=redis))}); use redis://host:port/db"
+                ) from None
+        else:
+            client = redis
+        self.redis: Redis = client
         self.name = name
         super().__init__(
             rpm,
