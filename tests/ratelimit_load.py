@@ -84,6 +84,65 @@ async def _worker(base_url: str, redis_url: str, name: str, runs: int, window: f
     sys.stdout.write(json.dumps(stats) + "\n")
 
 
+async def _one_worker(command: list[str], results: list[dict[str, Any]]) -> None:
+    import subprocess
+
+    done = await anyio.run_process(command, stderr=subprocess.PIPE)
+    results.append(json.loads(done.stdout))
+
+
+async def _compare(rounds: int) -> None:
+    """The table in docs/rate-limits.md: each mode `rounds` times, one JSON line each."""
+    import uuid
+
+    from tests.ratelimit_server import LimitedServer, limited_server
+    from tests.servers import redis_server
+
+    def report(mode: str, server: LimitedServer, stats: dict[str, Any]) -> None:
+        first = server.accepted[0] + 1.0
+        after = [t for t in server.accepted if t >= first]
+        line = {
+            "mode": mode,
+            "completed": stats["completed"],
+            "failed_429": stats["failed_429"],
+            "seconds": round(stats["seconds"], 2),
+            "429_total": len(server.rejected),
+            "429_after_first_window": sum(1 for t in server.rejected if t >= first),
+            "requests_per_window_after_first": round(len(after) / (after[-1] - first), 1),
+        }
+        sys.stdout.write(json.dumps(line) + "\n")
+
+    for mode in ("configured", "learned", "none"):
+        for _ in range(rounds):
+            limit = {
+                "configured": RateLimit(rpm=60, tpm=20_000, window=1.0),
+                "learned": RateLimit(window=1.0),
+                "none": None,
+            }[mode]
+            async with limited_server() as server:
+                stats = await clock_load(server.base_url, 200, limit)
+            report(mode, server, stats)
+    with redis_server() as redis_url:
+        for _ in range(rounds):
+            results: list[dict[str, Any]] = []
+            async with limited_server() as server:
+                command = [sys.executable, "-m", "tests.ratelimit_load", server.base_url]
+                args = [redis_url, uuid.uuid4().hex, "50", "1.0"]
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(4):
+                        tg.start_soon(_one_worker, [*command, *args], results)
+            totals = {
+                "completed": sum(r["completed"] for r in results),
+                "failed_429": sum(r["failed_429"] for r in results),
+                "seconds": max(r["seconds"] for r in results),
+            }
+            report("redis, 4 processes", server, totals)
+
+
 if __name__ == "__main__":
-    url, redis, key, count, span = sys.argv[1:6]
-    anyio.run(_worker, url, redis, key, int(count), float(span))
+    if sys.argv[1] == "compare":  # python -m tests.ratelimit_load compare [rounds]
+        anyio.run(_compare, int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    else:
+        url, redis, key, count, span = sys.argv[1:6]
+        anyio.run(_worker, url, redis, key, int(count), float(span))
