@@ -17,6 +17,8 @@ from agentkit import (
     ModelRequestEnd,
     ModelSettings,
     RateLimit,
+    RateLimiterError,
+    RateLimitError,
     RequestOverRateLimitError,
     UserError,
 )
@@ -332,3 +334,40 @@ async def test_a_waiter_over_a_limit_learned_meanwhile_fails_at_once() -> None:
         # The provider's limit is lower than the one given; the answer used 100.
         await limit.settle(ticket, 100, {"x-ratelimit-limit-tokens": "500"})
     assert limit.waiting == 0
+
+
+class FailingStore(LocalBucket):
+    """Buckets whose store fails on every change after the take (Redis gone mid-request)."""
+
+    async def adjust(self, change: Any, caps: Any) -> None:
+        raise RateLimiterError("the store is gone", limit_name="flaky")
+
+    async def pause(self, seconds: float, caps: Any) -> None:
+        raise RateLimiterError("the store is gone", limit_name="flaky")
+
+
+class FailingAfterTake(RateLimit):
+    def _make_bucket(self) -> FailingStore:
+        return FailingStore()
+
+
+async def test_a_store_failing_after_the_answer_does_not_fail_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = FailingAfterTake(rpm=60, tpm=20_000, window=60.0)
+    async with limited_server(rpm=1) as server:
+        async with ChatClient(
+            base_url=server.base_url, api_key="sk-test", rate_limit=limit, max_retries=0
+        ) as client:
+            with anyio.fail_after(5):
+                # The answer came: the correction that cannot be stored is only logged.
+                answer = await client.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+                assert answer.usage is not None
+                # A 429: the pause that cannot be stored is logged; the 429 is raised.
+                with pytest.raises(RateLimitError):
+                    await client.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    warnings = [r for r in caplog.records if "correction was not stored" in r.getMessage()]
+    assert len(warnings) == 2 and all(r.levelname == "WARNING" for r in warnings)
+    assert "the store is gone" in warnings[0].getMessage()

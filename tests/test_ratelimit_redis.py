@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute, SocketStream
 
 from agentkit import RateLimiterError, UserError
 from agentkit._client.buckets import Ticket
@@ -161,3 +162,32 @@ async def test_four_processes_share_one_limit_through_redis(redis_url: str) -> N
     assert len(server.accepted) == 400
     assert refused_after_first_window(server) == 0
     assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
+
+
+async def test_a_redis_that_does_not_answer_fails_the_request_in_time() -> None:
+    # A server that takes the connection and never answers: without a deadline, the
+    # shielded look at the buckets would wait forever, past any cancellation.
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(SocketAttribute.local_port)
+
+    async def swallow(stream: SocketStream) -> None:
+        async with stream:
+            async for _ in stream:
+                pass
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, swallow)
+        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", name="mute", rpm=5, timeout=0.3)
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(RateLimiterError) as caught:
+            await limit.acquire(1)
+        assert "no answer within 0.3 s" in str(caught.value)
+        assert "the request was not sent" in str(caught.value)
+        assert time.monotonic() - started < 2
+        await limit.aclose()
+        tg.cancel_scope.cancel()
+
+
+def test_a_bad_timeout_is_refused() -> None:
+    with pytest.raises(UserError, match="timeout"):
+        RedisRateLimit("redis://127.0.0.1:1/0", name="x", rpm=5, timeout=0)

@@ -25,6 +25,7 @@ The module loads with the first client that has a rate limit.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -36,12 +37,14 @@ import anyio
 
 from agentkit._client.buckets import Bucket, Caps, Change, LocalBucket, Taken, Ticket
 from agentkit._client.retry import retry_after
-from agentkit._exceptions import RequestOverRateLimitError, UserError
+from agentkit._exceptions import RateLimiterError, RequestOverRateLimitError, UserError
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["DEFAULT_COMPLETION_TOKENS", "RateLimit", "body_int", "parse_duration"]
+
+logger = logging.getLogger("agentkit")
 
 DEFAULT_COMPLETION_TOKENS = 1024
 """Tokens counted for the answer of a request that sets no `max_completion_tokens`. The
@@ -260,17 +263,29 @@ class RateLimit:
                 left = ticket.tokens_left + ticket.tokens - used_tokens
                 change.lower_tokens = max(left - told_tokens - 1, 0.0)
         if change:
-            with anyio.CancelScope(shield=True):
-                await self._bucket.adjust(change, self._caps)
+            await self._correct(change)
         if change.tokens > 0:
             self._kick()
+
+    async def _correct(self, change: Change, pause: float | None = None) -> None:
+        """Apply an answer's correction (and a 429's pause). The answer is already here:
+        if the store of the buckets fails now, the request does not fail with it; the
+        levels keep the estimate, which errs on the safe side."""
+        try:
+            # Shielded: a correction cut short by a cancellation would be lost.
+            with anyio.CancelScope(shield=True):
+                if change:
+                    await self._bucket.adjust(change, self._caps)
+                if pause is not None:
+                    await self._bucket.pause(pause, self._caps)
+        except RateLimiterError as exc:
+            logger.warning("rate limit: an answer's correction was not stored: %s", exc)
 
     async def give_back(self, ticket: Ticket, used: int) -> None:
         """The usage of a streamed answer, known at its end: it replaces the estimate."""
         change = Change(0.0, float(ticket.tokens - used))
         if change:
-            with anyio.CancelScope(shield=True):
-                await self._bucket.adjust(change, self._caps)
+            await self._correct(change)
             if change.tokens > 0:
                 self._kick()
 
@@ -292,10 +307,8 @@ class RateLimit:
             ceiling_requests=_int(headers.get("x-ratelimit-remaining-requests")),
             ceiling_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
         )
-        with anyio.CancelScope(shield=True):
-            await self._bucket.adjust(change, self._caps)
-            # No reset given: a second, the shortest window any provider counts.
-            await self._bucket.pause(1.0 if wait is None else wait, self._caps)
+        # No reset given: a second, the shortest window any provider counts.
+        await self._correct(change, 1.0 if wait is None else wait)
         self._kick()
 
     def _learn(self, headers: Mapping[str, str] | httpx.Headers) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from agentkit._client.buckets import Bucket, Caps, Change, Taken
 from agentkit._client.ratelimit import DEFAULT_COMPLETION_TOKENS, RateLimit
 from agentkit._exceptions import RateLimiterError, UserError
@@ -111,10 +113,11 @@ def _opt(value: int | None) -> str:
 class RedisBucket:
     """A `Bucket` in one Redis hash, shared by every process that names it."""
 
-    def __init__(self, redis: Redis, key: str, name: str) -> None:
+    def __init__(self, redis: Redis, key: str, name: str, *, timeout: float = 5.0) -> None:
         self.redis = redis
         self.key = key
         self.name = name
+        self.timeout = timeout
         self._script = redis.register_script(_SCRIPT)
 
     async def _run(self, caps: Caps, *args: Any) -> str:
@@ -127,30 +130,40 @@ class RedisBucket:
             ) from None
         from redis.exceptions import RedisError
 
-        try:
-            reply = await self._script(
-                keys=[self.key],
-                args=[
-                    args[0],
-                    _cap(caps.requests),
-                    _cap(caps.tokens),
-                    repr(caps.window),
-                    *args[1:],
-                ],
-            )
-        except RedisError as exc:
-            # The connection's URL may hold a password: shown without it, and the
-            # message masked of it (`from None`: tracebacks print causes).
+        # The callers shield this call from cancellation (capacity taken in Redis must
+        # not be lost with its reply): this deadline is what bounds a Redis that hangs.
+        reply: Any = None
+        reason = ""
+        with anyio.move_on_after(self.timeout):
+            try:
+                reply = await self._script(
+                    keys=[self.key],
+                    args=[
+                        args[0],
+                        _cap(caps.requests),
+                        _cap(caps.tokens),
+                        repr(caps.window),
+                        *args[1:],
+                    ],
+                )
+            except RedisError as exc:
+                # The connection's URL may hold a password: the message is masked of it.
+                reason = f"{type(exc).__name__}: {exc}"
+        if reply is None:
             kwargs = self.redis.connection_pool.connection_kwargs
             where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
             secrets = tuple(str(kwargs[k]) for k in ("password", "username") if kwargs.get(k))
-            reason = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            reason = scrub(reason, secrets) or f"no answer within {self.timeout:g} s"
+            # No `from`: tracebacks print causes, and the cause may show the password.
+            outcome = (
+                "the request was not sent" if args[0] == "take" else "the change was not stored"
+            )
             raise RateLimiterError(
                 f"the rate limit {self.name!r} could not reach its buckets in Redis at "
-                f"{where} ({reason}); the request was not sent. Check that Redis is up, "
-                "or use an in-process RateLimit",
+                f"{where} ({reason}); {outcome}. Check that Redis is up, or use an "
+                "in-process RateLimit",
                 limit_name=self.name,
-            ) from None
+            )
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def take(self, tokens: int, caps: Caps) -> Taken:
@@ -199,9 +212,12 @@ class RedisRateLimit(RateLimit):
         completion_tokens: Tokens counted for an answer with no `max_completion_tokens`.
         chars_per_token: Bytes of request body per token, for the prompt estimate.
         learn: Whether to take limits from the provider's headers.
+        timeout: Seconds each call to Redis may take. A request whose turn cannot be
+            taken in time fails with `RateLimiterError` (it is not sent unlimited); a
+            correction that cannot be stored in time is logged and dropped.
 
     Raises:
-        UserError: A bad limit or name, or redis-py is not installed.
+        UserError: A bad limit, name or timeout, or redis-py is not installed.
     """
 
     def __init__(
@@ -215,6 +231,7 @@ class RedisRateLimit(RateLimit):
         completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
         chars_per_token: float = 4.0,
         learn: bool = True,
+        timeout: float = 5.0,
     ) -> None:
         try:
             from redis.asyncio import Redis
@@ -224,6 +241,11 @@ class RedisRateLimit(RateLimit):
             ) from None
         if not isinstance(name, str) or not name or not name.isprintable():
             raise UserError(f"RedisRateLimit(name=...) must be a printable string, got {name!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise UserError(
+                f"RedisRateLimit(timeout=...) must be a positive number, got {timeout!r}"
+            )
+        self.timeout = float(timeout)
         self._owns_redis = isinstance(redis, str)
         if isinstance(redis, str):
             try:
@@ -247,7 +269,9 @@ class RedisRateLimit(RateLimit):
         )
 
     def _make_bucket(self) -> Bucket:
-        return RedisBucket(self.redis, f"agentkit:ratelimit:{self.name}", self.name)
+        return RedisBucket(
+            self.redis, f"agentkit:ratelimit:{self.name}", self.name, timeout=self.timeout
+        )
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, name={self.name!r})"
