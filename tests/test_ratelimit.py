@@ -371,3 +371,56 @@ async def test_a_store_failing_after_the_answer_does_not_fail_the_request(
     warnings = [r for r in caplog.records if "correction was not stored" in r.getMessage()]
     assert len(warnings) == 2 and all(r.levelname == "WARNING" for r in warnings)
     assert "the store is gone" in warnings[0].getMessage()
+
+
+async def test_the_wait_of_a_streamed_run_is_in_its_events() -> None:
+    from tests.fault_server import fault_server
+
+    limit = RateLimit(rpm=2, window=1.0)  # a request every 500 ms after two
+    async with fault_server() as server:
+        async with ChatClient(
+            base_url=server.base_url, api_key="sk-test", rate_limit=limit
+        ) as client:
+            agent = Agent("m", client=client, tools=[get_current_time])
+            await limit.acquire(1)
+            await limit.acquire(1)
+            ends: list[ModelRequestEnd] = []
+            with anyio.fail_after(5):
+                async with agent.run_stream("What time is it in Tokyo?") as stream:
+                    async for event in stream:
+                        if isinstance(event, ModelRequestEnd):
+                            ends.append(event)
+    assert len(ends) == 2 and 0.3 <= ends[0].rate_limit_wait <= 0.8
+    assert all(e.latency >= e.rate_limit_wait for e in ends)
+
+
+def test_a_run_without_a_limit_does_not_load_the_limiter() -> None:
+    import subprocess
+    import sys
+
+    program = """
+import sys
+import httpx
+from agentkit import Agent, ChatClient
+
+def provider(request):
+    return httpx.Response(200, json={
+        "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": "Noon.", "refusal": None}}],
+    })
+
+client = ChatClient(base_url="https://api.example/v1",
+                    http_client=httpx.AsyncClient(transport=httpx.MockTransport(provider)))
+events = []
+agent = Agent("m", client=client, event_handler=events.append)
+assert agent.run_sync("Time?").output == "Noon." and events
+loaded = sorted(m for m in sys.modules if m.startswith(("agentkit._client.ratelimit",
+    "agentkit._client.limited", "agentkit._client.buckets", "agentkit.ratelimit", "redis")))
+print(loaded)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -1,29 +1,22 @@
 """A request sent through a `RateLimit`: its wait, its send, and the corrections its
 answer brings (usage, headers, a 429), streamed answers included. Loaded with the first
-client that has a rate limit, or the first run with an event handler (for the context
-variable through which the waits reach the run)."""
+request of a client that has a rate limit."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from agentkit._client.buckets import Ticket
 from agentkit._client.ratelimit import RateLimit, body_int
+from agentkit._client.waits import rate_limit_waits
 from agentkit._exceptions import APIStatusError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["limited_send", "rate_limit_waits"]
-
-rate_limit_waits: ContextVar[list[float] | None] = ContextVar(
-    "agentkit_rate_limit_waits", default=None
-)
-"""Where a run collects the seconds its requests waited for the limiter: a run with an
-event handler sets a list here around each model request (see `ModelRequestEnd`)."""
+__all__ = ["limited_send"]
 
 
 async def limited_send(

@@ -162,7 +162,7 @@ class Run(Generic[OutputT]):
         waits: list[float] | None = None
         if self.events is not None:
             # The client adds each attempt's wait for its rate limit (if it has one) here.
-            from agentkit._client.limited import rate_limit_waits
+            from agentkit._client.waits import rate_limit_waits
 
             waits = []
             reset = rate_limit_waits.set(waits)
