@@ -39,9 +39,9 @@ class CountingBucket(LocalBucket):
         super().__init__()
         self.looks = 0
 
-    async def take(self, tokens: int, caps: Any) -> Any:
+    async def take(self, tokens: int, caps: Any, owner: str = "") -> Any:
         self.looks += 1
-        return await super().take(tokens, caps)
+        return await super().take(tokens, caps, owner)
 
 
 class Counted(RateLimit):

@@ -18,7 +18,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from agentkit import RateLimiterError, UserError
 from agentkit._client.buckets import Ticket
-from agentkit.ratelimit import RedisRateLimit
+from agentkit.ratelimit import RedisBucket, RedisRateLimit
 from tests.ratelimit_server import limited_server
 from tests.test_ratelimit_load import WINDOW, refused_after_first_window, steady_rate
 
@@ -191,3 +191,76 @@ async def test_a_redis_that_does_not_answer_fails_the_request_in_time() -> None:
 def test_a_bad_timeout_is_refused() -> None:
     with pytest.raises(UserError, match="timeout"):
         RedisRateLimit("redis://127.0.0.1:1/0", name="x", rpm=5, timeout=0)
+
+
+async def test_a_large_request_is_not_starved_by_small_ones_of_another_process(
+    redis_url: str,
+) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    big = RedisRateLimit(redis_url, name=name, tpm=1_000, window=2.0)  # 500 tokens a second
+    small = RedisRateLimit(redis_url, name=name, tpm=1_000, window=2.0)
+    await small.acquire(1_000)
+    got_big: list[float] = []
+    small_times: list[float] = []
+    started = time.monotonic()
+
+    async def stream_of_small() -> None:
+        # Another process's steady stream of small requests, taking whatever refills.
+        while time.monotonic() - started < 4.0:
+            await small.acquire(100)
+            small_times.append(time.monotonic() - started)
+
+    async def large() -> None:
+        await big.acquire(800)
+        got_big.append(time.monotonic() - started)
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stream_of_small)
+                await anyio.sleep(0.05)
+                tg.start_soon(large)
+    finally:
+        await big.reset()
+        await big.aclose()
+        await small.aclose()
+    # 800 tokens refill in 1.6 s, after the 100 of the small request ahead of it: 1.8 s.
+    assert got_big and 1.6 <= got_big[0] < 2.3, got_big
+    # And the small requests went on after it, behind it.
+    assert any(t > got_big[0] for t in small_times), small_times
+
+
+async def test_a_cancelled_waiter_leaves_its_place_in_line(redis_url: str) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    first = RedisRateLimit(redis_url, name=name, tpm=1_000, window=2.0)  # 500 tokens a second
+    second = RedisRateLimit(redis_url, name=name, tpm=1_000, window=2.0)
+    try:
+        await second.acquire(1_000)
+        with anyio.move_on_after(0.2):
+            await first.acquire(800)  # takes a place in line, then gives up
+        # 300 tokens are there 0.6 s after the start, not after the 800 as well (2.2 s).
+        with anyio.fail_after(5):
+            waited = (await second.acquire(300)).waited
+        assert waited < 0.8, waited
+    finally:
+        await first.reset()
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_the_place_of_a_process_that_does_not_come_back_lapses(redis_url: str) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    limit = RedisRateLimit(redis_url, name=name, tpm=1_000, window=2.0)  # 500 tokens a second
+    bucket = limit._bucket
+    assert isinstance(bucket, RedisBucket)
+    try:
+        await limit.acquire(1_000)
+        # A process takes a place for 100 tokens (0.2 s away), then dies.
+        assert (await bucket.take(100, limit._caps, "ghost:0"))[0] > 0
+        # Its place lapses a second after its time: then 600 of the 650 tokens refilled
+        # are free for the others, without the ghost's 100 before them.
+        await anyio.sleep(1.3)
+        assert (await bucket.take(600, limit._caps, "other:0"))[0] == 0
+    finally:
+        await limit.reset()
+        await limit.aclose()

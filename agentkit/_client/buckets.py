@@ -25,9 +25,10 @@ class Caps:
 class Bucket(Protocol):
     """Where the levels of the two buckets live; every method is atomic on them."""
 
-    async def take(self, tokens: int, caps: Caps) -> Taken:
+    async def take(self, tokens: int, caps: Caps, owner: str) -> Taken:
         """Take one request and `tokens` if both are there: a wait of 0 and the levels
-        left; else take nothing: the seconds until they will be there (or a pause ends)."""
+        left; else take nothing: the seconds until they will be there (or a pause ends).
+        `owner` names the waiting request, for a store that holds the refill for it."""
         ...
 
     async def adjust(self, change: Change, caps: Caps) -> None:
@@ -36,6 +37,10 @@ class Bucket(Protocol):
 
     async def pause(self, seconds: float, caps: Caps) -> None:
         """Let nothing through for `seconds` from now (a longer pause already set stays)."""
+        ...
+
+    async def release(self, owner: str, caps: Caps) -> None:
+        """The request `owner` waits no more (cancelled, failed): drop what it holds."""
         ...
 
 
@@ -61,8 +66,9 @@ class LocalBucket:
             level = caps.tokens if self._tokens is None else self._tokens
             self._tokens = min(level + elapsed * caps.tokens / caps.window, caps.tokens)
 
-    async def take(self, tokens: int, caps: Caps) -> Taken:
-        """See `Bucket.take`."""
+    async def take(self, tokens: int, caps: Caps, owner: str = "") -> Taken:
+        """See `Bucket.take`. In one process, the queue of `RateLimit` keeps the order:
+        nothing is held for `owner`."""
         now = time.monotonic()
         self._refill(caps, now)
         if now < self._pause_end:
@@ -100,6 +106,9 @@ class LocalBucket:
     async def pause(self, seconds: float, caps: Caps) -> None:
         """See `Bucket.pause`."""
         self._pause_end = max(self._pause_end, time.monotonic() + seconds)
+
+    async def release(self, owner: str, caps: Caps) -> None:
+        """See `Bucket.release`: nothing is held here."""
 
 
 Taken = tuple[float, "float | None", "float | None", int]

@@ -25,8 +25,10 @@ The module loads with the first client that has a rate limit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
 import re
 import time
 from collections import deque
@@ -122,6 +124,8 @@ class RateLimit:
         self._probe_done: anyio.Event | None = None
         self._queue: deque[_Waiter] = deque()
         self._taking = False
+        self._id = os.urandom(6).hex()
+        self._serial = itertools.count()
         self._bucket: Bucket = self._make_bucket()
 
     def _make_bucket(self) -> Bucket:
@@ -169,38 +173,58 @@ class RateLimit:
             raise RequestOverRateLimitError("tokens", tokens, self._caps.tokens)
 
     async def _acquire(self, tokens: int, started: float) -> Ticket:
+        # Names this request to a store shared by processes, which holds the refill for
+        # the request that found too little (see `Bucket.take`).
+        owner = f"{self._id}:{next(self._serial)}"
+        held = False
         if not self._queue and not self._taking:
             # Nobody waits: try at once. Arrivals during a slow look (Redis) queue up.
             self._taking = True
             try:
-                taken = await self._take(tokens)
+                taken = await self._take(tokens, owner)
             finally:
                 self._taking = False
             if taken[0] == 0:
                 return Ticket(tokens, taken, 0.0)
+            held = True
+            if self._queue:
+                # Others queued during the look, and go first: they need the refill now.
+                await self._release(owner)
+                held = False
         waiter = _Waiter()
         self._queue.append(waiter)
         try:
             if self._queue[0] is not waiter:
                 await waiter.turn.wait()
             while True:
-                taken = await self._take(tokens)
+                taken = await self._take(tokens, owner)
                 if taken[0] == 0:
+                    held = False  # taking ends the hold
                     break
+                held = True
                 waiter.kick = anyio.Event()
                 with anyio.move_on_after(taken[0]):
                     await waiter.kick.wait()
         finally:
+            if held:  # cancelled or failed while holding the refill: let it go
+                await self._release(owner)
             self._leave(waiter)
         return Ticket(tokens, taken, time.monotonic() - started)
 
-    async def _take(self, tokens: int) -> Taken:
+    async def _take(self, tokens: int, owner: str) -> Taken:
         self._check_fits(tokens)  # again: a limit learned while waiting may be lower
         # Shielded: a bucket in Redis may take the capacity and then lose the reply to a
         # cancellation, and the capacity with it.
         with anyio.CancelScope(shield=True):
-            taken = await self._bucket.take(tokens, self._caps)
+            taken = await self._bucket.take(tokens, self._caps, owner)
         return taken
+
+    async def _release(self, owner: str) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._bucket.release(owner, self._caps)
+        except RateLimiterError as exc:  # the hold lapses by itself soon after
+            logger.warning("rate limit: a hold on the refill was not let go: %s", exc)
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue

@@ -30,8 +30,16 @@ local cap_t = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', key, 'r', 't', 'ts', 'pause', 'cr', 'ct', 'epoch')
+local state = redis.call('HMGET', key, 'r', 't', 'ts', 'pause', 'cr', 'ct', 'epoch', 'q')
 local epoch = tonumber(state[7]) or 0
+-- The requests (one per process: the head of its queue) that found too little wait
+-- here in turn, each with its tokens and a time its place lapses by if its process
+-- does not come back: a request may take only what is left above those ahead of it,
+-- so small requests of other processes cannot keep taking the refill of a large one.
+local q = {}
+for o, n, e in string.gmatch(state[8] or '', '([^ ;]+) ([^ ;]+) ([^ ;]+)') do
+  if tonumber(e) > now then table.insert(q, {o, tonumber(n), tonumber(e)}) end
+end
 local r = tonumber(state[1])
 local t = tonumber(state[2])
 local ts = tonumber(state[3]) or now
@@ -53,15 +61,24 @@ end
 local result = '0'
 if op == 'take' then
   local tokens = tonumber(ARGV[5])
+  local owner = ARGV[6]
   if now < pause then
     result = tostring(pause - now)
   else
+    local need_r, need_t, at = 1, tokens, nil
+    for i, entry in ipairs(q) do
+      if entry[1] == owner then at = i; break end
+      need_r, need_t = need_r + 1, need_t + entry[2]
+    end
     local wait = 0
-    if r and r < 1 then wait = (1 - r) * window / cap_r end
-    if t and t < tokens then wait = math.max(wait, (tokens - t) * window / cap_t) end
+    if r and r < need_r then wait = (need_r - r) * window / cap_r end
+    if t and t < need_t then wait = math.max(wait, (need_t - t) * window / cap_t) end
     if wait > 0 then
+      local lapse = now + wait + math.max(1, window / 10)
+      if at then q[at][3] = lapse else table.insert(q, {owner, tokens, lapse}) end
       result = tostring(wait)
     else
+      if at then table.remove(q, at) end
       if r then r = r - 1 end
       if t then t = t - tokens end
       result = '0 ' .. (r and tostring(r) or '-') .. ' ' .. (t and tostring(t) or '-')
@@ -83,6 +100,10 @@ elseif op == 'adjust' then
   end
 elseif op == 'pause' then
   pause = math.max(pause, now + tonumber(ARGV[5]))
+elseif op == 'release' then
+  for i, entry in ipairs(q) do
+    if entry[1] == ARGV[5] then table.remove(q, i); break end
+  end
 end
 local fields = {'ts', tostring(now), 'pause', tostring(pause), 'epoch', tostring(epoch)}
 if r then
@@ -90,6 +111,16 @@ if r then
 end
 if t then
   for _, v in ipairs({'t', tostring(t), 'ct', tostring(cap_t)}) do table.insert(fields, v) end
+end
+if #q > 0 then
+  local places = {}
+  for _, entry in ipairs(q) do
+    table.insert(places, entry[1] .. ' ' .. tostring(entry[2]) .. ' ' .. tostring(entry[3]))
+  end
+  table.insert(fields, 'q')
+  table.insert(fields, table.concat(places, ';'))
+else
+  redis.call('HDEL', key, 'q')
 end
 redis.call('HSET', key, unpack(fields))
 -- Idle for two windows, the buckets are full again: the key may go.
@@ -166,9 +197,10 @@ class RedisBucket:
             )
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
-    async def take(self, tokens: int, caps: Caps) -> Taken:
-        """See `Bucket.take`."""
-        parts = (await self._run(caps, "take", tokens)).split()
+    async def take(self, tokens: int, caps: Caps, owner: str) -> Taken:
+        """See `Bucket.take`. A request that does not fit takes a place in line in Redis:
+        the requests of other processes leave it its share of the refill."""
+        parts = (await self._run(caps, "take", tokens, owner)).split()
         if len(parts) == 1:
             return (float(parts[0]), None, None, 0)
         return (0.0, _level(parts[1]), _level(parts[2]), int(parts[3]))
@@ -191,6 +223,10 @@ class RedisBucket:
         """See `Bucket.pause`. Every process sees the pause at its next take."""
         await self._run(caps, "pause", repr(float(seconds)))
 
+    async def release(self, owner: str, caps: Caps) -> None:
+        """See `Bucket.release`."""
+        await self._run(caps, "release", owner)
+
 
 class RedisRateLimit(RateLimit):
     """A `RateLimit` whose buckets live in Redis, so that every process (and every client)
@@ -199,7 +235,8 @@ class RedisRateLimit(RateLimit):
     Within a process, requests wait in one queue, first come first served, as with
     `RateLimit`; across processes, the head of each process's queue takes its share
     from Redis in one atomic script, so the processes share the limit without
-    polling one another. A 429 one process gets pauses all of them. Runs on asyncio
+    polling one another. A head that does not fit takes a place in a line in Redis,
+    and the others leave it its share of the refill. A 429 one process gets pauses all of them. Runs on asyncio
     (redis-py's client is asyncio's).
 
     Args:
