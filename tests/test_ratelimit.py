@@ -146,6 +146,26 @@ async def test_a_429_pauses_every_waiting_request_until_the_reset() -> None:
     assert len(waited) == 5 and min(waited) >= 0.28
 
 
+async def test_a_429_pauses_the_requests_already_waiting() -> None:
+    limit = RateLimit(rpm=10, window=1.0)  # one every 100 ms after the first 10
+    tickets = [await limit.acquire(1) for _ in range(10)]
+    done: list[float] = []
+    started = time.monotonic()
+
+    async def take() -> None:
+        await limit.acquire(1)
+        done.append(time.monotonic() - started)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(take)
+            await anyio.sleep(0.03)  # all three wait; the first is due at 100 ms
+            await limit.rejected(tickets[0], {"retry-after-ms": "500"})
+    # None went at its own time: all waited out the provider's 500 ms.
+    assert len(done) == 3 and min(done) >= 0.5, done
+
+
 async def test_usage_given_back_wakes_the_head_at_once() -> None:
     limit = RateLimit(tpm=1_000, window=60.0)
     ticket = await limit.acquire(900)
