@@ -16,7 +16,7 @@ import anyio
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
-from agentkit import RateLimiterError, UserError
+from agentkit import RateLimiterError, RequestOverRateLimitError, UserError
 from agentkit._client.buckets import Ticket
 from agentkit.ratelimit import RedisBucket, RedisRateLimit
 from tests.ratelimit_server import limited_server
@@ -264,3 +264,23 @@ async def test_the_place_of_a_process_that_does_not_come_back_lapses(redis_url: 
     finally:
         await limit.reset()
         await limit.aclose()
+
+
+async def test_a_request_over_a_limit_another_process_learned_fails_at_once(
+    redis_url: str,
+) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    learned = RedisRateLimit(redis_url, name=name, window=10.0)
+    newcomer = RedisRateLimit(redis_url, name=name, window=10.0)  # knows no limit yet
+    try:
+        ticket = await learned.acquire(10)
+        await learned.settle(ticket, 10, {"x-ratelimit-limit-tokens": "500"})
+        with anyio.fail_after(2), pytest.raises(RequestOverRateLimitError, match="500 tokens"):
+            await newcomer.acquire(1_000)
+        # Its failed first request handed learning on: the next one goes.
+        with anyio.fail_after(2):
+            await newcomer.acquire(10)
+    finally:
+        await learned.reset()
+        await learned.aclose()
+        await newcomer.aclose()

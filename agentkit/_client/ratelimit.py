@@ -267,7 +267,7 @@ class RateLimit:
         (another client on the key), and is taken off here too. Requests let through
         after this one are not in the provider's figure, and need no correction.
         """
-        self._learn(headers)
+        learned = self._learn(headers)
         self._end_probe(learned=True)
         used_tokens = ticket.tokens if used is None else used
         change = Change(0.0, float(ticket.tokens - used_tokens), epoch=ticket.epoch)
@@ -286,19 +286,22 @@ class RateLimit:
                 # The level had this request's estimate taken; the provider, its usage.
                 left = ticket.tokens_left + ticket.tokens - used_tokens
                 change.lower_tokens = max(left - told_tokens - 1, 0.0)
-        if change:
-            await self._correct(change)
+        if change or learned:
+            # New limits go to the store too (in Redis, for processes yet to learn them).
+            await self._correct(change, always=learned)
         if change.tokens > 0:
             self._kick()
 
-    async def _correct(self, change: Change, pause: float | None = None) -> None:
+    async def _correct(
+        self, change: Change, pause: float | None = None, *, always: bool = False
+    ) -> None:
         """Apply an answer's correction (and a 429's pause). The answer is already here:
         if the store of the buckets fails now, the request does not fail with it; the
         levels keep the estimate, which errs on the safe side."""
         try:
             # Shielded: a correction cut short by a cancellation would be lost.
             with anyio.CancelScope(shield=True):
-                if change:
+                if change or always:
                     await self._bucket.adjust(change, self._caps)
                 if pause is not None:
                     await self._bucket.pause(pause, self._caps)
@@ -335,16 +338,20 @@ class RateLimit:
         await self._correct(change, 1.0 if wait is None else wait)
         self._kick()
 
-    def _learn(self, headers: Mapping[str, str] | httpx.Headers) -> None:
+    def _learn(self, headers: Mapping[str, str] | httpx.Headers) -> bool:
+        """Take the limits the headers give; whether they changed."""
         if not self.learn:
-            return
+            return False
         caps = self._caps
+        changed = False
         for name, given in (("requests", self.rpm), ("tokens", self.tpm)):
             told = _int(headers.get(f"x-ratelimit-limit-{name}"))
             if told is not None and told > 0:
                 limit = told if given is None else min(given, told)
                 if getattr(caps, name) != limit:
                     setattr(caps, name, limit)
+                    changed = True
+        return changed
 
     def estimate(self, content: bytes) -> int:
         """The tokens a request body may use: its prompt (bytes over `chars_per_token`)

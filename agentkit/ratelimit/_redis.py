@@ -10,7 +10,7 @@ import anyio
 
 from agentkit._client.buckets import Bucket, Caps, Change, Taken
 from agentkit._client.ratelimit import DEFAULT_COMPLETION_TOKENS, RateLimit
-from agentkit._exceptions import RateLimiterError, UserError
+from agentkit._exceptions import RateLimiterError, RequestOverRateLimitError, UserError
 from agentkit._redact import display_url, scrub, secrets_of
 
 if TYPE_CHECKING:
@@ -62,7 +62,10 @@ local result = '0'
 if op == 'take' then
   local tokens = tonumber(ARGV[5])
   local owner = ARGV[6]
-  if now < pause then
+  if cap_t >= 0 and tokens > cap_t then
+    -- Over a limit another process learned: it would never fit.
+    result = 'over ' .. tostring(cap_t)
+  elseif now < pause then
     result = tostring(pause - now)
   else
     local need_r, need_t, at = 1, tokens, nil
@@ -201,6 +204,8 @@ class RedisBucket:
         """See `Bucket.take`. A request that does not fit takes a place in line in Redis:
         the requests of other processes leave it its share of the refill."""
         parts = (await self._run(caps, "take", tokens, owner)).split()
+        if parts[0] == "over":
+            raise RequestOverRateLimitError("tokens", tokens, int(float(parts[1])))
         if len(parts) == 1:
             return (float(parts[0]), None, None, 0)
         return (0.0, _level(parts[1]), _level(parts[2]), int(parts[3]))
