@@ -189,6 +189,32 @@ async def test_headers_lower_the_levels_for_use_seen_elsewhere() -> None:
     assert scope.cancelled_caught
 
 
+async def test_a_given_limit_above_the_providers_is_lowered_without_a_debt() -> None:
+    limit = RateLimit(rpm=1_000, tpm=1_000_000, window=60.0)
+    ticket = await limit.acquire(100)  # levels 999 and 999,900 here
+    # The provider's limits are lower, and its levels are what it says remains.
+    await limit.settle(
+        ticket,
+        100,
+        {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "9",
+            "x-ratelimit-limit-tokens": "10000",
+            "x-ratelimit-remaining-tokens": "9900",
+        },
+    )
+    assert repr(limit) == "RateLimit(rpm=10, tpm=10000, window=60)"
+    # Nine more go at once (the shortfall counts from the new limit, not the old one),
+    # and the tenth waits about a refill of one request (6 s), not hours.
+    with anyio.fail_after(1):
+        for _ in range(9):
+            await limit.acquire(100)
+    bucket = limit._bucket
+    assert isinstance(bucket, LocalBucket)
+    wait = (await bucket.take(100, limit._caps))[0]
+    assert 0 < wait <= 6.5, wait
+
+
 async def test_limits_are_learned_from_the_first_answer() -> None:
     limit = RateLimit(window=60.0)
     first = await limit.acquire(10)

@@ -284,3 +284,30 @@ async def test_a_request_over_a_limit_another_process_learned_fails_at_once(
         await learned.reset()
         await learned.aclose()
         await newcomer.aclose()
+
+
+async def test_a_given_limit_above_the_providers_is_lowered_in_redis_too(
+    redis_url: str,
+) -> None:
+    limit = RedisRateLimit(
+        redis_url, name=f"test-{uuid.uuid4().hex}", rpm=1_000, tpm=1_000_000, window=60.0
+    )
+    try:
+        ticket = await limit.acquire(100)
+        headers = {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "9",
+            "x-ratelimit-limit-tokens": "10000",
+            "x-ratelimit-remaining-tokens": "9900",
+        }
+        await limit.settle(ticket, 100, headers)
+        with anyio.fail_after(2):
+            for _ in range(9):
+                await limit.acquire(100)
+        bucket = limit._bucket
+        assert isinstance(bucket, RedisBucket)
+        wait = (await bucket.take(100, limit._caps, "probe:0"))[0]
+        assert 0 < wait <= 6.5, wait
+    finally:
+        await limit.reset()
+        await limit.aclose()

@@ -89,16 +89,16 @@ class LocalBucket:
     async def adjust(self, change: Change, caps: Caps) -> None:
         """See `Bucket.adjust`."""
         self._refill(caps, time.monotonic())
-        lower = change.epoch == self._epoch and (change.lower_requests or change.lower_tokens)
+        lower = change.epoch == self._epoch and bool(change.lower_requests or change.lower_tokens)
         if lower:
             self._epoch += 1
         if self._requests is not None:
-            level = self._requests + change.requests - (change.lower_requests if lower else 0)
+            level = _lowered(self._requests + change.requests, change.lower_requests, lower)
             self._requests = min(level, caps.requests or math.inf)
             if change.ceiling_requests is not None:
                 self._requests = min(self._requests, change.ceiling_requests)
         if self._tokens is not None:
-            level = self._tokens + change.tokens - (change.lower_tokens if lower else 0)
+            level = _lowered(self._tokens + change.tokens, change.lower_tokens, lower)
             self._tokens = min(level, caps.tokens or math.inf)
             if change.ceiling_tokens is not None:
                 self._tokens = min(self._tokens, change.ceiling_tokens)
@@ -109,6 +109,14 @@ class LocalBucket:
 
     async def release(self, owner: str, caps: Caps) -> None:
         """See `Bucket.release`: nothing is held here."""
+
+
+def _lowered(level: float, lower: float, apply: bool) -> float:
+    """`level` less use seen elsewhere, but not below zero on that account: the
+    provider's remaining, which the shortfall comes from, is never below zero."""
+    if not apply or not lower:
+        return level
+    return max(level - lower, min(level, 0.0))
 
 
 Taken = tuple[float, "float | None", "float | None", int]

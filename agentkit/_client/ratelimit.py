@@ -273,18 +273,23 @@ class RateLimit:
         change = Change(0.0, float(ticket.tokens - used_tokens), epoch=ticket.epoch)
         told_requests = _int(headers.get("x-ratelimit-remaining-requests"))
         told_tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
+        caps = self._caps
         if told_requests is not None:
-            if ticket.requests_left is None:
-                change.ceiling_requests = told_requests  # no level then: the provider's
+            # No level then, or one under other limits: the provider's is the most.
+            if ticket.requests_left is None or learned:
+                change.ceiling_requests = told_requests
             else:
+                # Under a limit lowered since (by another answer), the level is at most
+                # that limit: the shortfall counts from there.
+                left = _at_most(ticket.requests_left, caps.requests)
                 # Less than one is the provider's rounding down, not someone else.
-                change.lower_requests = max(ticket.requests_left - told_requests - 1, 0.0)
+                change.lower_requests = max(left - told_requests - 1, 0.0)
         if told_tokens is not None:
-            if ticket.tokens_left is None:
+            if ticket.tokens_left is None or learned:
                 change.ceiling_tokens = told_tokens
             else:
                 # The level had this request's estimate taken; the provider, its usage.
-                left = ticket.tokens_left + ticket.tokens - used_tokens
+                left = _at_most(ticket.tokens_left, caps.tokens) + ticket.tokens - used_tokens
                 change.lower_tokens = max(left - told_tokens - 1, 0.0)
         if change or learned:
             # New limits go to the store too (in Redis, for processes yet to learn them).
@@ -384,6 +389,10 @@ def parse_duration(value: str | None) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != value:
         return None
     return sum(float(number) * _UNIT[unit] for number, unit in parts)
+
+
+def _at_most(level: float, cap: int | None) -> float:
+    return level if cap is None else min(level, cap)
 
 
 def _int(value: str | None) -> int | None:

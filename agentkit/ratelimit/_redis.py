@@ -93,12 +93,17 @@ elseif op == 'adjust' then
   local lr, lt = tonumber(ARGV[7]), tonumber(ARGV[8])
   local lower = tonumber(ARGV[9]) == epoch and (lr > 0 or lt > 0)
   if lower then epoch = epoch + 1 else lr, lt = 0, 0 end
+  -- Use seen elsewhere lowers a level, but not below zero on that account.
   if r then
-    r = math.min(r + tonumber(ARGV[5]) - lr, cap_r)
+    r = r + tonumber(ARGV[5])
+    if lr > 0 then r = math.max(r - lr, math.min(r, 0)) end
+    r = math.min(r, cap_r)
     if ARGV[10] ~= '' then r = math.min(r, tonumber(ARGV[10])) end
   end
   if t then
-    t = math.min(t + tonumber(ARGV[6]) - lt, cap_t)
+    t = t + tonumber(ARGV[6])
+    if lt > 0 then t = math.max(t - lt, math.min(t, 0)) end
+    t = math.min(t, cap_t)
     if ARGV[11] ~= '' then t = math.min(t, tonumber(ARGV[11])) end
   end
 elseif op == 'pause' then
