@@ -127,6 +127,8 @@ class RateLimit:
         self._id = os.urandom(6).hex()
         self._serial = itertools.count()
         self._bucket: Bucket = self._make_bucket()
+        # Buckets in memory never suspend, so nothing can cut them short: no shield.
+        self._local = isinstance(self._bucket, LocalBucket)
 
     def _make_bucket(self) -> Bucket:
         """The buckets this limit keeps its levels in (a subclass may keep them elsewhere)."""
@@ -213,6 +215,8 @@ class RateLimit:
 
     async def _take(self, tokens: int, owner: str) -> Taken:
         self._check_fits(tokens)  # again: a limit learned while waiting may be lower
+        if self._local:
+            return await self._bucket.take(tokens, self._caps, owner)
         # Shielded: a bucket in Redis may take the capacity and then lose the reply to a
         # cancellation, and the capacity with it.
         with anyio.CancelScope(shield=True):
@@ -304,14 +308,20 @@ class RateLimit:
         if the store of the buckets fails now, the request does not fail with it; the
         levels keep the estimate, which errs on the safe side."""
         try:
-            # Shielded: a correction cut short by a cancellation would be lost.
-            with anyio.CancelScope(shield=True):
-                if change or always:
-                    await self._bucket.adjust(change, self._caps)
-                if pause is not None:
-                    await self._bucket.pause(pause, self._caps)
+            if self._local:
+                await self._apply(change, pause, always)
+            else:
+                # Shielded: a correction cut short by a cancellation would be lost.
+                with anyio.CancelScope(shield=True):
+                    await self._apply(change, pause, always)
         except RateLimiterError as exc:
             logger.warning("rate limit: an answer's correction was not stored: %s", exc)
+
+    async def _apply(self, change: Change, pause: float | None, always: bool) -> None:
+        if change or always:
+            await self._bucket.adjust(change, self._caps)
+        if pause is not None:
+            await self._bucket.pause(pause, self._caps)
 
     async def give_back(self, ticket: Ticket, used: int) -> None:
         """The usage of a streamed answer, known at its end: it replaces the estimate."""
