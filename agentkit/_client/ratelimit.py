@@ -199,12 +199,14 @@ class RateLimit:
             if self._queue[0] is not waiter:
                 await waiter.turn.wait()
             while True:
+                # Made before the look: what an answer gives back during a slow look
+                # (Redis) still wakes this waiter.
+                waiter.kick = anyio.Event()
                 taken = await self._take(tokens, owner)
                 if taken[0] == 0:
                     held = False  # taking ends the hold
                     break
                 held = True
-                waiter.kick = anyio.Event()
                 with anyio.move_on_after(taken[0]):
                     await waiter.kick.wait()
         finally:
