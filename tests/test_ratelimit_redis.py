@@ -159,6 +159,8 @@ async def test_four_processes_share_one_limit_through_redis(redis_url: str) -> N
                     tg.start_soon(worker)
     assert sum(r["completed"] for r in results) == 200
     assert sum(r["failed_429"] for r in results) == 0
+    # The waits are in each process's run events.
+    assert sum(r["waited"] for r in results) > 200 and max(r["max_wait"] for r in results) > 1
     assert len(server.accepted) == 400
     assert refused_after_first_window(server) == 0
     assert 0.9 * 60 <= steady_rate(server) <= 60 * 1.02
