@@ -28,7 +28,7 @@ class Bucket(Protocol):
     async def take(self, tokens: int, caps: Caps, owner: str) -> Taken:
         """Take one request and `tokens` if both are there: a wait of 0 and the levels
         left; else take nothing: the seconds until they will be there (or a pause ends).
-        `owner` names the waiting request, for a store that holds the refill for it."""
+        `owner` names the waiting request, for a store that keeps it a place in line."""
         ...
 
     async def adjust(self, change: Change, caps: Caps) -> None:
@@ -40,7 +40,7 @@ class Bucket(Protocol):
         ...
 
     async def release(self, owner: str, caps: Caps) -> None:
-        """The request `owner` waits no more (cancelled, failed): drop what it holds."""
+        """The request `owner` waits no more (cancelled, failed): it leaves its place."""
         ...
 
 
@@ -68,7 +68,7 @@ class LocalBucket:
 
     async def take(self, tokens: int, caps: Caps, owner: str = "") -> Taken:
         """See `Bucket.take`. In one process, the queue of `RateLimit` keeps the order:
-        nothing is held for `owner`."""
+        `owner` has no place here."""
         now = time.monotonic()
         self._refill(caps, now)
         if now < self._pause_end:
@@ -108,7 +108,7 @@ class LocalBucket:
         self._pause_end = max(self._pause_end, time.monotonic() + seconds)
 
     async def release(self, owner: str, caps: Caps) -> None:
-        """See `Bucket.release`: nothing is held here."""
+        """See `Bucket.release`: there are no places here."""
 
 
 def _lowered(level: float, lower: float, apply: bool) -> float:

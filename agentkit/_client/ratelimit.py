@@ -175,8 +175,8 @@ class RateLimit:
             raise RequestOverRateLimitError("tokens", tokens, self._caps.tokens)
 
     async def _acquire(self, tokens: int, started: float) -> Ticket:
-        # Names this request to a store shared by processes, which holds the refill for
-        # the request that found too little (see `Bucket.take`).
+        # Names this request to a store shared by processes, which keeps a place in line
+        # for a request that found too little (see `RedisBucket.take`).
         owner = f"{self._id}:{next(self._serial)}"
         held = False
         if not self._queue and not self._taking:
@@ -190,7 +190,7 @@ class RateLimit:
                 return Ticket(tokens, taken, 0.0)
             held = True
             if self._queue:
-                # Others queued during the look, and go first: they need the refill now.
+                # Others queued during the look, and go first: this one leaves its place.
                 await self._release(owner)
                 held = False
         waiter = _Waiter()
@@ -204,13 +204,13 @@ class RateLimit:
                 waiter.kick = anyio.Event()
                 taken = await self._take(tokens, owner)
                 if taken[0] == 0:
-                    held = False  # taking ends the hold
+                    held = False  # taking leaves the place
                     break
                 held = True
                 with anyio.move_on_after(taken[0]):
                     await waiter.kick.wait()
         finally:
-            if held:  # cancelled or failed while holding the refill: let it go
+            if held and not self._local:  # cancelled or failed: leave the place in line
                 await self._release(owner)
             self._leave(waiter)
         return Ticket(tokens, taken, time.monotonic() - started)
@@ -229,8 +229,8 @@ class RateLimit:
         try:
             with anyio.CancelScope(shield=True):
                 await self._bucket.release(owner, self._caps)
-        except RateLimiterError as exc:  # the hold lapses by itself soon after
-            logger.warning("rate limit: a hold on the refill was not let go: %s", exc)
+        except RateLimiterError as exc:  # the place lapses by itself soon after
+            logger.warning("rate limit: a place in line was not left: %s", exc)
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue
