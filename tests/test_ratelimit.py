@@ -470,3 +470,37 @@ print(loaded)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+async def test_an_observer_around_the_run_sees_the_waits_too() -> None:
+    # A tracer wrapping each model step sets its own list: the client adds to it, and
+    # the run's events still report each request's own wait.
+    from agentkit._client.waits import rate_limit_waits
+
+    events: list[ModelRequestEnd] = []
+    outer: list[float] = [9.0]  # an earlier step's wait, not this run's
+    async with limited_server() as server:
+        limit = RateLimit(rpm=2, window=1.0)
+        async with ChatClient(
+            base_url=server.base_url, api_key="sk-test", rate_limit=limit
+        ) as client:
+            agent = Agent(
+                "m",
+                client=client,
+                tools=[get_current_time],
+                settings=ModelSettings(max_completion_tokens=64),
+                event_handler=lambda e: (
+                    events.append(e) if isinstance(e, ModelRequestEnd) else None
+                ),
+            )
+            await limit.acquire(1)
+            await limit.acquire(1)
+            token = rate_limit_waits.set(outer)
+            try:
+                with anyio.fail_after(5):
+                    await agent.run("What time is it in Tokyo?")
+            finally:
+                rate_limit_waits.reset(token)
+    assert len(events) == 2 and len(outer) == 3
+    assert [e.rate_limit_wait for e in events] == outer[1:]
+    assert events[0].rate_limit_wait >= 0.3
