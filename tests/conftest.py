@@ -33,6 +33,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "slow: a soak, load or fuzz test taking seconds; the quick pass leaves these out "
+        '(pytest -m "not slow"); CI runs them',
+    )
+    config.addinivalue_line(
+        "markers",
         "invalid_request_body: this test sends a request body that is meant to be invalid",
     )
 

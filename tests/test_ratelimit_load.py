@@ -11,7 +11,7 @@ from agentkit import RateLimit
 from tests.ratelimit_load import clock_load
 from tests.ratelimit_server import LimitedServer, limited_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 WINDOW = 2.0
 RUNS = 200

@@ -139,6 +139,7 @@ async def test_cancelled_waiter_gives_nothing_away(
         assert isinstance(await first.acquire(1), Ticket)
 
 
+@pytest.mark.slow
 async def test_four_processes_share_one_limit_through_redis(redis_url: str) -> None:
     name = f"load-{uuid.uuid4().hex}"
     async with limited_server(rpm=60, tpm=20_000, window=WINDOW) as server:
