@@ -3,6 +3,7 @@
 ```
 AgentKitError
 ├── UserError                  a usage mistake by the application developer
+│   ├── RequestOverRateLimitError  one request needs more than a whole window of the rate limit
 │   ├── ToolDefinitionError    a function that cannot become a tool
 │   └── ToolResultError        a tool returned something that is not JSON-serialisable
 ├── APIError                   .request
@@ -24,6 +25,7 @@ AgentKitError
 │   ├── ToolTimeoutError       the tool ran longer than its timeout
 │   ├── ToolThreadsExhaustedError  every thread for sync tools is held by a stuck call
 │   └── MCPServerError         an MCP server could not be reached, or its connection broke
+├── RateLimiterError           the store a shared rate limit keeps its buckets in failed (Redis)
 ├── ModelRetry                 raised by a tool to ask the model to try again
 └── AgentRunError              a run ended without an answer; .messages is the history so far
     ├── MaxTurnsExceeded
@@ -105,6 +107,8 @@ __all__ = [
     "ToolTimeoutError",
     "MCPServerError",
     "UnprocessableEntityError",
+    "RateLimiterError",
+    "RequestOverRateLimitError",
     "UserError",
 ]
 
@@ -134,6 +138,40 @@ def _rebuild(cls: type[AgentKitError], args: tuple[Any, ...], state: dict[str, A
 
 class UserError(AgentKitError):
     """A usage mistake by the application developer: bad arguments, settings or tools."""
+
+
+class RequestOverRateLimitError(UserError):
+    """One request needs more than the rate limit allows in a whole window, so it could
+    never be sent without a 429: raised at once instead of waiting forever.
+
+    Attributes:
+        resource: `"tokens"` or `"requests"`.
+        needed: What the request needs of it (tokens: its estimate).
+        limit: The limit per window.
+    """
+
+    def __init__(self, resource: str, needed: int, limit: int) -> None:
+        self.resource = resource
+        self.needed = needed
+        self.limit = limit
+        super().__init__(
+            f"this request needs an estimated {needed:,} {resource}, more than the rate limit "
+            f"of {limit:,} {resource} per window allows; lower max_completion_tokens, shorten "
+            "the conversation, or raise RateLimit(...) if the provider allows more"
+        )
+
+
+class RateLimiterError(AgentKitError):
+    """The store that a shared rate limit keeps its buckets in (Redis) could not be
+    reached or failed; the request was not sent, rather than sent unlimited.
+
+    Attributes:
+        limit_name: The name of the limit.
+    """
+
+    def __init__(self, message: str, *, limit_name: str) -> None:
+        self.limit_name = limit_name
+        super().__init__(message)
 
 
 class ToolDefinitionError(UserError):

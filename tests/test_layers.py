@@ -63,6 +63,7 @@ def test_nothing_below_agent_imports_it() -> None:
         "agentkit.sessions",
         "agentkit.durable",
         "agentkit.otel",
+        "agentkit.ratelimit",
     )
     edges = _graph()
     importers = {m for m, imported in edges.items() if "agentkit._agent" in imported}

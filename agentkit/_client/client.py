@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from agentkit._client.chunk_stream import ChatStream
+    from agentkit._client.ratelimit import RateLimit
     from agentkit._wire.bodies import Model
 
 __all__ = [
@@ -141,6 +142,11 @@ class ChatClient:
         max_retries: Retries after a connection error, a timeout, or a status of
             408, 409, 429 or 500 and above. 0 disables retrying.
         default_headers: Headers added to every request.
+        rate_limit: A `RateLimit` shared by every request of this client (and of any
+            other client given the same one): requests wait their turn to stay under
+            the provider's requests and tokens per minute, instead of bouncing off
+            them with 429s. `agentkit.ratelimit.RedisRateLimit` shares one limit
+            between processes. None (the default): no limiter.
 
     Example:
         >>> async with ChatClient(base_url="http://localhost:8000/v1") as client:
@@ -163,6 +169,7 @@ class ChatClient:
         max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES,
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         try:
@@ -218,6 +225,14 @@ class ChatClient:
             headers["authorization"] = f"Bearer {self._api_key}"
         headers.update(_check_headers(default_headers or {}, "default_headers"))
         self._headers = headers
+        if rate_limit is not None:
+            from agentkit._client.ratelimit import RateLimit  # loaded only when one is used
+
+            if not isinstance(rate_limit, RateLimit):
+                raise UserError(
+                    f"rate_limit must be a RateLimit (or RedisRateLimit), got {rate_limit!r}"
+                )
+        self._limiter = rate_limit
         # For `_fast_chat_request`: the client's headers merged with ours, per streaming flag,
         # with the client's headers they were merged from; and the chat URL, parsed.
         self._merged_headers: dict[bool, tuple[list[tuple[bytes, bytes]], Any]] = {}
@@ -441,13 +456,20 @@ class ChatClient:
         chosen = self._timeout if timeout is None else self._stack.timeout(timeout)
         return {} if chosen is None else {"timeout": chosen}
 
-    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, *, stream: bool, limited: bool = False
+    ) -> httpx.Response:
         """One attempt: the response if its status is 2xx, else the matching error.
 
         Not streamed, the body is read (up to `max_response_bytes`) within
         `attempt_timeout`; streamed, the response comes back open, and the stream
-        keeps to `attempt_timeout` itself.
+        keeps to `attempt_timeout` itself. With a rate limit, the attempt first waits
+        its turn (outside `attempt_timeout`), then comes back here `limited`.
         """
+        if self._limiter is not None and not limited:
+            from agentkit._client.limited import limited_send  # loaded with the first use
+
+            return await limited_send(self._send, self._limiter, request, stream=stream)
         if stream or self.attempt_timeout is None:
             return await self._send_once(request, stream=stream)
         with self._deadlines.move_on_after(self.attempt_timeout):

@@ -70,6 +70,9 @@ class ModelRequestEnd:
     """Seconds from sending the request to the whole answer."""
     endpoint: str | None = None
     """The endpoint that answered, when the client is a `FallbackModel`."""
+    rate_limit_wait: float = 0.0
+    """Seconds the request waited for the client's `RateLimit` (all attempts), part of
+    `latency`."""
 
 
 @dataclass(frozen=True)

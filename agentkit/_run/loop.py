@@ -159,6 +159,18 @@ class Run(Generic[OutputT]):
         fallback = sys.modules.get("agentkit._client.fallback")
         if fallback is not None and isinstance(self.client, fallback.FallbackModel):
             attempts = params["attempts"] = []
+        waits: list[float] | None = None
+        reset = None
+        if self.events is not None:
+            # The client adds each attempt's wait for its rate limit (if it has one) here:
+            # to a list an observer around this step set (a tracer), or to one of ours.
+            from agentkit._client.waits import rate_limit_waits
+
+            waits = rate_limit_waits.get()
+            if waits is None:
+                waits = []
+                reset = rate_limit_waits.set(waits)
+            first_wait = len(waits)
         started = time.perf_counter()
         try:
             response = await self._request(messages, params, turn)
@@ -166,6 +178,9 @@ class Run(Generic[OutputT]):
             if attempts and self.events is not None:
                 await self._report_fallbacks(turn, attempts)
             raise
+        finally:
+            if reset is not None:
+                rate_limit_waits.reset(reset)
         if attempts and self.events is not None:
             await self._report_fallbacks(turn, attempts)
         latency = time.perf_counter() - started
@@ -190,6 +205,7 @@ class Run(Generic[OutputT]):
                     response.usage,
                     latency,
                     attempts[-1].endpoint if attempts and attempts[-1].error is None else None,
+                    sum(waits[first_wait:]) if waits else 0.0,
                 ),
             )
         return response
