@@ -20,6 +20,12 @@ from tests.reliability_helpers import eventually
 pytestmark = pytest.mark.anyio
 
 
+# Long enough for a worker thread to take the call up on a loaded machine: a call
+# that times out while still queued is dropped, not stuck, and these tests count
+# stuck calls.
+STUCK_AFTER = 0.3
+
+
 class Hang:
     """A sync tool body that blocks until released, counting the calls that started."""
 
@@ -59,7 +65,7 @@ async def test_stuck_calls_fill_the_pool_then_new_calls_fail_fast(
     caplog.set_level(logging.WARNING, logger="agentkit")
     limiter = pool(2)
 
-    @tool(timeout=0.05)
+    @tool(timeout=STUCK_AFTER)
     def stuck() -> str:
         return hang()
 
@@ -96,7 +102,7 @@ async def test_stuck_calls_fill_the_pool_then_new_calls_fail_fast(
 async def test_threads_stay_bounded_however_many_calls_time_out(hang: Hang) -> None:
     pool(3)
 
-    @tool(timeout=0.02)
+    @tool(timeout=STUCK_AFTER)
     def stuck() -> str:
         return hang()
 
@@ -114,7 +120,7 @@ async def test_a_waiting_call_gets_the_thread_a_stuck_call_gives_back(hang: Hang
     pool(2)
     slow_done = threading.Event()
 
-    @tool(timeout=0.05)
+    @tool(timeout=STUCK_AFTER)
     def stuck() -> str:
         return hang()
 
@@ -182,7 +188,7 @@ def test_a_tool_stuck_in_run_after_run_stays_bounded_across_event_loops(
 ) -> None:
     # `run_sync` starts an event loop, and so a thread pool, per run: the tool's own
     # count of stuck calls bounds it across them.
-    @tool(timeout=0.02)
+    @tool(timeout=STUCK_AFTER)
     def stuck() -> str:
         return hang()
 
