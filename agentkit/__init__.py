@@ -28,6 +28,9 @@ if _typing.TYPE_CHECKING:
     from agentkit._client.model import (
         ChatModel as ChatModel,
     )
+    from agentkit._client.settings import (
+        ModelSettings as ModelSettings,
+    )
     from agentkit._exceptions import (
         AgentKitError as AgentKitError,
         AgentRunError as AgentRunError,
@@ -164,9 +167,6 @@ if _typing.TYPE_CHECKING:
         PromptTokensDetails as PromptTokensDetails,
         Usage as Usage,
     )
-    from agentkit._wire.settings import (
-        ModelSettings as ModelSettings,
-    )
 
 # Where each public name lives.
 _LAZY: dict[str, str] = {
@@ -225,7 +225,7 @@ _LAZY: dict[str, str] = {
     "ModelRequestEnd": "agentkit._run.events",
     "ModelRequestStart": "agentkit._run.events",
     "ModelRetry": "agentkit._exceptions",
-    "ModelSettings": "agentkit._wire.settings",
+    "ModelSettings": "agentkit._client.settings",
     "NamedToolChoice": "agentkit._wire.messages",
     "NotFoundError": "agentkit._exceptions",
     "OtherPart": "agentkit._wire.messages",

@@ -206,6 +206,8 @@ class ChatClient:
         self._api_key = _check_key(
             api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         )
+        if not self._api_key and parsed.host == "api.openai.com":
+            _check_credentials(http_client, default_headers)
         self._owns_http = http_client is None
         self._stack = stack_named(http) if http_client is None else stack_of(http_client)
         if timeout is None:
@@ -540,6 +542,8 @@ class ChatClient:
                 redact_key(error)
                 delay = self._retry_delay(error, retries)
                 if delay is None:
+                    if retries and isinstance(error, APIConnectionError) and error.args:
+                        error.args = (f"{error.args[0]} (gave up after {retries} retries)",)
                     raise
                 logger.info(
                     "retrying %s %s in %.2f s (retry %d of %d): %s",
@@ -593,6 +597,22 @@ def _check_key(key: str | None) -> str | None:
             "a line break, a control or non-ASCII character); check where it comes from"
         )
     return key or None
+
+
+def _check_credentials(http_client: Any, default_headers: Mapping[str, str] | None) -> None:
+    """A UserError, before any request, for api.openai.com without a key: it would only
+    answer 401. A key in an `Authorization` header of its own is one too."""
+    headers = [name.lower() for name in default_headers or ()]
+    if http_client is not None:
+        headers += [name.lower() for name in getattr(http_client, "headers", {})]
+    if "authorization" in headers or "api-key" in headers:
+        return
+    raise UserError(
+        "no API key for https://api.openai.com/v1: set the OPENAI_API_KEY environment "
+        "variable, or pass ChatClient(api_key=...). For a local or other OpenAI-compatible "
+        "server, pass ChatClient(base_url=...) or set OPENAI_BASE_URL (such as "
+        "http://localhost:11434/v1 for Ollama, http://localhost:8000/v1 for vLLM)"
+    )
 
 
 def _check_headers(headers: Mapping[str, str], where: str) -> dict[str, str]:
