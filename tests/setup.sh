@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond `pip install -e ".[dev]"`: the pinned
-# Stoplight Prism (npm), and the PostgreSQL and Redis servers that the tests
-# start themselves on 127.0.0.1 (tests/servers.py), from the system's packages.
+# Stoplight Prism (npm), the PostgreSQL and Redis servers that the tests
+# start themselves on 127.0.0.1 (tests/servers.py), and tmux (tests/terminal.py),
+# from the system's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null \
     || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# tmux: the `agentkit chat` tests type into a real terminal and read its screen.
+command -v tmux >/dev/null || missing+=(tmux)
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=()

@@ -1,0 +1,262 @@
+"""`agentkit chat`: an interactive conversation with an agent, drawn with rich."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.text import Text
+
+from agentkit import (
+    Agent,
+    AgentKitError,
+    Message,
+    RunComplete,
+    RunPaused,
+    TextDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
+from agentkit.cli._history import load_history, save_history
+
+__all__ = ["HELP", "ChatSession", "call_label"]
+
+HELP = (
+    "/reset  forget the conversation · /save FILE · /load FILE · /help · /exit\n"
+    "Ctrl-C cancels an answer; Ctrl-D (or /exit) ends the session."
+)
+_MAX_RESULT = 300
+"""Characters of a tool's result shown under its call; the model gets all of them."""
+
+
+def call_label(name: str, arguments: str) -> str:
+    """`name(key=value, …)` for a tool call whose arguments are a JSON object."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        return f"{name}({arguments})"
+    if not isinstance(parsed, dict):
+        return f"{name}({arguments})"
+    shown = ", ".join(
+        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in parsed.items()
+    )
+    return f"{name}({shown})"
+
+
+def _cut(text: str, limit: int = _MAX_RESULT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Turn:
+    """What one answer puts on the screen: its text as Markdown, re-rendered as it
+    streams, and a spinner for each tool call running; a finished call is printed
+    above, with its arguments and result."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.text = ""
+        self.streamed_text = False
+        self.running: dict[str, str] = {}
+        self.live: Live | None = None
+
+    def _render(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        if self.text:
+            parts.append(Markdown(self.text))
+        parts.extend(
+            Spinner("dots", text=Text(f"{label} …", style="cyan"))
+            for label in self.running.values()
+        )
+        return Group(*parts)
+
+    def _refresh(self) -> None:
+        if self.live is None:
+            self.live = Live(
+                self._render(),
+                console=self.console,
+                refresh_per_second=12,
+                vertical_overflow="visible",
+            )
+            self.live.start()
+        else:
+            self.live.update(self._render())
+
+    def text_delta(self, text: str) -> None:
+        self.text += text
+        self.streamed_text = True
+        self._refresh()
+
+    def tool_start(self, event: ToolCallStart) -> None:
+        self._finish_text()
+        self.running[event.tool_call_id] = call_label(event.tool_name, event.arguments)
+        self._refresh()
+
+    def tool_end(self, event: ToolCallEnd) -> None:
+        label = self.running.pop(event.tool_call_id, None) or call_label(
+            event.tool_name, event.arguments
+        )
+        if event.error:
+            outcome = f"[red]✗ {escape(label)} → error: {escape(_cut(event.error))}[/]"
+        else:
+            outcome = f"[green]✓[/] [cyan]{escape(label)}[/] → {escape(_cut(event.result))}"
+        self.console.print(outcome, highlight=False)
+        self._refresh()
+
+    def _finish_text(self) -> None:
+        """End the text shown so far, so tool calls print below it."""
+        if self.text:
+            self.text_done()
+
+    def text_done(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render(), refresh=True)
+            self.live.stop()
+            self.live = None
+        self.text = ""
+
+    def close(self) -> None:
+        self.running.clear()
+        self.text_done()
+
+
+class ChatSession:
+    """A conversation with one agent: each line the user types is a run, streamed, that
+    continues the conversation so far.
+
+    Args:
+        agent: The agent to talk to.
+        console: Where the session is drawn.
+        make_client: Called before each answer when the session was given a base URL:
+            the client the agent uses for that answer (each answer runs on an event
+            loop of its own, and a connection pool belongs to one loop).
+    """
+
+    def __init__(
+        self,
+        agent: Agent[Any, Any],
+        console: Console,
+        make_client: Callable[[], Any] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.console = console
+        self.make_client = make_client
+        self.messages: list[Message] = []
+
+    def loop(self) -> None:
+        """Read prompts until the end of input or `/exit`."""
+        while True:
+            try:
+                line = self.console.input("[bold magenta]you>[/] ")
+            except EOFError:
+                self.console.print()
+                return
+            except KeyboardInterrupt:
+                self.console.print("\n[dim](Ctrl-D or /exit to quit)[/]")
+                continue
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not self.command(line):
+                    return
+                continue
+            self.answer(line)
+
+    def command(self, line: str) -> bool:
+        """Carry out a `/command`; False for `/exit`."""
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in ("/exit", "/quit"):
+            return False
+        if name == "/reset":
+            self.messages = []
+            self.console.print("[dim]conversation reset[/]")
+        elif name == "/help":
+            self.console.print(HELP, highlight=False)
+        elif name in ("/save", "/load") and not argument:
+            self.console.print(f"[red]{name} needs a file name, such as {name} chat.json[/]")
+        elif name == "/save":
+            self._try(lambda: save_history(Path(argument), self.messages))
+            self.console.print(f"[dim]saved {len(self.messages)} messages to {escape(argument)}[/]")
+        elif name == "/load":
+            loaded = self._try(lambda: load_history(Path(argument)))
+            if loaded is not None:
+                self.messages = loaded
+                self.console.print(f"[dim]loaded {len(loaded)} messages from {escape(argument)}[/]")
+        else:
+            self.console.print(f"[red]unknown command {escape(name)}[/]; /help lists them")
+        return True
+
+    def _try(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except AgentKitError as exc:
+            self.console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+            return None
+
+    def answer(self, prompt: str) -> None:
+        """One streamed answer; Ctrl-C cancels it and leaves the conversation as it was."""
+        turn = _Turn(self.console)
+        try:
+            anyio.run(self._stream, prompt, turn)
+        except KeyboardInterrupt:
+            turn.close()
+            self.console.print("[yellow](answer cancelled)[/]")
+        except AgentKitError as exc:
+            turn.close()
+            self.console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        else:
+            turn.close()
+
+    async def _stream(self, prompt: str, turn: _Turn) -> None:
+        client = self.make_client() if self.make_client is not None else None
+        if client is not None:
+            self.agent.client = client
+        try:
+            async with self.agent.run_stream(
+                prompt, message_history=self.messages, event_handler=_shown_here
+            ) as stream:
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        turn.text_delta(event.text)
+                    elif isinstance(event, ToolCallStart):
+                        turn.tool_start(event)
+                    elif isinstance(event, ToolCallEnd):
+                        turn.tool_end(event)
+                    elif isinstance(event, RunComplete):
+                        self._complete(event, turn)
+                    elif isinstance(event, RunPaused):
+                        turn.close()
+                        waiting = ", ".join(p.tool_name for p in event.paused.pending)
+                        self.console.print(
+                            f"[yellow]the run paused for approval of {escape(waiting)}; "
+                            "agentkit chat does not approve calls: give the agent an "
+                            "approval_handler to decide them in the session[/]"
+                        )
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    def _complete(self, event: RunComplete[Any], turn: _Turn) -> None:
+        result = event.result
+        self.messages = list(result.messages)
+        if not isinstance(result.output, str) and not turn.streamed_text:
+            # Structured output: shown as the JSON it is, since no text was streamed.
+            turn.close()
+            from pydantic_core import to_json
+
+            self.console.print_json(to_json(result.output).decode())
+
+
+def _shown_here(event: object) -> None:
+    """The session draws every event itself: the agent's own handler (which may print
+    to the same terminal) is replaced for the session's runs."""
