@@ -259,3 +259,37 @@ def test_history_missing_file_and_unwritable_place(tmp_path: Path) -> None:
 )
 def test_call_label(arguments: str, label: str) -> None:
     assert call_label("get_time", arguments) == label
+
+
+# --- one event loop for a whole chat ---------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_chat_session_keeps_one_client_for_every_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client kept by the agent holds a connection pool, which belongs to one event
+    # loop: every answer of a session runs on the session's loop, so it serves them all.
+    import io
+
+    from rich.console import Console
+
+    from agentkit import ChatClient
+    from agentkit.cli._chat import ChatSession
+    from agentkit.serve import create_app
+    from tests.cli_agents import slow
+    from tests.serve_server import serving
+
+    app = create_app({"scripted": slow}, api_keys=None)
+    with serving(app) as served:
+        async with ChatClient(base_url=served.url, max_retries=0) as client:
+            out = io.StringIO()
+            session = ChatSession(Agent("scripted", client=client), Console(file=out, width=80))
+            for prompt in ("one", "two", "three"):
+                await session.answer(prompt)
+    assert "Traceback" not in out.getvalue() and "error" not in out.getvalue()
+    assert [m.content for m in session.messages if m.role == "assistant"] == [
+        "echo (scripted): one",
+        "echo (scripted): two",
+        "echo (scripted): three",
+    ]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 _EXIT_ERROR = 1
 _EXIT_USAGE = 2
@@ -133,17 +135,23 @@ def _agent_for(args: argparse.Namespace) -> Any:
     return agent
 
 
-def _client_maker(args: argparse.Namespace) -> Callable[[], Any] | None:
-    """For `--base-url`: a function making the client of one run (checked now)."""
+def _client_for(args: argparse.Namespace) -> Any:
+    """For `--base-url`: the client the agent uses instead of its own (made now, so a
+    bad URL or a missing key is reported before anything else happens)."""
     if not args.base_url:
         return None
     from agentkit import ChatClient
 
-    def make() -> ChatClient:
-        return ChatClient(base_url=args.base_url)
+    return ChatClient(base_url=args.base_url)
 
-    make()  # a bad URL or a missing key is reported before the first prompt
-    return make
+
+async def _with_client(agent: Any, client: Any, run: Callable[[], Awaitable[T]]) -> T:
+    """`run()`, with `client` (when there is one) given to the agent and closed after."""
+    if client is None:
+        return await run()
+    agent.client = client
+    async with client:
+        return await run()
 
 
 def _chat_command(args: argparse.Namespace) -> int:
@@ -162,7 +170,8 @@ def _chat_command(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - Windows
         pass
     agent = _agent_for(args)
-    session = ChatSession(agent, Console(highlight=False), _client_maker(args))
+    client = _client_for(args)
+    session = ChatSession(agent, Console(highlight=False))
     if args.load:
         from pathlib import Path
 
@@ -170,9 +179,11 @@ def _chat_command(args: argparse.Namespace) -> int:
 
         session.messages = load_history(Path(args.load))
     who = args.agent or "no agent: a plain chat"
-    session.console.print(f"[bold]agentkit chat[/] · model {agent.model} · {who}", markup=True)
+    session.console.print(f"[bold]agentkit chat[/] · model {agent.model} · {who}")
     session.console.print(f"[dim]{HELP}[/]")
-    session.loop()
+    import anyio
+
+    anyio.run(_with_client, agent, client, session.run)
     return 0
 
 
@@ -183,15 +194,13 @@ def _run_command(args: argparse.Namespace) -> int:
         print("agentkit: error: the prompt is empty", file=sys.stderr)
         return _EXIT_USAGE
     agent = _agent_for(args)
-    make_client = _client_maker(args)
+    client = _client_for(args)
     import anyio
 
-    return anyio.run(_run_once, agent, prompt, args, make_client)
+    return anyio.run(_with_client, agent, client, lambda: _run_once(agent, prompt, args))
 
 
-async def _run_once(
-    agent: Any, prompt: str, args: argparse.Namespace, make_client: Callable[[], Any] | None
-) -> int:
+async def _run_once(agent: Any, prompt: str, args: argparse.Namespace) -> int:
     from pydantic_core import to_json
 
     from agentkit import Paused, ToolCallEnd
@@ -202,13 +211,7 @@ async def _run_once(
             outcome = f"error: {event.error}" if event.error else event.result
             print(f"{event.tool_name}({event.arguments}) -> {outcome}", file=sys.stderr)
 
-    if make_client is not None:
-        agent.client = make_client()
-    try:
-        result = await agent.run(prompt, event_handler=show_call)
-    finally:
-        if make_client is not None:
-            await agent.client.aclose()
+    result = await agent.run(prompt, event_handler=show_call)
     if isinstance(result, Paused):
         waiting = ", ".join(p.tool_name for p in result.pending)
         print(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import anyio.to_thread
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markdown import Markdown
@@ -33,6 +37,7 @@ HELP = (
     "/reset  forget the conversation · /save FILE · /load FILE · /help · /exit\n"
     "Ctrl-C cancels an answer; Ctrl-D (or /exit) ends the session."
 )
+_PROMPT = "[bold magenta]you>[/] "
 _MAX_RESULT = 300
 """Characters of a tool's result shown under its call; the model gets all of them."""
 
@@ -132,36 +137,47 @@ class ChatSession:
     """A conversation with one agent: each line the user types is a run, streamed, that
     continues the conversation so far.
 
+    The whole session is one event loop, so a client the agent keeps (and its
+    connection pool) serves every answer. Lines are read in a worker thread; Ctrl-C
+    (SIGINT) is received by the loop, and cancels the answer in progress, if any.
+
     Args:
         agent: The agent to talk to.
         console: Where the session is drawn.
-        make_client: Called before each answer when the session was given a base URL:
-            the client the agent uses for that answer (each answer runs on an event
-            loop of its own, and a connection pool belongs to one loop).
     """
 
-    def __init__(
-        self,
-        agent: Agent[Any, Any],
-        console: Console,
-        make_client: Callable[[], Any] | None = None,
-    ) -> None:
+    def __init__(self, agent: Agent[Any, Any], console: Console) -> None:
         self.agent = agent
         self.console = console
-        self.make_client = make_client
         self.messages: list[Message] = []
+        self._answering: anyio.CancelScope | None = None
 
-    def loop(self) -> None:
-        """Read prompts until the end of input or `/exit`."""
+    async def run(self) -> None:
+        """Read prompts and answer them until the end of input or `/exit`."""
+        async with anyio.create_task_group() as group:
+            if sys.platform != "win32":  # no SIGINT receiver there: Ctrl-C ends the session
+                await group.start(self._interrupts)
+            await self._loop()
+            group.cancel_scope.cancel()
+
+    async def _interrupts(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                if self._answering is not None:
+                    self._answering.cancel()
+                else:
+                    # At the prompt: the line being typed is kept; say how to leave.
+                    self.console.print("\n[dim](Ctrl-D or /exit to quit)[/]")
+                    self.console.print(_PROMPT, end="")
+
+    async def _loop(self) -> None:
         while True:
             try:
-                line = self.console.input("[bold magenta]you>[/] ")
+                line = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
             except EOFError:
                 self.console.print()
                 return
-            except KeyboardInterrupt:
-                self.console.print("\n[dim](Ctrl-D or /exit to quit)[/]")
-                continue
             line = line.strip()
             if not line:
                 continue
@@ -169,7 +185,10 @@ class ChatSession:
                 if not self.command(line):
                     return
                 continue
-            self.answer(line)
+            await self.answer(line)
+
+    def _read(self) -> str:
+        return self.console.input(_PROMPT)
 
     def command(self, line: str) -> bool:
         """Carry out a `/command`; False for `/exit`."""
@@ -203,48 +222,44 @@ class ChatSession:
             self.console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
             return None
 
-    def answer(self, prompt: str) -> None:
+    async def answer(self, prompt: str) -> None:
         """One streamed answer; Ctrl-C cancels it and leaves the conversation as it was."""
         turn = _Turn(self.console)
         try:
-            anyio.run(self._stream, prompt, turn)
-        except KeyboardInterrupt:
-            turn.close()
-            self.console.print("[yellow](answer cancelled)[/]")
+            with anyio.CancelScope() as scope:
+                self._answering = scope
+                await self._stream(prompt, turn)
         except AgentKitError as exc:
             turn.close()
             self.console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        else:
-            turn.close()
+            return
+        finally:
+            self._answering = None
+        turn.close()
+        if scope.cancelled_caught:
+            self.console.print("[yellow](answer cancelled)[/]")
 
     async def _stream(self, prompt: str, turn: _Turn) -> None:
-        client = self.make_client() if self.make_client is not None else None
-        if client is not None:
-            self.agent.client = client
-        try:
-            async with self.agent.run_stream(
-                prompt, message_history=self.messages, event_handler=_shown_here
-            ) as stream:
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        turn.text_delta(event.text)
-                    elif isinstance(event, ToolCallStart):
-                        turn.tool_start(event)
-                    elif isinstance(event, ToolCallEnd):
-                        turn.tool_end(event)
-                    elif isinstance(event, RunComplete):
-                        self._complete(event, turn)
-                    elif isinstance(event, RunPaused):
-                        turn.close()
-                        waiting = ", ".join(p.tool_name for p in event.paused.pending)
-                        self.console.print(
-                            f"[yellow]the run paused for approval of {escape(waiting)}; "
-                            "agentkit chat does not approve calls: give the agent an "
-                            "approval_handler to decide them in the session[/]"
-                        )
-        finally:
-            if client is not None:
-                await client.aclose()
+        async with self.agent.run_stream(
+            prompt, message_history=self.messages, event_handler=_shown_here
+        ) as stream:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    turn.text_delta(event.text)
+                elif isinstance(event, ToolCallStart):
+                    turn.tool_start(event)
+                elif isinstance(event, ToolCallEnd):
+                    turn.tool_end(event)
+                elif isinstance(event, RunComplete):
+                    self._complete(event, turn)
+                elif isinstance(event, RunPaused):
+                    turn.close()
+                    waiting = ", ".join(p.tool_name for p in event.paused.pending)
+                    self.console.print(
+                        f"[yellow]the run paused for approval of {escape(waiting)}; "
+                        "agentkit chat does not approve calls: give the agent an "
+                        "approval_handler to decide them in the session[/]"
+                    )
 
     def _complete(self, event: RunComplete[Any], turn: _Turn) -> None:
         result = event.result
