@@ -543,6 +543,7 @@ class ChatClient:
                 delay = self._retry_delay(error, retries)
                 if delay is None:
                     if retries and isinstance(error, APIConnectionError) and error.args:
+                        # It ends the request: say that retrying did not help.
                         error.args = (f"{error.args[0]} (gave up after {retries} retries)",)
                     raise
                 logger.info(
