@@ -4,6 +4,7 @@ its message, its repr or its pickle."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import socket
 from typing import Any
@@ -327,3 +328,74 @@ def test_max_turns_error_says_how_to_get_an_answer() -> None:
         agent.run_sync("Hi")
     assert 'on_max_turns="answer"' in str(caught.value)
     assert "max_turns=2" in str(caught.value)
+
+
+# --- one client, many event loops ------------------------------------------------------
+
+
+# The sockets of an ended event loop can only be closed by the garbage collector, with a
+# ResourceWarning ("unclosed transport"); collected here, so that no later test sees them.
+_ENDED_LOOP_SOCKETS = (
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+)
+
+
+@_ENDED_LOOP_SOCKETS[0]
+@_ENDED_LOOP_SOCKETS[1]
+def test_one_client_serves_run_sync_after_run_sync() -> None:
+    # Each run_sync is an event loop of its own, and a connection pool belongs to the
+    # loop that made it: the client starts a new pool instead of failing with asyncio's
+    # "Event loop is closed".
+    import asyncio
+
+    import anyio
+
+    from agentkit.serve import create_app
+    from tests.cli_agents import slow
+    from tests.serve_server import serving
+
+    with serving(create_app({"scripted": slow}, api_keys=None)) as served:
+        client = ChatClient(base_url=served.url, max_retries=0)
+        agent = Agent("scripted", client=client)
+        answers = [agent.run_sync(word).output for word in ("one", "two", "three")]
+        streamed = [
+            "".join(e.text for e in agent.run_stream_sync(word) if hasattr(e, "text"))
+            for word in ("four", "five")
+        ]
+
+        async def ask(word: str) -> object:
+            return (await agent.run(word)).output
+
+        other = [
+            anyio.run(ask, "six", backend="trio"),
+            anyio.run(ask, "seven", backend="trio"),
+            asyncio.run(ask("eight")),  # type: ignore[arg-type]
+        ]
+        asyncio.run(client.aclose())
+    gc.collect()
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+    assert [*answers, *streamed, *other] == [f"echo (scripted): {w}" for w in words]
+
+
+@_ENDED_LOOP_SOCKETS[0]
+@_ENDED_LOOP_SOCKETS[1]
+def test_a_given_http_client_from_an_ended_loop_says_what_to_do() -> None:
+    from agentkit.serve import create_app
+    from tests.cli_agents import slow
+    from tests.serve_server import serving
+
+    with serving(create_app({"scripted": slow}, api_keys=None)) as served:
+        given = httpx.AsyncClient()
+        client = ChatClient(base_url=served.url, api_key=KEY, http_client=given, max_retries=0)
+        agent = Agent("scripted", client=client)
+        assert agent.run_sync("one").output == "echo (scripted): one"
+        with pytest.raises(UserError) as caught:
+            agent.run_sync("two")
+    message = str(caught.value)
+    _no_secret(caught.value, KEY)
+    # The traceback holds the pool of the ended loop: dropped, so it is collected here.
+    del given, client, agent, caught
+    gc.collect()
+    assert "another event loop" in message and "run_sync" in message
+    assert "make the http_client inside the event loop" in message.lower()

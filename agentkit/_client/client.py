@@ -246,7 +246,13 @@ class ChatClient:
     async def aclose(self) -> None:
         """Close the connection pool, unless it was passed in by the caller."""
         if self._owns_http:
-            await self._http.aclose()
+            try:
+                await self._http.aclose()
+            except RuntimeError:
+                # Its connections were made in an event loop that has ended (see
+                # `_new_pool`): they cannot be closed from this one, and went with it.
+                self._http = self._stack.client(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
+                await self._http.aclose()
 
     # --- the API ----------------------------------------------------------------------
 
@@ -458,7 +464,9 @@ class ChatClient:
             request=request,
         )
 
-    async def _send_once(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send_once(
+        self, request: httpx.Request, *, stream: bool, renewed: bool = False
+    ) -> httpx.Response:
         if self._http.is_closed:
             raise UserError("this ChatClient, or the http_client it was given, is closed")
         started = time.perf_counter()
@@ -476,6 +484,13 @@ class ChatClient:
             ) from None
         except self._stack.transport_error as exc:
             raise transport_error(exc, request, self._stack) from exc
+        except RuntimeError as exc:
+            # Not an error httpx raises for a request: its pool was made in another event
+            # loop (or under another async library), which cannot be used here.
+            if renewed:
+                raise
+            self._new_pool(exc)
+            return await self._send_once(request, stream=stream, renewed=True)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.0f ms",
@@ -491,6 +506,23 @@ class ChatClient:
         content = await self._read(response, request, cut=True)
         # A server may quote the key back ("invalid key sk-…"): status_error masks it.
         raise status_error(response, parse_body(content))
+
+    def _new_pool(self, exc: RuntimeError) -> None:
+        """A new connection pool in place of one made in another event loop: the client
+        was used with `run_sync`, `anyio.run` or `asyncio.run` before. A pool given by
+        the caller is theirs: an error says why it failed."""
+        if not self._owns_http:
+            raise UserError(
+                f"the http_client given to this ChatClient failed ({exc}): its connections "
+                "were most likely made in another event loop, which has ended (each "
+                "run_sync, anyio.run or asyncio.run starts a new one). Make the http_client "
+                "inside the event loop that uses it, or let ChatClient make its own (it "
+                "starts a new pool in a new loop)"
+            ) from exc
+        logger.debug("event loop changed: a new connection pool for %s", display_url(self.base_url))
+        # The old pool is dropped, not closed: closing needs the loop that has ended.
+        self._http = self._stack.client(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
+        self._merged_headers.clear()
 
     async def _read(self, response: httpx.Response, request: httpx.Request, *, cut: bool) -> bytes:
         """The body of a response, read to its end and closed; `response.content` too.
