@@ -80,27 +80,22 @@ class _Setting(Generic[T]):
         agent.config = agent.config.replace(**{self._name: value})
 
 
-class _Checked(Generic[T]):
+class _Checked:
     """A plain attribute of `Agent`, checked by `check` whenever it is set (in the
-    constructor too), so a wrong value fails where it is given, not in a run."""
+    constructor too), so a wrong value fails where it is given, not in a run.
 
-    def __init__(self, check: Callable[[Any], T]) -> None:
+    It has no `__get__`: the value lives in the instance's `__dict__` under the same
+    name, so reading it (once per run) costs a plain attribute read.
+    """
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
         self._check = check
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
-        self._slot = "_" + name
-
-    @overload
-    def __get__(self, agent: None, owner: type[Any]) -> Self: ...
-    @overload
-    def __get__(self, agent: Agent[Any, Any], owner: type[Any]) -> T: ...
-    def __get__(self, agent: Agent[Any, Any] | None, owner: type[Any]) -> Self | T:
-        if agent is None:
-            return self
-        return agent.__dict__[self._slot]  # type: ignore[no-any-return]
+        self._name = name
 
     def __set__(self, agent: Agent[Any, Any], value: Any) -> None:
-        agent.__dict__[self._slot] = self._check(value)
+        agent.__dict__[self._name] = self._check(value)
 
 
 def _check_client(client: Any) -> ChatModel | None:
@@ -257,8 +252,12 @@ class Agent(Generic[OutputT, PauseT]):
     reset_tool_choice = _Setting[bool]()
     tool_concurrency = _Setting[int | None]()
     max_tool_result_chars = _Setting[int | None]()
-    client = _Checked(_check_client)
-    event_handler = _Checked(_check_event_handler)
+    if TYPE_CHECKING:
+        client: ChatModel | None
+        event_handler: EventHandler | None
+    else:
+        client = _Checked(_check_client)
+        event_handler = _Checked(_check_event_handler)
 
     def __init__(
         self,
