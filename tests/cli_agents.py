@@ -36,6 +36,8 @@ def _answer(request: ModelRequest) -> Reply:
         return tool_calls(("wait", {"seconds": float(text.split()[1]) if " " in text else 30}))
     if text == "markdown":
         return MARKDOWN
+    if text == "long":
+        return "\n".join(f"{n}. line number {n}" for n in range(1, 81)) + "\n\nThe end."
     return f"echo ({request.body['model']}): {text}"
 
 

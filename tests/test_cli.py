@@ -293,3 +293,31 @@ async def test_chat_session_keeps_one_client_for_every_answer(
         "echo (scripted): two",
         "echo (scripted): three",
     ]
+
+
+# --- what of a streamed answer is printed for good ---------------------------------------
+
+
+def test_settled_blocks_are_the_complete_ones() -> None:
+    from agentkit.cli._chat import settled
+
+    assert settled("One paragraph", 20, 80) == ("", "One paragraph")
+    assert settled("First.\n\nSecond, still", 20, 80) == ("First.\n\n", "Second, still")
+    # A blank line inside a code block does not end it.
+    text = "Intro.\n\n```python\nx = 1\n\ny = 2\n"
+    assert settled(text, 20, 80) == ("Intro.\n\n", "```python\nx = 1\n\ny = 2\n")
+
+
+def test_settled_cuts_what_outgrows_the_screen() -> None:
+    from agentkit.cli._chat import settled
+
+    lines = "\n".join(f"- item {n}" for n in range(30))
+    done, rest = settled(lines, 10, 80)
+    assert done + "\n" + rest == lines and rest == "- item 29"
+    # Inside a code block, the block is closed and opened again.
+    code = "```python\n" + "\n".join(f"x{n} = {n}" for n in range(30))
+    done, rest = settled(code, 10, 80)
+    assert done.endswith("x28 = 28\n```") and rest == "```python\nx29 = 29"
+    # Wrapped lines count as the lines they take.
+    done, rest = settled("a" * 500 + "\n" + "b", 4, 80)
+    assert done == "a" * 500 and rest == "b"

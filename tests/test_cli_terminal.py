@@ -165,3 +165,18 @@ def test_chat_that_cannot_start_says_why() -> None:
         screen = term.screen()
         assert "agentkit: error: this factory refuses, on purpose" in screen
         assert "[exited 1]" in screen
+
+
+def test_a_long_answer_leaves_one_copy_in_the_scrollback() -> None:
+    # 80 lines on a 24-line screen: the live area must never outgrow the screen, or
+    # each redraw leaves a copy of it behind.
+    command = _command("chat", "tests/cli_agents.py:slow")
+    with terminal(command, env=_env(), width=80, height=24) as term:
+        term.wait_for(PROMPT)
+        term.type("long")
+        screen = term.wait_for(PROMPT, count=2)
+        assert screen.count("line number") == 80
+        assert screen.index(" 1 line number 1 ") < screen.index("80 line number 80")
+        assert screen.index("80 line number 80") < screen.index("The end.")
+        term.type("/exit")
+        assert term.exited()

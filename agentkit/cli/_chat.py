@@ -31,7 +31,7 @@ from agentkit import (
 )
 from agentkit.cli._history import load_history, save_history
 
-__all__ = ["HELP", "ChatSession", "call_label"]
+__all__ = ["HELP", "ChatSession", "call_label", "settled"]
 
 HELP = (
     "/reset  forget the conversation · /save FILE · /load FILE · /help · /exit\n"
@@ -54,6 +54,40 @@ def call_label(name: str, arguments: str) -> str:
         f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in parsed.items()
     )
     return f"{name}({shown})"
+
+
+def settled(text: str, height: int, width: int) -> tuple[str, str]:
+    """`text` split into the Markdown blocks that are complete, which will not change
+    as more text streams in, and the rest; a rest taller than `height` lines (of
+    `width` characters) is split at its last line, even inside a code block (which
+    is then closed in the first part and opened again in the second)."""
+    done = ""
+    fence = _open_fence(text)
+    # The last blank line outside a code block ends the complete blocks.
+    cut = text.rfind("\n\n")
+    while cut > 0 and _open_fence(text[:cut]):
+        cut = text.rfind("\n\n", 0, cut)
+    if cut > 0:
+        done, text = text[: cut + 2], text[cut + 2 :]
+    if sum(1 + len(line) // max(width, 1) for line in text.split("\n")) <= height:
+        return done, text
+    line_end = text.rfind("\n")
+    if line_end <= 0:
+        return done, text
+    head, tail = text[:line_end], text[line_end + 1 :]
+    fence = _open_fence(done + head)
+    if fence:
+        head, tail = f"{head}\n```", f"{fence}\n{tail}"
+    return done + head, tail
+
+
+def _open_fence(text: str) -> str:
+    """The opening line of the code block `text` ends inside of, or ""."""
+    opening = ""
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            opening = "" if opening else line.strip()
+    return opening
 
 
 def _cut(text: str, limit: int = _MAX_RESULT) -> str:
@@ -98,6 +132,11 @@ class _Turn:
     def text_delta(self, text: str) -> None:
         self.text += text
         self.streamed_text = True
+        done, self.text = settled(self.text, max(self.console.height - 4, 4), self.console.width)
+        if done:
+            # Printed for good above the live area, which keeps only the rest: a live area
+            # taller than the screen leaves a copy of itself in the scrollback at each redraw.
+            self.console.print(Markdown(done))
         self._refresh()
 
     def tool_start(self, event: ToolCallStart) -> None:
