@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 from pydantic import BaseModel
 
-from agentkit import Agent, ToolMessage, UserError, tool
+from agentkit import Agent, Paused, Tool, ToolMessage, UserError, tool
 from agentkit.testing import FunctionModel, ModelRequest, Reply, tool_calls
 
 MARKDOWN = "# Heading one\n\nSome **bold words** and `code`.\n\n- first item\n- second item\n"
@@ -62,3 +62,39 @@ def broken() -> Agent[str]:
 
 
 not_an_agent = 42
+
+
+@tool(requires_approval=True)
+def refund(order: str, amount: int) -> str:
+    """Refund an order.
+
+    Args:
+        order: The order id.
+        amount: The amount in euros.
+    """
+    return f"refunded {amount} EUR on {order}"
+
+
+class Where(BaseModel):
+    """The user's location, asked of their device."""
+
+    precision: str = "city"
+
+
+def _desk(request: ModelRequest) -> Reply:
+    last = request.messages[-1]
+    if isinstance(last, ToolMessage):
+        answers = [m for m in request.messages if isinstance(m, ToolMessage)]
+        return "Done: " + "; ".join(str(m.content) for m in answers[-2:])
+    return tool_calls(
+        ("refund", {"order": "A-1", "amount": 40}),
+        ("get_location", {"precision": "city"}),
+    )
+
+
+desk = Agent(
+    "scripted",
+    client=FunctionModel(_desk),
+    tools=[refund, Tool.external("get_location", Where)],
+    pauses=Paused,
+)

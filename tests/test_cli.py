@@ -15,9 +15,9 @@ import pytest
 
 from agentkit import Agent, AssistantMessage, ToolMessage, UserError, UserMessage
 from agentkit.cli import main
-from agentkit.cli._chat import call_label
 from agentkit.cli._history import load_history, save_history
 from agentkit.cli._load import load_agent
+from agentkit.cli._screen import call_label
 
 ROOT = Path(__file__).parent.parent
 CLOCK = "examples/clock.py:build_agent"
@@ -98,7 +98,10 @@ def test_run_structured_output_prints_json() -> None:
     [
         ("tests/missing.py:agent", "no such file: tests/missing.py"),
         ("no_such_module:agent", "no module named 'no_such_module'"),
-        ("tests/cli_agents.py:nothing", "has no attribute 'nothing'; its agents: slow, structured"),
+        (
+            "tests/cli_agents.py:nothing",
+            "has no attribute 'nothing'; its agents: desk, slow, structured",
+        ),
         ("tests/cli_agents.py", "has no attribute 'agent'"),
         ("tests/cli_agents.py:not_an_agent", "is int, not an agentkit.Agent"),
         ("tests/cli_agents.py:broken", "this factory refuses, on purpose"),
@@ -299,7 +302,7 @@ async def test_chat_session_keeps_one_client_for_every_answer(
 
 
 def test_settled_blocks_are_the_complete_ones() -> None:
-    from agentkit.cli._chat import settled
+    from agentkit.cli._screen import settled
 
     assert settled("One paragraph", 20, 80) == ("", "One paragraph")
     assert settled("First.\n\nSecond, still", 20, 80) == ("First.\n\n", "Second, still")
@@ -309,7 +312,7 @@ def test_settled_blocks_are_the_complete_ones() -> None:
 
 
 def test_settled_cuts_what_outgrows_the_screen() -> None:
-    from agentkit.cli._chat import settled
+    from agentkit.cli._screen import settled
 
     lines = "\n".join(f"- item {n}" for n in range(30))
     done, rest = settled(lines, 10, 80)
@@ -321,3 +324,10 @@ def test_settled_cuts_what_outgrows_the_screen() -> None:
     # Wrapped lines count as the lines they take.
     done, rest = settled("a" * 500 + "\n" + "b", 4, 80)
     assert done == "a" * 500 and rest == "b"
+
+
+def test_run_of_a_paused_run_says_what_waits() -> None:
+    done = agentkit("run", "tests/cli_agents.py:desk", "refund please")
+    assert done.returncode == 1 and done.stdout == ""
+    assert "the run paused for refund, get_location" in done.stderr
+    assert "agentkit chat" in done.stderr and "Traceback" not in done.stderr

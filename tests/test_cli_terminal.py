@@ -180,3 +180,35 @@ def test_a_long_answer_leaves_one_copy_in_the_scrollback() -> None:
         assert screen.index("80 line number 80") < screen.index("The end.")
         term.type("/exit")
         assert term.exited()
+
+
+def test_a_paused_run_asks_at_the_prompt(tmp_path: Path) -> None:
+    saved = tmp_path / "desk.json"
+    with terminal(_command("chat", "tests/cli_agents.py:desk"), env=_env()) as term:
+        term.wait_for(PROMPT)
+        term.type("refund please")
+        term.wait_for('allow refund(order="A-1", amount=40)? (y, or a reason to refuse)')
+        term.type("y")
+        term.wait_for('result of get_location(precision="city")>')
+        term.type("Lisbon, Portugal")
+        term.wait_for("Done: refunded 40 EUR on A-1; Lisbon, Portugal")
+        assert '✓ refund(order="A-1", amount=40) → refunded 40 EUR on A-1' in term.screen()
+
+        term.type("again")
+        term.wait_for("allow refund", count=2)
+        term.type("over the limit")  # any other text refuses, and is the reason
+        term.wait_for("result of get_location", count=2)
+        term.type("Porto")
+        term.wait_for("the call was rejected: over the limit; Porto")
+
+        # Ctrl-C during a question cancels the answer; the next line is a new prompt.
+        term.type("and again")
+        term.wait_for("allow refund", count=3)
+        term.keys("C-c")
+        term.wait_for("(answer cancelled)")
+        term.type(f"/save {saved}")
+        term.wait_for("saved 10 messages")
+        term.type("/exit")
+        assert term.exited()
+    roles = [m["role"] for m in json.loads(saved.read_text())]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant"] * 2

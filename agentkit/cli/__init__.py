@@ -216,7 +216,8 @@ async def _run_once(agent: Any, prompt: str, args: argparse.Namespace) -> int:
         waiting = ", ".join(p.tool_name for p in result.pending)
         print(
             f"agentkit: error: the run paused for {waiting}, which need approval or an "
-            "outside result; agentkit run cannot give them (use Agent.resume in code)",
+            "outside result; agentkit run cannot give them: use agentkit chat, which asks, "
+            "or Agent.resume in code",
             file=sys.stderr,
         )
         return _EXIT_ERROR

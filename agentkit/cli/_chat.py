@@ -2,174 +2,43 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.to_thread
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.markdown import Markdown
+from rich.console import Console
 from rich.markup import escape
-from rich.spinner import Spinner
-from rich.text import Text
 
 from agentkit import (
     Agent,
     AgentKitError,
     Message,
+    Paused,
+    PendingCall,
+    Reject,
     RunComplete,
-    RunPaused,
     TextDelta,
     ToolCallEnd,
     ToolCallStart,
 )
 from agentkit.cli._history import load_history, save_history
+from agentkit.cli._lines import LineReader
+from agentkit.cli._screen import Turn, call_label
 
-__all__ = ["HELP", "ChatSession", "call_label", "settled"]
+__all__ = ["HELP", "ChatSession"]
 
 HELP = (
     "/reset  forget the conversation · /save FILE · /load FILE · /help · /exit\n"
     "Ctrl-C cancels an answer; Ctrl-D (or /exit) ends the session."
 )
 _PROMPT = "[bold magenta]you>[/] "
-_MAX_RESULT = 300
-"""Characters of a tool's result shown under its call; the model gets all of them."""
-
-
-def call_label(name: str, arguments: str) -> str:
-    """`name(key=value, …)` for a tool call whose arguments are a JSON object."""
-    try:
-        parsed = json.loads(arguments or "{}")
-    except ValueError:
-        return f"{name}({arguments})"
-    if not isinstance(parsed, dict):
-        return f"{name}({arguments})"
-    shown = ", ".join(
-        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in parsed.items()
-    )
-    return f"{name}({shown})"
-
-
-def settled(text: str, height: int, width: int) -> tuple[str, str]:
-    """`text` split into the Markdown blocks that are complete, which will not change
-    as more text streams in, and the rest; a rest taller than `height` lines (of
-    `width` characters) is split at its last line, even inside a code block (which
-    is then closed in the first part and opened again in the second)."""
-    done = ""
-    fence = _open_fence(text)
-    # The last blank line outside a code block ends the complete blocks.
-    cut = text.rfind("\n\n")
-    while cut > 0 and _open_fence(text[:cut]):
-        cut = text.rfind("\n\n", 0, cut)
-    if cut > 0:
-        done, text = text[: cut + 2], text[cut + 2 :]
-    if sum(1 + len(line) // max(width, 1) for line in text.split("\n")) <= height:
-        return done, text
-    line_end = text.rfind("\n")
-    if line_end <= 0:
-        return done, text
-    head, tail = text[:line_end], text[line_end + 1 :]
-    fence = _open_fence(done + head)
-    if fence:
-        head, tail = f"{head}\n```", f"{fence}\n{tail}"
-    return done + head, tail
-
-
-def _open_fence(text: str) -> str:
-    """The opening line of the code block `text` ends inside of, or ""."""
-    opening = ""
-    for line in text.split("\n"):
-        if line.lstrip().startswith("```"):
-            opening = "" if opening else line.strip()
-    return opening
-
-
-def _cut(text: str, limit: int = _MAX_RESULT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Turn:
-    """What one answer puts on the screen: its text as Markdown, re-rendered as it
-    streams, and a spinner for each tool call running; a finished call is printed
-    above, with its arguments and result."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.text = ""
-        self.streamed_text = False
-        self.running: dict[str, str] = {}
-        self.live: Live | None = None
-
-    def _render(self) -> RenderableType:
-        parts: list[RenderableType] = []
-        if self.text:
-            parts.append(Markdown(self.text))
-        parts.extend(
-            Spinner("dots", text=Text(f"{label} …", style="cyan"))
-            for label in self.running.values()
-        )
-        return Group(*parts)
-
-    def _refresh(self) -> None:
-        if self.live is None:
-            self.live = Live(
-                self._render(),
-                console=self.console,
-                refresh_per_second=12,
-                vertical_overflow="visible",
-            )
-            self.live.start()
-        else:
-            self.live.update(self._render())
-
-    def text_delta(self, text: str) -> None:
-        self.text += text
-        self.streamed_text = True
-        done, self.text = settled(self.text, max(self.console.height - 4, 4), self.console.width)
-        if done:
-            # Printed for good above the live area, which keeps only the rest: a live area
-            # taller than the screen leaves a copy of itself in the scrollback at each redraw.
-            self.console.print(Markdown(done))
-        self._refresh()
-
-    def tool_start(self, event: ToolCallStart) -> None:
-        self._finish_text()
-        self.running[event.tool_call_id] = call_label(event.tool_name, event.arguments)
-        self._refresh()
-
-    def tool_end(self, event: ToolCallEnd) -> None:
-        label = self.running.pop(event.tool_call_id, None) or call_label(
-            event.tool_name, event.arguments
-        )
-        if event.error:
-            outcome = f"[red]✗ {escape(label)} → error: {escape(_cut(event.error))}[/]"
-        else:
-            outcome = f"[green]✓[/] [cyan]{escape(label)}[/] → {escape(_cut(event.result))}"
-        self.console.print(outcome, highlight=False)
-        self._refresh()
-
-    def _finish_text(self) -> None:
-        """End the text shown so far, so tool calls print below it."""
-        if self.text:
-            self.text_done()
-
-    def text_done(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render(), refresh=True)
-            self.live.stop()
-            self.live = None
-        self.text = ""
-
-    def close(self) -> None:
-        self.running.clear()
-        self.text_done()
+_YES = ("y", "yes")
+_NO = ("", "n", "no")
 
 
 class ChatSession:
@@ -177,8 +46,11 @@ class ChatSession:
     continues the conversation so far.
 
     The whole session is one event loop, so a client the agent keeps (and its
-    connection pool) serves every answer. Lines are read in a worker thread; Ctrl-C
+    connection pool) serves every answer. Lines are read in a thread; Ctrl-C
     (SIGINT) is received by the loop, and cancels the answer in progress, if any.
+    A run that pauses asks at the prompt: a call that requires approval is
+    approved with `y`, refused with `n` or Enter, or with a reason (any other text,
+    which the model is told); an external tool's result is typed in.
 
     Args:
         agent: The agent to talk to.
@@ -189,6 +61,7 @@ class ChatSession:
         self.agent = agent
         self.console = console
         self.messages: list[Message] = []
+        self.lines = LineReader(console)
         self._answering: anyio.CancelScope | None = None
 
     async def run(self) -> None:
@@ -213,11 +86,10 @@ class ChatSession:
     async def _loop(self) -> None:
         while True:
             try:
-                line = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+                line = (await self.lines.read(_PROMPT)).strip()
             except EOFError:
                 self.console.print()
                 return
-            line = line.strip()
             if not line:
                 continue
             if line.startswith("/"):
@@ -225,9 +97,6 @@ class ChatSession:
                     return
                 continue
             await self.answer(line)
-
-    def _read(self) -> str:
-        return self.console.input(_PROMPT)
 
     def command(self, line: str) -> bool:
         """Carry out a `/command`; False for `/exit`."""
@@ -243,8 +112,9 @@ class ChatSession:
         elif name in ("/save", "/load") and not argument:
             self.console.print(f"[red]{name} needs a file name, such as {name} chat.json[/]")
         elif name == "/save":
-            self._try(lambda: save_history(Path(argument), self.messages))
-            self.console.print(f"[dim]saved {len(self.messages)} messages to {escape(argument)}[/]")
+            if self._try(lambda: _saved(Path(argument), self.messages)):
+                shown = escape(argument)
+                self.console.print(f"[dim]saved {len(self.messages)} messages to {shown}[/]")
         elif name == "/load":
             loaded = self._try(lambda: load_history(Path(argument)))
             if loaded is not None:
@@ -263,11 +133,11 @@ class ChatSession:
 
     async def answer(self, prompt: str) -> None:
         """One streamed answer; Ctrl-C cancels it and leaves the conversation as it was."""
-        turn = _Turn(self.console)
+        turn = Turn(self.console)
         try:
             with anyio.CancelScope() as scope:
                 self._answering = scope
-                await self._stream(prompt, turn)
+                await self._answer(prompt, turn)
         except AgentKitError as exc:
             turn.close()
             self.console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
@@ -278,10 +148,22 @@ class ChatSession:
         if scope.cancelled_caught:
             self.console.print("[yellow](answer cancelled)[/]")
 
-    async def _stream(self, prompt: str, turn: _Turn) -> None:
-        async with self.agent.run_stream(
-            prompt, message_history=self.messages, event_handler=_shown_here
-        ) as stream:
+    async def _answer(self, prompt: str, turn: Turn) -> None:
+        paused = await self._show(
+            self.agent.run_stream(prompt, message_history=self.messages, event_handler=_shown_here),
+            turn,
+        )
+        while paused is not None:
+            turn.close()
+            approvals, results = await self._decide(paused.pending)
+            resumed = self.agent.resume_stream(
+                paused.state, approvals, results=results, event_handler=_shown_here
+            )
+            paused = await self._show(resumed, turn)
+
+    async def _show(self, run: AbstractAsyncContextManager[Any], turn: Turn) -> Paused | None:
+        """Draw a streamed run's events; the `Paused` result if it pauses."""
+        async with run as stream:
             async for event in stream:
                 if isinstance(event, TextDelta):
                     turn.text_delta(event.text)
@@ -291,16 +173,33 @@ class ChatSession:
                     turn.tool_end(event)
                 elif isinstance(event, RunComplete):
                     self._complete(event, turn)
-                elif isinstance(event, RunPaused):
-                    turn.close()
-                    waiting = ", ".join(p.tool_name for p in event.paused.pending)
-                    self.console.print(
-                        f"[yellow]the run paused for approval of {escape(waiting)}; "
-                        "agentkit chat does not approve calls: give the agent an "
-                        "approval_handler to decide them in the session[/]"
-                    )
+        paused: Paused | None = stream.paused
+        return paused
 
-    def _complete(self, event: RunComplete[Any], turn: _Turn) -> None:
+    async def _decide(
+        self, pending: list[PendingCall]
+    ) -> tuple[dict[str, bool | Reject], dict[str, Any]]:
+        """The user's decision on each call that requires approval, and the result of
+        each external tool's call, asked for at the prompt."""
+        approvals: dict[str, bool | Reject] = {}
+        results: dict[str, Any] = {}
+        for call in pending:
+            label = escape(call_label(call.tool_name, _json(call.arguments)))
+            if call.kind == "external":
+                question = f"[yellow]result of[/] [cyan]{label}[/]> "
+                results[call.tool_call_id] = await self.lines.read(question)
+                continue
+            question = f"[yellow]allow[/] [cyan]{label}[/]? [dim](y, or a reason to refuse)[/] "
+            answer = (await self.lines.read(question)).strip()
+            if answer.lower() in _YES:
+                approvals[call.tool_call_id] = True
+            elif answer.lower() in _NO:
+                approvals[call.tool_call_id] = Reject()
+            else:
+                approvals[call.tool_call_id] = Reject(answer)
+        return approvals, results
+
+    def _complete(self, event: RunComplete[Any], turn: Turn) -> None:
         result = event.result
         self.messages = list(result.messages)
         if not isinstance(result.output, str) and not turn.streamed_text:
@@ -309,6 +208,17 @@ class ChatSession:
             from pydantic_core import to_json
 
             self.console.print_json(to_json(result.output).decode())
+
+
+def _saved(path: Path, messages: list[Message]) -> bool:
+    save_history(path, messages)
+    return True
+
+
+def _json(arguments: Mapping[str, Any]) -> str:
+    from pydantic_core import to_json
+
+    return to_json(arguments).decode()
 
 
 def _shown_here(event: object) -> None:
