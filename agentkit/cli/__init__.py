@@ -178,8 +178,10 @@ def _chat_command(args: argparse.Namespace) -> int:
         from agentkit.cli._history import load_history
 
         session.messages = load_history(Path(args.load))
-    who = args.agent or "no agent: a plain chat"
-    session.console.print(f"[bold]agentkit chat[/] · model {agent.model} · {who}")
+    from rich.markup import escape
+
+    who = escape(args.agent or "no agent: a plain chat")
+    session.console.print(f"[bold]agentkit chat[/] · model {escape(agent.model)} · {who}")
     session.console.print(f"[dim]{HELP}[/]")
     import anyio
 
@@ -234,7 +236,3 @@ async def _run_once(agent: Any, prompt: str, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(to_json(result.output).decode() + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
