@@ -80,9 +80,17 @@ def test_no_key_for_openai_is_refused_before_any_request() -> None:
         {"default_headers": {"Authorization": f"Bearer {KEY}"}},
         {"default_headers": {"api-key": KEY}},
         {"http_client": httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"})},
+        {"http_client": httpx.AsyncClient(auth=httpx.BasicAuth("user", "pass"))},
         {"base_url": "http://127.0.0.1:11434/v1"},
     ],
-    ids=["api_key", "authorization-header", "api-key-header", "http_client-headers", "local"],
+    ids=[
+        "api_key",
+        "authorization-header",
+        "api-key-header",
+        "http_client-headers",
+        "http_client-auth",
+        "local",
+    ],
 )
 def test_a_key_or_another_server_is_enough(kwargs: dict[str, Any]) -> None:
     client = ChatClient(**kwargs)

@@ -634,10 +634,13 @@ def _check_key(key: str | None) -> str | None:
 
 def _check_credentials(http_client: Any, default_headers: Mapping[str, str] | None) -> None:
     """A UserError, before any request, for api.openai.com without a key: it would only
-    answer 401. A key in an `Authorization` header of its own is one too."""
+    answer 401. A key in an `Authorization` header of its own, or an `auth` of the
+    given http_client, is one too."""
     headers = [name.lower() for name in default_headers or ()]
     if http_client is not None:
         headers += [name.lower() for name in getattr(http_client, "headers", {})]
+        if getattr(http_client, "auth", None) is not None:
+            return
     if "authorization" in headers or "api-key" in headers:
         return
     raise UserError(

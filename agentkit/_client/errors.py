@@ -180,10 +180,10 @@ def transport_error(exc: Exception, request: httpx.Request, stack: Stack) -> API
     if isinstance(exc, stack.module.ConnectError):
         root = display_url(_root_of(request.url))
         return APIConnectionError(
-            f"cannot connect to {root} ({where}: {type(exc).__name__}: {detail}). Check "
-            "that the server is "
-            "running and listening there, and that the base URL is right: it comes from "
-            "ChatClient(base_url=...), else the OPENAI_BASE_URL environment variable",
+            f"cannot connect to {root} ({where}: {type(exc).__name__}: {detail}). "
+            "Check that the server is running and listening there, and that the base URL "
+            "is right: it comes from ChatClient(base_url=...), else the OPENAI_BASE_URL "
+            "environment variable",
             request=request,
         )
     return APIConnectionError(f"connection error on {where}: {detail}", request=request)
