@@ -163,16 +163,27 @@ class ChatSession:
 
     async def _show(self, run: AbstractAsyncContextManager[Any], turn: Turn) -> Paused | None:
         """Draw a streamed run's events; the `Paused` result if it pauses."""
-        async with run as stream:
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    turn.text_delta(event.text)
-                elif isinstance(event, ToolCallStart):
-                    turn.tool_start(event)
-                elif isinstance(event, ToolCallEnd):
-                    turn.tool_end(event)
-                elif isinstance(event, RunComplete):
-                    self._complete(event, turn)
+        failure: Exception | None = None
+        async with anyio.create_task_group() as drawing:
+            drawing.start_soon(turn.keep_drawing)
+            try:
+                async with run as stream:
+                    async for event in stream:
+                        if isinstance(event, TextDelta):
+                            turn.text_delta(event.text)
+                        elif isinstance(event, ToolCallStart):
+                            turn.tool_start(event)
+                        elif isinstance(event, ToolCallEnd):
+                            turn.tool_end(event)
+                        elif isinstance(event, RunComplete):
+                            self._complete(event, turn)
+            except Exception as exc:
+                # Raised as itself below, not inside the task group's exception group.
+                failure = exc
+            finally:
+                drawing.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         paused: Paused | None = stream.paused
         return paused
 

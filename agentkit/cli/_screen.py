@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markdown import Markdown
@@ -15,6 +16,8 @@ from agentkit import ToolCallEnd, ToolCallStart
 
 __all__ = ["Turn", "call_label", "settled"]
 
+_REDRAW = 1 / 12
+"""Seconds between redraws of the live area."""
 _MAX_RESULT = 300
 """Characters of a tool's result shown under its call; the model gets all of them."""
 
@@ -75,7 +78,12 @@ def _cut(text: str, limit: int = _MAX_RESULT) -> str:
 class Turn:
     """What one answer puts on the screen: its text as Markdown, re-rendered as it
     streams, and a spinner for each tool call running; a finished call is printed
-    above, with its arguments and result."""
+    above, with its arguments and result.
+
+    Everything is drawn from the thread of the event loop: `keep_drawing` redraws
+    the live area 12 times a second (rich's own refresh thread would race with the
+    lines printed above the live area, and lose or repeat some of them).
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -83,6 +91,23 @@ class Turn:
         self.streamed_text = False
         self.running: dict[str, str] = {}
         self.live: Live | None = None
+        self._changed = False
+
+    async def keep_drawing(self) -> None:
+        """Redraw the live area (the latest text, the spinners turning) until cancelled."""
+        while True:
+            await anyio.sleep(_REDRAW)
+            self.draw()
+
+    def draw(self) -> None:
+        """Bring the live area up to date now."""
+        if self.live is None:
+            return
+        if self._changed:
+            # Parsed here, at most at the redraw rate, rather than at every piece of text.
+            self.live.update(self._render())
+            self._changed = False
+        self.live.refresh()
 
     def _render(self) -> RenderableType:
         parts: list[RenderableType] = []
@@ -94,17 +119,12 @@ class Turn:
         )
         return Group(*parts)
 
-    def _refresh(self) -> None:
+    def _show(self) -> None:
+        self._changed = True
         if self.live is None:
-            self.live = Live(
-                self._render(),
-                console=self.console,
-                refresh_per_second=12,
-                vertical_overflow="visible",
-            )
+            self.live = Live(console=self.console, auto_refresh=False, vertical_overflow="visible")
             self.live.start()
-        else:
-            self.live.update(self._render())
+            self.draw()
 
     def text_delta(self, text: str) -> None:
         self.text += text
@@ -113,13 +133,17 @@ class Turn:
         if done:
             # Printed for good above the live area, which keeps only the rest: a live area
             # taller than the screen leaves a copy of itself in the scrollback at each redraw.
+            # The live area drops it first, or printing would draw it there once more.
+            if self.live is not None:
+                self.live.update(self._render())
             self.console.print(Markdown(done))
-        self._refresh()
+        self._show()
 
     def tool_start(self, event: ToolCallStart) -> None:
         self._finish_text()
         self.running[event.tool_call_id] = call_label(event.tool_name, event.arguments)
-        self._refresh()
+        self._show()
+        self.draw()
 
     def tool_end(self, event: ToolCallEnd) -> None:
         label = self.running.pop(event.tool_call_id, None) or call_label(
@@ -129,8 +153,10 @@ class Turn:
             outcome = f"[red]✗ {escape(label)} → error: {escape(_cut(event.error))}[/]"
         else:
             outcome = f"[green]✓[/] [cyan]{escape(label)}[/] → {escape(_cut(event.result))}"
+        if self.live is not None:
+            self.live.update(self._render())
         self.console.print(outcome, highlight=False)
-        self._refresh()
+        self._show()
 
     def _finish_text(self) -> None:
         """End the text shown so far, so tool calls print below it."""
