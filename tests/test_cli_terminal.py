@@ -213,3 +213,26 @@ def test_a_paused_run_asks_at_the_prompt(tmp_path: Path) -> None:
         assert term.exited()
     roles = [m["role"] for m in json.loads(saved.read_text())]
     assert roles == ["user", "assistant", "tool", "tool", "assistant"] * 2
+
+
+def test_chat_starts_from_a_saved_conversation(tmp_path: Path) -> None:
+    saved, again = tmp_path / "before.json", tmp_path / "after.json"
+    saved.write_text(
+        json.dumps(
+            [
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "echo (scripted): first"},
+            ]
+        )
+    )
+    command = _command("chat", "tests/cli_agents.py:slow", "--load", str(saved), "--model", "m2")
+    with terminal(command, env=_env()) as term:
+        assert "model m2 · tests/cli_agents.py:slow" in term.wait_for(PROMPT)
+        term.type("second")
+        term.wait_for("echo (m2): second")
+        term.type(f"/save {again}")
+        term.wait_for("saved 4 messages")
+        term.type("/exit")
+        assert term.exited()
+    contents = [m["content"] for m in json.loads(again.read_text())]
+    assert contents == ["first", "echo (scripted): first", "second", "echo (m2): second"]
