@@ -1,7 +1,8 @@
 """A real terminal for command-line tests: a program run in tmux, typed into, its screen read.
 
-Each `Terminal` has a tmux server of its own (its own socket), so tests never
-touch a user's sessions and a test's end kills everything it started. When
+Each `Terminal` has a tmux server of its own (its own socket, in a temporary
+directory), so tests never touch a user's sessions, and a test's end kills
+everything it started and removes the socket. When
 tmux is missing the tests that need it are skipped, except under `CI=true`
 (`tests/setup.sh` installs it).
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -30,7 +31,7 @@ class Terminal:
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-S", self.socket, *args],
             capture_output=True,
             text=True,
             timeout=10,
@@ -87,24 +88,26 @@ def terminal(
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {message}", pytrace=False)
         pytest.skip(message)
-    term = Terminal(f"agentkit-test-{uuid.uuid4().hex[:12]}")
+    home = tempfile.mkdtemp(prefix="agentkit-tmux-")
+    term = Terminal(os.path.join(home, "socket"))
     environment = {**os.environ, **(env or {}), "TERM": "xterm-256color"}
     # The window stays open after the program ends, so its last screen can be read.
     # The shell catches Ctrl-C (a trap, which its child does not inherit, unlike an
     # ignored signal) so that it outlives a Ctrl-C meant for the program.
     program = " ".join(_quote(part) for part in command)
     shell = f"trap : INT; {program}; echo '[exited '$?']'; sleep 60"
-    subprocess.run(
-        ["tmux", "-L", term.socket, "-f", "/dev/null", "new-session", "-d", "-s", "main",
-         "-x", str(width), "-y", str(height), "sh", "-c", shell],
-        env=environment,
-        timeout=10,
-        check=True,
-    )  # fmt: skip
     try:
+        subprocess.run(
+            ["tmux", "-S", term.socket, "-f", "/dev/null", "new-session", "-d", "-s", "main",
+             "-x", str(width), "-y", str(height), "sh", "-c", shell],
+            env=environment,
+            timeout=10,
+            check=True,
+        )  # fmt: skip
         yield term
     finally:
-        subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(["tmux", "-S", term.socket, "kill-server"], capture_output=True, timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _quote(part: str) -> str:
