@@ -31,6 +31,9 @@ if _typing.TYPE_CHECKING:
     from agentkit._client.ratelimit import (
         RateLimit as RateLimit,
     )
+    from agentkit._client.settings import (
+        ModelSettings as ModelSettings,
+    )
     from agentkit._exceptions import (
         AgentKitError as AgentKitError,
         AgentRunError as AgentRunError,
@@ -169,9 +172,6 @@ if _typing.TYPE_CHECKING:
         PromptTokensDetails as PromptTokensDetails,
         Usage as Usage,
     )
-    from agentkit._wire.settings import (
-        ModelSettings as ModelSettings,
-    )
 
 # Where each public name lives.
 _LAZY: dict[str, str] = {
@@ -230,7 +230,7 @@ _LAZY: dict[str, str] = {
     "ModelRequestEnd": "agentkit._run.events",
     "ModelRequestStart": "agentkit._run.events",
     "ModelRetry": "agentkit._exceptions",
-    "ModelSettings": "agentkit._wire.settings",
+    "ModelSettings": "agentkit._client.settings",
     "NamedToolChoice": "agentkit._wire.messages",
     "NotFoundError": "agentkit._exceptions",
     "OtherPart": "agentkit._wire.messages",

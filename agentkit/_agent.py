@@ -42,12 +42,12 @@ from agentkit._wire.messages import (
 )
 
 if TYPE_CHECKING:
+    from agentkit._client.settings import ModelSettings
     from agentkit._run.events import EventHandler, StreamEvent
     from agentkit._run.limits import UsageLimits
     from agentkit._run.observe import RunObserver
     from agentkit._run.session import Session
     from agentkit._run.streamed_run import StreamedRun
-    from agentkit._wire.settings import ModelSettings
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
 
@@ -84,6 +84,47 @@ class _Setting(Generic[T]):
 
     def __set__(self, agent: Agent[Any, Any], value: Any) -> None:
         agent.config = agent.config.replace(**{self._name: value})
+
+
+class _Checked:
+    """A plain attribute of `Agent`, checked by `check` whenever it is set (in the
+    constructor too), so a wrong value fails where it is given, not in a run.
+
+    It has no `__get__`: the value lives in the instance's `__dict__` under the same
+    name, so reading it (once per run) costs a plain attribute read.
+    """
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self._check = check
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
+
+    def __set__(self, agent: Agent[Any, Any], value: Any) -> None:
+        agent.__dict__[self._name] = self._check(value)
+
+
+def _check_client(client: Any) -> ChatModel | None:
+    if client is None or callable(getattr(client, "create", None)):
+        return client  # type: ignore[no-any-return]
+    if isinstance(client, str):
+        raise UserError(
+            f"client must be a ChatModel, not a string ({client[:80]!r}); to use a server "
+            "at a URL, pass client=ChatClient(base_url=...), or set OPENAI_BASE_URL"
+        )
+    raise UserError(
+        f"client must be a ChatModel (a ChatClient, a FallbackModel, or a test model such "
+        f"as agentkit.testing.FunctionModel), got {type(client).__name__}"
+    )
+
+
+def _check_event_handler(handler: Any) -> EventHandler | None:
+    if handler is None or callable(handler):
+        return handler  # type: ignore[no-any-return]
+    raise UserError(
+        "event_handler must be a function called with each event (sync or async), "
+        f"got {type(handler).__name__} {handler!r:.80}"
+    )
 
 
 if TYPE_CHECKING:
@@ -265,6 +306,12 @@ class Agent(Generic[OutputT, PauseT]):
     reset_tool_choice = _Setting[bool]()
     tool_concurrency = _Setting[int | None]()
     max_tool_result_chars = _Setting[int | None]()
+    if TYPE_CHECKING:
+        client: ChatModel | None
+        event_handler: EventHandler | None
+    else:
+        client = _Checked(_check_client)
+        event_handler = _Checked(_check_event_handler)
 
     # The overloads give `result.output` the union of the agent's output type and
     # its handoff targets'. A list of targets of different types is joined by

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond `pip install -e ".[dev]"`: the pinned
-# Stoplight Prism (npm), and the PostgreSQL and Redis servers that the tests
-# start themselves on 127.0.0.1 (tests/servers.py), from the system's packages;
-# and Arize Phoenix, the OTLP trace viewer of tests/test_otel_phoenix.py, in a
-# virtual environment of its own (.cache/phoenix: ~860 MB, ~80 s the first time),
-# so that its many pins never meet the dev extra's.
+# Stoplight Prism (npm), the PostgreSQL and Redis servers that the tests start
+# themselves on 127.0.0.1 (tests/servers.py), and tmux (tests/terminal.py), from
+# the system's packages; and Arize Phoenix, the OTLP trace viewer of
+# tests/test_otel_phoenix.py, in a virtual environment of its own (.cache/phoenix:
+# ~860 MB, ~80 s the first time), so that its many pins never meet the dev extra's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null \
     || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# tmux: the `agentkit chat` tests type into a real terminal and read its screen.
+command -v tmux >/dev/null || missing+=(tmux)
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=()

@@ -127,10 +127,14 @@ def sent_body(route: respx.Route) -> dict[str, Any]:
 
 
 def test_defaults_without_env() -> None:
-    client = build()
+    # Without a key, api.openai.com would only answer 401: refused before any request.
+    with pytest.raises(UserError, match="OPENAI_API_KEY"):
+        build()
+    client = build(api_key=KEY)
     assert client.base_url == "https://api.openai.com/v1"
     assert client.max_retries == 2
-    assert "authorization" not in client._headers
+    keyless = build("http://localhost:11434/v1")
+    assert "authorization" not in keyless._headers
 
 
 def test_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

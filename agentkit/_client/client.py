@@ -215,6 +215,8 @@ class ChatClient:
         self._api_key = _check_key(
             api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         )
+        if not self._api_key and parsed.host == "api.openai.com":
+            _check_credentials(http_client, default_headers)
         self._owns_http = http_client is None
         self._stack = stack_named(http) if http_client is None else stack_of(http_client)
         if timeout is None:
@@ -262,7 +264,13 @@ class ChatClient:
     async def aclose(self) -> None:
         """Close the connection pool, unless it was passed in by the caller."""
         if self._owns_http:
-            await self._http.aclose()
+            try:
+                await self._http.aclose()
+            except RuntimeError:
+                # Its connections were made in an event loop that has ended (see
+                # `_new_pool`): they cannot be closed from this one, and went with it.
+                self._http = self._stack.client(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
+                await self._http.aclose()
 
     # --- the API ----------------------------------------------------------------------
 
@@ -481,7 +489,9 @@ class ChatClient:
             request=request,
         )
 
-    async def _send_once(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send_once(
+        self, request: httpx.Request, *, stream: bool, renewed: bool = False
+    ) -> httpx.Response:
         if self._http.is_closed:
             raise UserError("this ChatClient, or the http_client it was given, is closed")
         started = time.perf_counter()
@@ -499,6 +509,13 @@ class ChatClient:
             ) from None
         except self._stack.transport_error as exc:
             raise transport_error(exc, request, self._stack) from exc
+        except RuntimeError as exc:
+            # Not an error httpx raises for a request: its pool was made in another event
+            # loop (or under another async library), which cannot be used here.
+            if renewed:
+                raise
+            self._new_pool(exc)
+            return await self._send_once(request, stream=stream, renewed=True)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.0f ms",
@@ -514,6 +531,23 @@ class ChatClient:
         content = await self._read(response, request, cut=True)
         # A server may quote the key back ("invalid key sk-…"): status_error masks it.
         raise status_error(response, parse_body(content))
+
+    def _new_pool(self, exc: RuntimeError) -> None:
+        """A new connection pool in place of one made in another event loop: the client
+        was used with `run_sync`, `anyio.run` or `asyncio.run` before. A pool given by
+        the caller is theirs: an error says why it failed."""
+        if not self._owns_http:
+            raise UserError(
+                f"the http_client given to this ChatClient failed ({exc}): its connections "
+                "were most likely made in another event loop, which has ended (each "
+                "run_sync, anyio.run or asyncio.run starts a new one). Make the http_client "
+                "inside the event loop that uses it, or let ChatClient make its own (it "
+                "starts a new pool in a new loop)"
+            ) from exc
+        logger.debug("event loop changed: a new connection pool for %s", display_url(self.base_url))
+        # The old pool is dropped, not closed: closing needs the loop that has ended.
+        self._http = self._stack.client(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
+        self._merged_headers.clear()
 
     async def _read(self, response: httpx.Response, request: httpx.Request, *, cut: bool) -> bytes:
         """The body of a response, read to its end and closed; `response.content` too.
@@ -560,6 +594,9 @@ class ChatClient:
                 redact_key(error)
                 delay = self._retry_delay(error, retries)
                 if delay is None:
+                    if retries and isinstance(error, APIConnectionError) and error.args:
+                        # It ends the request: say that retrying did not help.
+                        error.args = (f"{error.args[0]} (gave up after {retries} retries)",)
                     raise
                 logger.info(
                     "retrying %s %s in %.2f s (retry %d of %d): %s",
@@ -631,6 +668,25 @@ def _check_key(key: str | None) -> str | None:
             "a line break, a control or non-ASCII character); check where it comes from"
         )
     return key or None
+
+
+def _check_credentials(http_client: Any, default_headers: Mapping[str, str] | None) -> None:
+    """A UserError, before any request, for api.openai.com without a key: it would only
+    answer 401. A key in an `Authorization` header of its own, or an `auth` of the
+    given http_client, is one too."""
+    headers = [name.lower() for name in default_headers or ()]
+    if http_client is not None:
+        headers += [name.lower() for name in getattr(http_client, "headers", {})]
+        if getattr(http_client, "auth", None) is not None:
+            return
+    if "authorization" in headers or "api-key" in headers:
+        return
+    raise UserError(
+        "no API key for https://api.openai.com/v1: set the OPENAI_API_KEY environment "
+        "variable, or pass ChatClient(api_key=...). For a local or other OpenAI-compatible "
+        "server, pass ChatClient(base_url=...) or set OPENAI_BASE_URL (such as "
+        "http://localhost:11434/v1 for Ollama, http://localhost:8000/v1 for vLLM)"
+    )
 
 
 def _check_headers(headers: Mapping[str, str], where: str) -> dict[str, str]:

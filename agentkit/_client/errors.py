@@ -106,6 +106,8 @@ def status_error(response: httpx.Response, body: Any) -> APIStatusError:
     # Described from the body as received: `_describe` masks what it quotes, and a
     # mark put in first would pass for an HTML tag in a page that is not JSON.
     message = f"HTTP {status} from {where}: {_describe(body, secrets)}"
+    if status == 404:
+        message += _version_hint(request)
     return cls(message, response=response, body=scrub_value(body, secrets))
 
 
@@ -175,7 +177,43 @@ def transport_error(exc: Exception, request: httpx.Request, stack: Stack) -> API
         )
     # httpx's and httpcore's messages may quote the URL, with its user info and query.
     detail = quote(str(exc), request_secrets(request), _MAX_TEXT) or type(exc).__name__
+    if isinstance(exc, stack.module.ConnectError):
+        root = display_url(_root_of(request.url))
+        return APIConnectionError(
+            f"cannot connect to {root} ({where}: {type(exc).__name__}: {detail}). "
+            "Check that the server is running and listening there, and that the base URL "
+            "is right: it comes from ChatClient(base_url=...), else the OPENAI_BASE_URL "
+            "environment variable",
+            request=request,
+        )
     return APIConnectionError(f"connection error on {where}: {detail}", request=request)
+
+
+_ENDPOINTS = ("/chat/completions", "/models")
+_VERSION = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.I)
+
+
+def _root_of(url: httpx.URL) -> httpx.URL:
+    """The base URL a request was made from: its URL without the endpoint's path."""
+    path = url.path
+    for endpoint in _ENDPOINTS:
+        if path.endswith(endpoint):
+            return url.copy_with(path=path[: -len(endpoint)] or "/")
+    return url
+
+
+def _version_hint(request: httpx.Request) -> str:
+    """For a 404: a suggestion when the base URL has no version segment (`/v1`), the
+    usual cause of a 404 from a server that is otherwise right."""
+    root = _root_of(request.url)
+    if root is request.url or _VERSION.search(root.path):
+        return ""
+    suggested = display_url(root.copy_with(path=root.path.rstrip("/") + "/v1"))
+    return (
+        f". The base URL {display_url(root)!r} has no version segment, and "
+        "OpenAI-compatible servers serve the API under one: try "
+        f"base_url={suggested!r} (or set OPENAI_BASE_URL to it)"
+    )
 
 
 def _describe(body: Any, secrets: tuple[str, ...]) -> str:

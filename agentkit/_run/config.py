@@ -22,8 +22,8 @@ from agentkit._tools.tool import Tool, tools_by_name
 from agentkit._wire.messages import Message, NamedToolChoice, SystemMessage
 
 if TYPE_CHECKING:
+    from agentkit._client.settings import ModelSettings
     from agentkit._run.limits import UsageLimits
-    from agentkit._wire.settings import ModelSettings
 
 __all__ = [
     "DEFAULT_MAX_TOOL_RESULT_CHARS",
@@ -242,6 +242,8 @@ class RunConfig:
         for way in ways:
             if not isinstance(way, Handoff):
                 raise UserError(f"handoffs must be agents or handoff(...) values, got {way!r}")
+        if isinstance(tools, (str, bytes, Tool)) or callable(tools):
+            tools_by_name(tools)  # the error for a single tool given without a list
         by_name = MappingProxyType(tools_by_name([*tools, *(way.tool for way in ways)]))
         _check_int("max_turns", max_turns, 1)
         _check_int("max_tool_retries", max_tool_retries, 0)
@@ -263,11 +265,17 @@ class RunConfig:
                 f"parallel_tool_calls must be True, False or None, got {parallel_tool_calls!r}"
             )
         if settings is None:
-            from agentkit._wire.settings import ModelSettings  # loads with the first agent
+            from agentkit._client.settings import ModelSettings  # loads with the first agent
 
             settings = ModelSettings()
         elif not hasattr(settings, "to_params"):
-            raise UserError(f"settings must be a ModelSettings, got {type(settings).__name__}")
+            hint = ""
+            if isinstance(settings, Mapping):
+                fields = ", ".join(f"{key}={value!r}" for key, value in settings.items())
+                hint = f"; write settings=ModelSettings({fields[:120]})"
+            raise UserError(
+                f"settings must be a ModelSettings, got {type(settings).__name__}{hint}"
+            )
         validators = tuple(output_validators)
         for validator in validators:
             if not callable(validator):
@@ -362,7 +370,15 @@ def _instructions(value: Any) -> tuple[Instructions, ...]:
     """The instructions as a tuple of parts: text or functions."""
     if value is None:
         return ()
-    parts = (value,) if isinstance(value, str) or callable(value) else tuple(value)
+    if isinstance(value, str) or callable(value):
+        parts: tuple[Any, ...] = (value,)
+    elif isinstance(value, (list, tuple)):
+        parts = tuple(value)
+    else:
+        raise UserError(
+            "instructions must be text, a function (ctx) -> str, or a list of them; "
+            f"got {type(value).__name__} {value!r:.80}"
+        )
     for part in parts:
         if not (isinstance(part, str) or callable(part)):
             raise UserError(

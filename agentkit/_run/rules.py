@@ -83,7 +83,9 @@ def turn_budget(config: RunConfig, state: RunState) -> Budget:
 def over_budget(config: RunConfig, state: RunState) -> MaxTurnsExceeded:
     """The error that ends a run whose turn budget is spent."""
     return MaxTurnsExceeded(
-        f"the run reached max_turns={config.max_turns} without a final answer",
+        f"the run reached max_turns={config.max_turns} without a final answer; raise "
+        'Agent(max_turns=...), or pass Agent(on_max_turns="answer") to have the last '
+        "turn answer with the tools turned off",
         messages=state.messages,
     )
 

@@ -218,6 +218,7 @@ def function_schema(
                 # a null then stands for "use the default".
                 hint = Annotated[hint, _null_means(param.default)]
             fields[pname] = NotRequired[hint]
+    problems += _undocumented_names(docstring.params, signature)
     if problems:
         problems += _type_problems({p: hints[p] for p in fields})
         raise ToolDefinitionError(name, problems)
@@ -241,6 +242,24 @@ def function_schema(
         context_param=context_param,
         context_by_name=context_by_name,
     )
+
+
+def _undocumented_names(documented: list[Any], signature: inspect.Signature) -> list[str]:
+    """A problem for each parameter the docstring describes that the function does not
+    have: a renamed or misspelt parameter whose description would be silently lost."""
+    names = set(signature.parameters)
+    problems = []
+    for param in documented:
+        if param.args and param.args[0] == "attribute":
+            continue
+        name = param.arg_name.lstrip("*")
+        if name and name not in names:
+            problems.append(
+                f"the docstring describes a parameter {name!r} that the function does not "
+                f"have (its parameters: {', '.join(names) or 'none'}); rename or remove "
+                "that entry"
+            )
+    return problems
 
 
 def _build(

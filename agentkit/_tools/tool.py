@@ -447,8 +447,18 @@ def tools_by_name(
         ToolDefinitionError: Two tools have the same name, or a function cannot
             be made into a tool.
     """
+    if isinstance(tools, (str, bytes, Tool)) or callable(tools):
+        raise UserError(
+            f"tools must be a list of tools, got {_described(tools)}; "
+            "write tools=[...] even for one tool"
+        )
     index: dict[str, Tool[..., Any]] = {}
-    for item in tools:
+    for position, item in enumerate(tools):
+        if not isinstance(item, Tool) and not callable(item):
+            raise UserError(
+                f"tools[{position}] is {_described(item)}, not a tool: pass a function "
+                "(sync or async), a function decorated with @tool, or a Tool"
+            )
         as_tool = item if isinstance(item, Tool) else Tool(item)
         if as_tool.name in index:
             first = index[as_tool.name]._origin
@@ -458,6 +468,13 @@ def tools_by_name(
             )
         index[as_tool.name] = as_tool
     return index
+
+
+def _described(value: object) -> str:
+    """A value and its type for an error message, cut to a readable length."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:59] + "…"
+    return f"{text} (a {type(value).__name__})"
 
 
 def _arguments_error(
