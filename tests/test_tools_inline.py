@@ -4,8 +4,11 @@ the caller's context. Both anyio backends (issue 27)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import os
 import threading
+import warnings
 from typing import Any
 
 import anyio
@@ -14,11 +17,10 @@ import pytest
 from agentkit import Agent, RunContext, Tool, ToolDefinitionError, tool
 from agentkit.testing import ScriptedModel, tool_calls
 
-pytestmark = pytest.mark.anyio
-
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
+@pytest.mark.anyio
 async def test_a_non_blocking_sync_tool_runs_on_the_event_loop_thread() -> None:
     @tool(blocking=False)
     def where() -> int:
@@ -33,6 +35,7 @@ async def test_a_non_blocking_sync_tool_runs_on_the_event_loop_thread() -> None:
     assert await where_threaded.call("{}") != str(threading.get_ident())
 
 
+@pytest.mark.anyio
 async def test_a_non_blocking_tool_sees_the_callers_context_and_its_changes_stay() -> None:
     # Inline, the function runs in the calling task's context, like any code there.
     @tool(blocking=False)
@@ -49,6 +52,7 @@ async def test_a_non_blocking_tool_sees_the_callers_context_and_its_changes_stay
         REQUEST_ID.reset(token)
 
 
+@pytest.mark.anyio
 async def test_a_threaded_tool_sees_a_copy_of_the_callers_context() -> None:
     @tool
     def tag(value: str) -> str:
@@ -64,6 +68,7 @@ async def test_a_threaded_tool_sees_a_copy_of_the_callers_context() -> None:
         REQUEST_ID.reset(token)
 
 
+@pytest.mark.anyio
 async def test_threaded_calls_reuse_worker_threads_rather_than_start_one_each() -> None:
     @tool
     def name() -> str:
@@ -82,6 +87,7 @@ async def _add(names: set[str], fn: Tool[..., Any]) -> None:
     names.add((await fn.call("{}")).strip('"'))
 
 
+@pytest.mark.anyio
 async def test_errors_of_both_kinds_propagate_unchanged() -> None:
     @tool(blocking=False)
     def inline_broken() -> str:
@@ -97,6 +103,7 @@ async def test_errors_of_both_kinds_propagate_unchanged() -> None:
         await threaded_broken.call("{}")
 
 
+@pytest.mark.anyio
 async def test_a_non_blocking_tool_in_a_run_with_parallel_calls_and_a_run_context() -> None:
     loop_thread = threading.get_ident()
     seen: list[tuple[str, int, str]] = []
@@ -130,6 +137,7 @@ async def test_a_non_blocking_tool_in_a_run_with_parallel_calls_and_a_run_contex
     assert [m.content for m in tool_messages] == ["12:00 in Asia/Tokyo", "12:00 in Europe/Paris"]
 
 
+@pytest.mark.anyio
 async def test_a_sync_callable_that_returns_a_coroutine_is_awaited_inline() -> None:
     async def later() -> str:
         return "later"
@@ -165,8 +173,33 @@ def _sync_tool() -> str:
         (lambda: Tool(_sync_tool, blocking="no"), "blocking must be True or False, not 'no'"),
     ],
 )
+@pytest.mark.anyio
 async def test_blocking_false_is_refused_where_it_makes_no_sense(make: Any, expected: str) -> None:
     with pytest.raises(ToolDefinitionError) as info:
         make()
     assert expected in str(info.value)
     assert info.value.tool_name in ("_async_tool", "_sync_tool")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threaded_sync_tools_work_in_a_forked_child() -> None:
+    # The parent's idle worker threads do not exist in a child: the child starts its own.
+    # asyncio only: the worker threads are agentkit's under asyncio.
+    @tool
+    def pid() -> int:
+        return os.getpid()
+
+    assert asyncio.run(pid.call("{}")) == str(os.getpid())  # leaves an idle worker
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            os.write(write, asyncio.run(asyncio.wait_for(pid.call("{}"), 5)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as answer:
+        assert answer.read() == str(child).encode()

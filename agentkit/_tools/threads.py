@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import os
 import queue
 import sys
 import threading
@@ -157,6 +158,17 @@ class _Workers:
 
 
 _WORKERS = _Workers()
+
+
+def _forget_workers() -> None:
+    # A forked child has none of its parent's threads: counting them as idle would
+    # leave its first jobs queued for threads that do not exist.
+    global _WORKERS
+    _WORKERS = _Workers()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 async def _to_worker(function: Callable[[], T], loop: asyncio.AbstractEventLoop) -> T:
