@@ -35,11 +35,9 @@ trio, `anyio.to_thread.run_sync` hands the call to trio's own thread cache.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import os
-import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -123,6 +121,8 @@ class _Workers:
     """
 
     def __init__(self) -> None:
+        import queue  # with the first sync tool call, not with agentkit
+
         self.jobs: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.idle = 0
@@ -141,6 +141,8 @@ class _Workers:
         thread.start()
 
     def _work(self) -> None:
+        import queue
+
         jobs, lock = self.jobs, self.lock
         while True:
             try:
@@ -157,14 +159,14 @@ class _Workers:
                 self.idle += 1
 
 
-_WORKERS = _Workers()
+_WORKERS: _Workers | None = None  # made with the first sync call under asyncio
 
 
 def _forget_workers() -> None:
     # A forked child has none of its parent's threads: counting them as idle would
     # leave its first jobs queued for threads that do not exist.
     global _WORKERS
-    _WORKERS = _Workers()
+    _WORKERS = None
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -174,6 +176,9 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 async def _to_worker(function: Callable[[], T], loop: asyncio.AbstractEventLoop) -> T:
     """Call `function` in one of agentkit's worker threads, in a copy of the caller's
     context (as `asyncio.to_thread` and anyio do); abandoned if the caller is cancelled."""
+    global _WORKERS
+    import contextvars  # with the first sync tool call, not with agentkit
+
     future = loop.create_future()
     context = contextvars.copy_context()
 
@@ -195,6 +200,8 @@ async def _to_worker(function: Callable[[], T], loop: asyncio.AbstractEventLoop)
         except RuntimeError:  # the loop is closed: nobody waits for this result
             pass
 
+    if _WORKERS is None:
+        _WORKERS = _Workers()
     _WORKERS.submit(job)
     return await future  # type: ignore[no-any-return]
 
