@@ -36,6 +36,7 @@ Factory = Callable[[Any, str, bool], RunFn]
 """(http client, base URL, stream) → one full run."""
 
 _TOOLS_BY_NAME = {"get_current_time": get_current_time}
+_SYNC_TOOLS_BY_NAME = {"get_current_time": get_current_time_sync}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class Contender:
     make: Factory
     requires: tuple[str, ...] = ()
     peer: bool = False
+    sync_tool: bool = False
+    """Its tool is sync and runs in worker threads: it is also compared with the fair
+    floor on its stack (`floor-threads`, `floor-httpx2-threads`), the hand-written loop
+    that runs each call in `asyncio.to_thread`."""
 
     def missing(self) -> str | None:
         """Why it cannot run here, or None."""
@@ -64,7 +69,7 @@ class Contender:
 # --- the floor: httpx (or httpx2) + json, by hand ------------------------------------
 
 
-def _floor(http: Any, base_url: str, stream: bool) -> RunFn:
+def _floor(http: Any, base_url: str, stream: bool, *, sync_threads: bool = False) -> RunFn:
     url = base_url + "/chat/completions"
     headers = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
 
@@ -76,6 +81,22 @@ def _floor(http: Any, base_url: str, stream: bool) -> RunFn:
                 for c in calls
             )
         )
+
+    async def run_tools_in_threads(calls: list[dict[str, Any]]) -> list[str]:
+        # The fair floor for a sync tool: a turn's calls run concurrently, each in a
+        # worker thread of the default executor, so that none blocks the event loop.
+        return await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    _SYNC_TOOLS_BY_NAME[c["function"]["name"]],
+                    **json.loads(c["function"]["arguments"]),
+                )
+                for c in calls
+            )
+        )
+
+    if sync_threads:
+        run_tools = run_tools_in_threads
 
     async def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"model": MODEL, "messages": messages, "tools": [TOOL_DEFINITION]}
@@ -143,6 +164,10 @@ def _floor(http: Any, base_url: str, stream: bool) -> RunFn:
     return run
 
 
+def _floor_threads(http: Any, base_url: str, stream: bool) -> RunFn:
+    return _floor(http, base_url, stream, sync_threads=True)
+
+
 # --- agentkit -------------------------------------------------------------------------
 
 
@@ -152,13 +177,19 @@ def _agentkit(
     stream: bool,
     *,
     sync_tool: bool = False,
+    inline: bool = False,
     otel: bool = False,
     sdk: bool = False,
 ) -> RunFn:
     from agentkit import Agent, ChatClient, RunComplete
 
     client = ChatClient(base_url, api_key=API_KEY, http_client=http)
-    tool_fn = get_current_time_sync if sync_tool else get_current_time
+    from agentkit import Tool
+
+    tool_fn: Any = get_current_time_sync if sync_tool else get_current_time
+    if inline:
+        # A sync tool known not to block, run on the event loop: no thread hand-off.
+        tool_fn = Tool(get_current_time_sync, blocking=False)
     instrument = None
     if otel:
         from agentkit.otel import Instrumentation
@@ -190,6 +221,10 @@ def _agentkit(
 
 def _agentkit_sync_tool(http: Any, base_url: str, stream: bool) -> RunFn:
     return _agentkit(http, base_url, stream, sync_tool=True)
+
+
+def _agentkit_inline_tool(http: Any, base_url: str, stream: bool) -> RunFn:
+    return _agentkit(http, base_url, stream, sync_tool=True, inline=True)
 
 
 def _agentkit_otel(http: Any, base_url: str, stream: bool) -> RunFn:
@@ -336,6 +371,21 @@ CONTENDERS = {
             "httpx",
             _agentkit_sync_tool,
             ("agentkit",),
+            sync_tool=True,
+        ),
+        Contender(
+            "agentkit-inline-tool",
+            "agentkit, sync tool inline (blocking=False)",
+            "httpx",
+            _agentkit_inline_tool,
+            ("agentkit",),
+        ),
+        Contender(
+            "floor-threads",
+            "fair floor for a sync tool (httpx + json, calls in asyncio.to_thread)",
+            "httpx",
+            _floor_threads,
+            sync_tool=True,
         ),
         Contender(
             "agentkit-otel",
@@ -353,6 +403,28 @@ CONTENDERS = {
         ),
         Contender("floor-httpx2", "floor on httpx2 (the peers' HTTP stack)", "httpx2", _floor),
         Contender("agentkit-httpx2", "agentkit on httpx2", "httpx2", _agentkit, ("agentkit",)),
+        Contender(
+            "floor-httpx2-threads",
+            "fair floor for a sync tool on httpx2 (calls in asyncio.to_thread)",
+            "httpx2",
+            _floor_threads,
+            sync_tool=True,
+        ),
+        Contender(
+            "agentkit-httpx2-sync-tool",
+            "agentkit on httpx2, sync tool (worker thread)",
+            "httpx2",
+            _agentkit_sync_tool,
+            ("agentkit",),
+            sync_tool=True,
+        ),
+        Contender(
+            "agentkit-httpx2-inline-tool",
+            "agentkit on httpx2, sync tool inline (blocking=False)",
+            "httpx2",
+            _agentkit_inline_tool,
+            ("agentkit",),
+        ),
         Contender("openai", "openai SDK + hand loop", "httpx2", _openai_sdk, ("openai",), True),
         Contender(
             "pydantic-ai",

@@ -125,16 +125,27 @@ async def _measure(
         for result in results.values():
             if "same_stack_ratio" not in result or "ratio" in result:
                 continue
-            # The ratio to the httpx floor: direct, or through the httpx2 floor's own.
-            via = results.get(result["paired_with"], {}).get("same_stack_ratio", 1.0)
-            result["ratio"] = result["same_stack_ratio"] * via
-            result["over_floor_us"] = (result["ratio"] - 1) * floor_cpu
+            # The ratio to the httpx floor: the product of the paired ratios along the
+            # chain of floors (a fair floor -> its stack's floor -> the httpx floor).
+            ratio, seen = result["same_stack_ratio"], result
+            while seen.get("paired_with", "floor") != "floor":
+                seen = results.get(seen["paired_with"], {})
+                ratio *= seen.get("same_stack_ratio", 1.0)
+            result["ratio"] = ratio
+            result["over_floor_us"] = (ratio - 1) * floor_cpu
     return results
 
 
 def _stack_floor(name: str, ready: list[str]) -> str:
-    """The floor a contender's batches are paired with: the one on its own HTTP stack."""
-    if name != "floor-httpx2" and CONTENDERS[name].http == "httpx2" and "floor-httpx2" in ready:
+    """The floor a contender's batches are paired with: the one on its own HTTP stack;
+    for a sync tool in worker threads, the fair floor on that stack (the hand-written
+    loop with its calls in `asyncio.to_thread`), itself paired with the plain floor."""
+    spec = CONTENDERS[name]
+    httpx2 = spec.http == "httpx2"
+    fair = "floor-httpx2-threads" if httpx2 else "floor-threads"
+    if spec.sync_tool and name != fair and fair in ready:
+        return fair
+    if name != "floor-httpx2" and httpx2 and "floor-httpx2" in ready:
         return "floor-httpx2"
     return "floor"
 

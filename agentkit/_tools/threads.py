@@ -22,12 +22,23 @@ token stays with the thread until its function really returns:
   starts a loop (and so a pool) per run, and a tool that hangs in every run
   would otherwise leave a thread behind in each. Its calls fail the same way
   once its stuck calls alone would fill a pool.
+
+The hand-off itself: under asyncio, a call goes to agentkit's own worker threads
+(`_Workers`: a job queue, idle threads that wait on it, a new thread when none is
+idle, a thread ends after `_IDLE` seconds without work) and its result comes back
+through `loop.call_soon_threadsafe`; that costs about half the CPU of
+`anyio.to_thread.run_sync` per call, and less than `asyncio.to_thread`
+(`benchmarks/bench_threads.py`). The number of threads busy at once stays bounded
+by the limiter's tokens, which a call holds until its function returns. Under
+trio, `anyio.to_thread.run_sync` hands the call to trio's own thread cache.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -37,6 +48,8 @@ import anyio
 from agentkit._exceptions import ToolThreadsExhaustedError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from anyio.lowlevel import RunVar
 
 __all__ = ["StuckCount", "run_in_thread", "stuck_calls"]
@@ -46,6 +59,7 @@ logger = logging.getLogger("agentkit")
 T = TypeVar("T")
 
 _POLL = 0.25  # seconds between looks at stuck calls, while waiting for a token
+_IDLE = 10.0  # seconds an idle worker thread waits for work before it ends (as anyio's)
 _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 
 
@@ -71,10 +85,19 @@ class StuckCount:
 class _Stuck:
     """One event loop's stuck calls: borrowers of a token whose caller left."""
 
-    __slots__ = ("finished", "limiter", "lock", "running", "unlimited")
+    __slots__ = ("finished", "limiter", "lock", "loop", "running", "unlimited")
 
     def __init__(self) -> None:
         import anyio.to_thread  # loads with the first sync tool call, not with agentkit
+
+        # The asyncio loop whose calls go to agentkit's own workers; None under trio
+        # (also trio in guest mode on an asyncio loop, whose tasks cannot await a future).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        trio = sys.modules.get("trio")
+        if trio is None or not trio.lowlevel.in_trio_task():
+            import asyncio
+
+            self.loop = asyncio.get_running_loop()
 
         # The loop's default thread limiter is one object for the loop's life (an
         # application resizes it through its total_tokens), so it is looked up once.
@@ -87,6 +110,100 @@ class _Stuck:
         # The worker thread runs under this, not the default limiter: the call holds
         # a token of that already, and must keep it past an abandonment.
         self.unlimited = anyio.CapacityLimiter(math.inf)
+
+
+class _Workers:
+    """agentkit's worker threads for asyncio: one job queue, any number of threads.
+
+    How many run at once is bounded by the callers (each holds a limiter token until
+    its function returns), not here. `idle` counts the threads waiting for a job that
+    no submitted job has claimed yet: a submission claims one, or starts a thread.
+    """
+
+    def __init__(self) -> None:
+        import queue  # with the first sync tool call, not with agentkit
+
+        self.jobs: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
+        self.started = 0
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run `job` in a worker thread."""
+        with self.lock:
+            self.jobs.put(job)
+            if self.idle:
+                self.idle -= 1
+                return
+            self.started += 1
+            number = self.started
+        thread = threading.Thread(target=self._work, name=f"agentkit-tool-{number}", daemon=True)
+        thread.start()
+
+    def _work(self) -> None:
+        import queue
+
+        jobs, lock = self.jobs, self.lock
+        while True:
+            try:
+                job = jobs.get(timeout=_IDLE)
+            except queue.Empty:
+                with lock:
+                    if self.idle:  # no job counts on this thread: it ends
+                        self.idle -= 1
+                        return
+                continue  # a job was claimed for an idle thread just now: take it
+            job()
+            del job  # the caller's frames and result are not kept while idle
+            with lock:
+                self.idle += 1
+
+
+_WORKERS: _Workers | None = None  # made with the first sync call under asyncio
+
+
+def _forget_workers() -> None:
+    # A forked child has none of its parent's threads: counting them as idle would
+    # leave its first jobs queued for threads that do not exist.
+    global _WORKERS
+    _WORKERS = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+async def _to_worker(function: Callable[[], T], loop: asyncio.AbstractEventLoop) -> T:
+    """Call `function` in one of agentkit's worker threads, in a copy of the caller's
+    context (as `asyncio.to_thread` and anyio do); abandoned if the caller is cancelled."""
+    global _WORKERS
+    import contextvars  # with the first sync tool call, not with agentkit
+
+    future = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():  # the caller was cancelled and has gone on
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def job() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, context.run(function))
+        except BaseException as exc:
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(deliver, *outcome)
+        except RuntimeError:  # the loop is closed: nobody waits for this result
+            pass
+
+    if _WORKERS is None:
+        _WORKERS = _Workers()
+    _WORKERS.submit(job)
+    return await future  # type: ignore[no-any-return]
 
 
 _STATE: RunVar[_Stuck] | None = None  # made with the first sync call: anyio.lowlevel costs 2 ms
@@ -172,9 +289,12 @@ async def run_in_thread(tool_name: str, function: Callable[[], T], own: StuckCou
                 own.add(-1)
 
     try:
-        result = await anyio.to_thread.run_sync(
-            work, abandon_on_cancel=True, limiter=state.unlimited
-        )
+        if state.loop is not None:
+            result = await _to_worker(work, state.loop)
+        else:
+            result = await anyio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=state.unlimited
+            )
     except BaseException:
         with state.lock:
             stuck = phase[0] == _RUNNING

@@ -2,8 +2,9 @@
 
 The schema and validator are built once, when the decorator runs; a call
 parses and validates the model's JSON arguments in one pydantic pass, runs the
-function (async functions awaited, sync ones in a worker thread) and turns the
-result into tool-message content.
+function (async functions awaited, sync ones in a worker thread, or on the
+event loop when declared `blocking=False`) and turns the result into
+tool-message content.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ class Tool(Generic[P, R]):
     A `Tool` is still callable exactly like the function it wraps. Create one
     with `@tool` or `Tool.from_function`.
 
-    A sync function runs in a worker thread of anyio's default thread limiter
-    (40 per event loop). A call abandoned past its `timeout` (or with its run)
-    keeps its thread until it returns: when such stuck calls fill the pool,
+    A sync function runs in a worker thread, bounded by anyio's default thread
+    limiter (40 per event loop). A call abandoned past its `timeout` (or with its
+    run) keeps its thread until it returns: when such stuck calls fill the pool,
     sync calls fail with `ToolThreadsExhaustedError` and a warning is logged,
-    rather than a thread being added for each.
+    rather than a thread being added for each. A sync function known never to
+    block (no I/O, no locks, microseconds of work) can run on the event loop
+    instead, without the thread hand-off: `blocking=False`.
 
     Attributes:
         function: The wrapped function.
@@ -77,6 +80,8 @@ class Tool(Generic[P, R]):
             `False`, or a function `(ctx, call) -> bool` (sync or async) deciding
             per call, given the run context and the `PendingCall` (its
             arguments validated). See `Agent.resume`.
+        blocking: Whether a sync function may block, and so runs in a worker
+            thread (`True`, the default); `False` calls it on the event loop.
     """
 
     function: Callable[P, R]
@@ -87,6 +92,9 @@ class Tool(Generic[P, R]):
     timeout: float | None
     retries: int | None
     requires_approval: bool | ApprovalRule
+    blocking: bool = True
+    # A sync function called on the event loop (blocking=False), not in a thread.
+    _inline: bool = False
     is_external: bool = False
     """A tool without a body (`Tool.external`): its calls pause the run."""
 
@@ -100,6 +108,7 @@ class Tool(Generic[P, R]):
         timeout: float | None = None,
         retries: int | None = None,
         requires_approval: bool | ApprovalRule = False,
+        blocking: bool = True,
     ) -> None:
         """Build a tool; see `Tool.from_function`."""
         name = getattr(function, "__name__", "<unnamed>") if name is None else name
@@ -114,6 +123,20 @@ class Tool(Generic[P, R]):
             problems.append(
                 f"requires_approval must be True, False or a function (ctx, call) -> bool, "
                 f"not {requires_approval!r}"
+            )
+        is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
+        if not isinstance(blocking, bool):
+            problems.append(f"blocking must be True or False, not {blocking!r}")
+        elif not blocking and is_async:
+            problems.append(
+                "blocking=False is for sync functions: an async function already runs on "
+                "the event loop; drop blocking=False"
+            )
+        elif not blocking and timeout is not None:
+            problems.append(
+                "a function run on the event loop (blocking=False) cannot be stopped at its "
+                f"timeout of {timeout!r} s; drop timeout, or drop blocking=False to run it "
+                "in a worker thread"
             )
         try:
             schema = function_schema(function, name=name, description=description, strict=strict)
@@ -132,8 +155,10 @@ class Tool(Generic[P, R]):
         self.timeout = timeout
         self.retries = retries
         self.requires_approval = requires_approval
+        self.blocking = blocking
         self._schema = schema
-        self._is_async = inspect.iscoroutinefunction(inspect.unwrap(function))
+        self._is_async = is_async
+        self._inline = not blocking
 
     @classmethod
     def from_function(
@@ -146,6 +171,7 @@ class Tool(Generic[P, R]):
         timeout: float | None = None,
         retries: int | None = None,
         requires_approval: bool | ApprovalRule = False,
+        blocking: bool = True,
     ) -> Tool[P, R]:
         """Make a tool of a function without decorating it.
 
@@ -166,6 +192,12 @@ class Tool(Generic[P, R]):
                 the agent's `max_tool_retries`.
             requires_approval: `True` (or a function `(ctx, call) -> bool`
                 deciding per call) to make a call wait for a person's yes.
+            blocking: `False` for a sync function that never blocks (no I/O,
+                no locks, no sleeping, little CPU): it is called on the event
+                loop, sparing the hand-off to a worker thread and back. While
+                it runs, nothing else in the event loop does; a function that
+                may wait belongs in a thread (the default). Refused for an
+                async function and together with `timeout`.
 
         Returns:
             The tool.
@@ -181,6 +213,7 @@ class Tool(Generic[P, R]):
             timeout=timeout,
             retries=retries,
             requires_approval=requires_approval,
+            blocking=blocking,
         )
 
     @classmethod
@@ -324,7 +357,12 @@ class Tool(Generic[P, R]):
                 kwargs[schema.context_param] = ctx
             else:
                 args.insert(0, ctx)
-        if self.timeout is None:
+        if self._inline:
+            # blocking=False: called on the event loop (never with a timeout).
+            result = self.function(*args, **kwargs)
+            if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+                result = await result
+        elif self.timeout is None:
             # An async function is awaited here directly: one coroutine less per call.
             fn: Callable[..., Any] = self.function
             result = await (fn(*args, **kwargs) if self._is_async else self._run(args, kwargs))
@@ -365,6 +403,7 @@ def tool(
     timeout: float | None = None,
     retries: int | None = None,
     requires_approval: bool | ApprovalRule = False,
+    blocking: bool = True,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -378,6 +417,7 @@ def tool(
     timeout: float | None = None,
     retries: int | None = None,
     requires_approval: bool | ApprovalRule = False,
+    blocking: bool = True,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a typed, documented function into a `Tool`.
 
@@ -410,6 +450,9 @@ def tool(
         requires_approval: `True`, or a function `(ctx, call) -> bool` deciding
             per call, to make calls wait for a person's yes (the run pauses; see
             `Agent.resume`).
+        blocking: `False` for a sync function that never blocks: it is called
+            on the event loop rather than in a worker thread (see
+            `Tool.from_function`). Refused for async functions and with `timeout`.
 
     Returns:
         The tool, or a decorator that makes one.
@@ -427,6 +470,7 @@ def tool(
             timeout=timeout,
             retries=retries,
             requires_approval=requires_approval,
+            blocking=blocking,
         )
 
     return decorate if fn is None else decorate(fn)
