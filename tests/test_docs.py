@@ -35,6 +35,19 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUNS = {"python", "py"}
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(?P<body>.*?)\s*-->$")
 NEEDS = {"postgres": ("DATABASE_URL", "postgres_url"), "redis": ("REDIS_URL", "redis_url")}
+
+
+def _dbos_sqlite() -> str | None:
+    """Why DBOS cannot keep runs in this Python's SQLite, or None."""
+    try:
+        from agentkit.durable.dbos import sqlite_problem
+    except ImportError:
+        return "needs the durable extra"
+    return sqlite_problem()
+
+
+# Needs that are not a server: a block is skipped, with the reason, where one fails.
+CONDITIONS = {"dbos-sqlite": _dbos_sqlite}
 TIMEOUT = 60.0
 
 # Loaded by every block's interpreter at start-up (as `sitecustomize`): a block
@@ -80,8 +93,9 @@ def _apply(block: Block, directive: str) -> None:
             block.fragment = True
         elif part.startswith("needs "):
             for need in part.removeprefix("needs ").split():
-                if need not in NEEDS:
-                    raise ValueError(f"{block.id}: unknown need {need!r}; known: {sorted(NEEDS)}")
+                if need not in NEEDS and need not in CONDITIONS:
+                    known = sorted([*NEEDS, *CONDITIONS])
+                    raise ValueError(f"{block.id}: unknown need {need!r}; known: {known}")
                 block.needs.append(need)
         else:
             raise ValueError(f"{block.id}: unknown docs-test directive {part!r}")
@@ -190,6 +204,11 @@ def run_block(
     }
     env.pop("AGENTKIT_MODEL", None)
     for need in block.needs:
+        if need in CONDITIONS:
+            problem = CONDITIONS[need]()
+            if problem is not None:
+                pytest.skip(f"{block.id}: {problem}")
+            continue
         variable, fixture = NEEDS[need]
         env[variable] = str(request.getfixturevalue(fixture))
     script = tmp_path / "work" / "snippet.py"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ if os.environ.get("CI", "").lower() == "true":
     import dbos  # noqa: F401  (under CI the durable extra is installed: never skipped)
 else:
     pytest.importorskip("dbos", reason='needs the durable extra: pip install -e ".[dev]"')
+
+from agentkit.durable import DBOSEngine, DurableRunError  # after the dbos check above
+from agentkit.durable.dbos import sqlite_problem
 
 APP = Path(__file__).with_name("durable_app.py")
 WAIT = 40.0  # seconds any one process or marker may take, at most
@@ -102,8 +106,30 @@ def normalized(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+# DBOS on Python 3.12+ needs SQLite 3.42+ (`DBOSEngine` refuses older ones, see
+# test_an_old_sqlite_is_refused_with_what_to_do): where this Python's SQLite is
+# older, the SQLite tests skip and the PostgreSQL ones still run. CI runs them all
+# on its oldest Python.
+SQLITE_PROBLEM = sqlite_problem()
+
+
 def sqlite(tmp_path: Path, name: str = "runs") -> str:
+    if SQLITE_PROBLEM is not None:
+        pytest.skip(SQLITE_PROBLEM)
     return f"sqlite:///{tmp_path / (name + '.sqlite')}"
+
+
+def test_an_old_sqlite_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sqlite_problem((3, 11, 7), (3, 40, 1)) is None
+    assert sqlite_problem((3, 13, 0), (3, 42, 0)) is None
+    problem = sqlite_problem((3, 13, 0), (3, 40, 1))
+    assert problem is not None and "3.42" in problem and "3.40.1" in problem
+    assert "postgresql://" in problem
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 40, 1))
+    monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
+    with pytest.raises(DurableRunError, match=r"SQLite 3\.42 or later"):
+        DBOSEngine("sqlite:///runs.sqlite")
+    DBOSEngine("postgresql://user@127.0.0.1/db")  # PostgreSQL is not affected
 
 
 def reference(tmp_path: Path, run_id: str, scenario: str, **env: str) -> Any:
@@ -233,7 +259,7 @@ def test_a_plain_tool_is_not_recorded_and_runs_again_on_replay(tmp_path: Path) -
     assert [count(same_log, f"model-request {t}") for t in (1, 2, 3)] == [1, 1, 1]
     assert [count(same_log, f"tool-start {n}") for n in (1, 2)] == [2, 2]  # 1 ran on replay
     assert [count(same_log, f"event ToolCallStart {t}") for t in (1, 2)] == [2, 2]
-    with sqlite3.connect(tmp_path / "same.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "same.sqlite")) as db, db:
         steps = db.execute(
             "SELECT function_name FROM operation_outputs WHERE workflow_uuid = 'plain' "
             "ORDER BY function_id"
@@ -472,7 +498,7 @@ async def test_in_process_run_events_and_reattach(tmp_path: Path) -> None:
     kinds = [type(e) for e in events if isinstance(e, (ModelRequestStart, ToolCallStart))]
     assert kinds == [ModelRequestStart, ToolCallStart, ModelRequestStart]
     # Stored as JSON, never pickle, in a WAL-mode database.
-    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db, db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         rows = db.execute(
             "SELECT serialization, output FROM operation_outputs WHERE workflow_uuid = ?",
@@ -500,7 +526,7 @@ async def test_the_timeout_counts_from_the_start_not_the_wait_on_a_queue(tmp_pat
     async with durable.engine:
         result = await handle.result()
     assert result.output == "It has shipped." and len(model.requests) == 2
-    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db, db:
         names = db.execute(
             "SELECT function_name FROM operation_outputs WHERE workflow_uuid = 'queued-1' "
             "ORDER BY function_id"
@@ -676,6 +702,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_the_docs_program_runs(tmp_path: Path) -> None:
+    sqlite(Path())  # skips where DBOS cannot use this Python's SQLite
     text = (ROOT / "docs" / "durable.md").read_text()
     program = re.findall(r"```python\n(.*?)```", text, re.S)[0]
     out = subprocess.run(
@@ -689,6 +716,7 @@ def test_the_docs_program_runs(tmp_path: Path) -> None:
 
 
 def test_the_example_survives_kill_9(tmp_path: Path) -> None:
+    sqlite(Path())  # skips where DBOS cannot use this Python's SQLite
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "durable_clock.py")],
         capture_output=True,
@@ -706,6 +734,7 @@ def test_the_example_survives_kill_9(tmp_path: Path) -> None:
 
 
 def test_the_benchmark_runs_on_sqlite_and_postgres(postgres_url: str) -> None:
+    sqlite(Path())  # skips where DBOS cannot use this Python's SQLite
     url = _fresh_database(postgres_url, "agentkit_bench")
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.durable", "--runs", "2", "--postgres", url],

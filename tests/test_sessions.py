@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,7 @@ async def test_a_corrupt_row_is_a_session_error(session: SQLiteSession) -> None:
     await session.append([UserMessage(content="hi")])
     import sqlite3
 
-    with sqlite3.connect(session.path) as connection:
+    with closing(sqlite3.connect(session.path)) as connection, connection:
         connection.execute("UPDATE agentkit_session_messages SET body = '{\"role\": 3}'")
     with pytest.raises(SessionError, match="user-1"):
         await session.load()

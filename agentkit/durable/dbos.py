@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -77,6 +78,8 @@ class DBOSEngine:
                 f"DBOSEngine: the url must be sqlite:///… or postgresql://…, got "
                 f"{url.split(':', 1)[0]!r}"
             )
+        if url.startswith("sqlite:") and (problem := sqlite_problem()) is not None:
+            raise DurableRunError(f"DBOSEngine({url.split('?', 1)[0]!r}): {problem}")
         self.url = url
         self.app_name = app_name
         self.executor_id = executor_id
@@ -398,3 +401,25 @@ def _use_wal(url: str) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
     connection.close()
+
+
+def sqlite_problem(
+    python: tuple[int, ...] | None = None, sqlite: tuple[int, ...] | None = None
+) -> str | None:
+    """Why DBOS cannot keep runs in SQLite here, or None when it can.
+
+    On Python 3.12 and later DBOS timestamps its SQLite rows with
+    `unixepoch('subsec')`, which SQLite has only from 3.42: an older library gives
+    NULL, and the first run fails on a NOT NULL constraint deep inside DBOS.
+    """
+    version = sqlite3.sqlite_version_info if sqlite is None else sqlite
+    running = tuple(sys.version_info) if python is None else python
+    if tuple(running[:2]) >= (3, 12) and tuple(version) < (3, 42):
+        shown = ".".join(map(str, version))
+        return (
+            f"DBOS needs SQLite 3.42 or later on Python 3.12+, and this Python's sqlite3 "
+            f"module has SQLite {shown}: keep runs in PostgreSQL "
+            "(DBOSEngine('postgresql://...')), or use a Python built with a newer SQLite "
+            "(or Python 3.10/3.11)"
+        )
+    return None
