@@ -404,10 +404,10 @@ async def test_every_run_error_subclass_is_covered() -> None:
         UsageLimitExceeded,  # tested in test_agent_api.py
     )
 
-    assert set(AgentRunError.__subclasses__()) == tested | {
-        OutputValidationError,
-        UsageLimitExceeded,
-    }
+    # The core's own: an integration's run errors (agentkit.durable's
+    # ReplayMismatchError, once that is loaded) are tested with the integration.
+    core = {c for c in AgentRunError.__subclasses__() if c.__module__ == "agentkit._exceptions"}
+    assert core == tested | {OutputValidationError, UsageLimitExceeded}
 
 
 async def test_failures_are_counted_per_turn_not_per_call() -> None:
