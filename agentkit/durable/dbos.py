@@ -17,7 +17,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -398,9 +398,12 @@ def _use_wal(url: str) -> None:
         return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with sqlite3.connect(path) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
+    # Processes starting together on a new file wait for each other: switching the
+    # mode needs the file to itself, and another may be creating DBOS's tables.
+    with closing(sqlite3.connect(path, timeout=60.0)) as connection:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() != "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 def sqlite_problem(
