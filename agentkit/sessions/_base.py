@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import ClassVar
 
@@ -14,7 +14,7 @@ from agentkit._wire.messages import Message
 from agentkit.sessions._errors import SessionLockTimeout
 from agentkit.sessions._trim import Trim
 
-__all__ = ["StoreSession", "holding", "poll_until"]
+__all__ = ["StoreSession", "TokenHeld", "holding", "poll_until"]
 
 
 class StoreSession:
@@ -92,3 +92,24 @@ async def holding(
     finally:
         with anyio.CancelScope(shield=True):
             await release()
+
+
+class TokenHeld:
+    """A session under its lock, where the lock is a token (SQLite, Redis): loads as
+    the session does, and each append checks the token still holds the lock."""
+
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[list[Message]]],
+        append: Callable[[Sequence[Message], str], Awaitable[None]],
+        token: str,
+    ) -> None:
+        self._load = load
+        self._append = append
+        self._token = token
+
+    async def load(self) -> list[Message]:
+        return await self._load()
+
+    async def append(self, messages: Sequence[Message]) -> None:
+        await self._append(messages, self._token)

@@ -12,7 +12,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from agentkit._run.session import HeldSession
 from agentkit._wire.messages import Message
-from agentkit.sessions._base import StoreSession, holding, poll_until
+from agentkit.sessions._base import StoreSession, TokenHeld, holding, poll_until
 from agentkit.sessions._codec import decode, encode
 from agentkit.sessions._errors import SessionLockLost
 from agentkit.sessions._trim import Trim
@@ -161,18 +161,4 @@ class RedisSession(StoreSession):
             await self.client.eval(_UNLOCK, 1, self._keys[2], token)
 
         async with holding(acquire, release):
-            yield _Held(self, token)
-
-
-class _Held:
-    """A `RedisSession` under its lock: the append checks the lock is still this run's."""
-
-    def __init__(self, session: RedisSession, token: str) -> None:
-        self._session = session
-        self._token = token
-
-    async def load(self) -> list[Message]:
-        return await self._session.load()
-
-    async def append(self, messages: Sequence[Message]) -> None:
-        await self._session._append(messages, self._token)
+            yield TokenHeld(self.load, self._append, token)

@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from agentkit._run.session import HeldSession
 from agentkit._wire.messages import Message
-from agentkit.sessions._base import StoreSession, holding, poll_until
+from agentkit.sessions._base import StoreSession, TokenHeld, holding, poll_until
 from agentkit.sessions._codec import decode, encode
 from agentkit.sessions._errors import SessionLockLost
 from agentkit.sessions._trim import Trim
@@ -242,7 +242,7 @@ class SQLiteSession(StoreSession):
             await self._call(self._unlock, token)
 
         async with holding(acquire, release):
-            yield _Held(self, token)
+            yield TokenHeld(self.load, self._held_append, token)
 
 
 # Open connections by process and file. Closing the last connection to a WAL file
@@ -267,17 +267,3 @@ def _give(path: str, connection: sqlite3.Connection) -> None:
             idle.append(connection)
             return
     connection.close()
-
-
-class _Held:
-    """A `SQLiteSession` under its lock: appends check the lock is still this run's."""
-
-    def __init__(self, session: SQLiteSession, token: str) -> None:
-        self._session = session
-        self._token = token
-
-    async def load(self) -> list[Message]:
-        return await self._session.load()
-
-    async def append(self, messages: Sequence[Message]) -> None:
-        await self._session._held_append(messages, self._token)
