@@ -42,6 +42,8 @@ from typing import Any
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
 
+from tests.loopback import on_loopback
+
 FAULTS = (
     "429",
     "429-ms",
@@ -367,17 +369,5 @@ async def fault_server(
     plan: Callable[[Request], str | None] | None = None, *, slow_delay: float = 1.0
 ) -> AsyncIterator[FaultServer]:
     """Serve on a free port of 127.0.0.1; yields the server (base URL and statistics)."""
-    server = FaultServer(plan=plan, slow_delay=slow_delay)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-    server.base_url = f"http://127.0.0.1:{port}/v1"
-
-    async def handle(stream: SocketStream) -> None:
-        await _serve(stream, server)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
-        try:
-            yield server
-        finally:
-            tg.cancel_scope.cancel()
+    async with on_loopback(FaultServer(plan=plan, slow_delay=slow_delay), _serve) as server:
+        yield server

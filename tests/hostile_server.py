@@ -33,9 +33,10 @@ from functools import cache
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import SocketStream
 
 from tests.fault_server import _head, _http_chunk, _read_request, _sse, chunks, completion
+from tests.loopback import on_loopback
 
 BOMB_SIZE = 128 * 1024 * 1024
 TRICKLE = 0.05
@@ -170,17 +171,5 @@ async def _serve(stream: SocketStream, server: HostileServer) -> None:
 @asynccontextmanager
 async def hostile_server() -> AsyncIterator[HostileServer]:
     """Serve on a free port of 127.0.0.1; yields the server (base URL and requests)."""
-    server = HostileServer()
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-    server.base_url = f"http://127.0.0.1:{port}/v1"
-
-    async def handle(stream: SocketStream) -> None:
-        await _serve(stream, server)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
-        try:
-            yield server
-        finally:
-            tg.cancel_scope.cancel()
+    async with on_loopback(HostileServer(), _serve) as server:
+        yield server

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import SocketStream
 
 from tests.fault_server import Request, _head, _read_request, completion, normal_message
+from tests.loopback import on_loopback
 
 
 def duration(seconds: float) -> str:
@@ -145,17 +146,5 @@ async def limited_server(
     *, rpm: int = 60, tpm: int = 20_000, window: float = 1.0
 ) -> AsyncIterator[LimitedServer]:
     """Serve on a free port of 127.0.0.1; yields the server (base URL and what it saw)."""
-    server = LimitedServer(rpm=rpm, tpm=tpm, window=window)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-    server.base_url = f"http://127.0.0.1:{port}/v1"
-
-    async def handle(stream: SocketStream) -> None:
-        await _serve(stream, server)
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
-        try:
-            yield server
-        finally:
-            tg.cancel_scope.cancel()
+    async with on_loopback(LimitedServer(rpm=rpm, tpm=tpm, window=window), _serve) as server:
+        yield server
