@@ -140,12 +140,7 @@ class Run(Generic[OutputT]):
         """Send the conversation; return the assistant message, finish reason and usage."""
         config, state = self.config, self.state
         turn = state.turns + 1
-        params = dict(config.request_params)
-        if config.tool_definitions:
-            params["tools"] = config.tool_definitions
-            params["tool_choice"] = tool_choice
-            if config.parallel_tool_calls is not None:
-                params["parallel_tool_calls"] = config.parallel_tool_calls
+        params = self.request_params(tool_choice)
         if self.events is not None:
             # The event classes load with the first run that has a handler.
             from agentkit._run.events import ModelRequestStart, emit
@@ -209,6 +204,18 @@ class Run(Generic[OutputT]):
                 ),
             )
         return response
+
+    def request_params(self, tool_choice: str | NamedToolChoice) -> dict[str, Any]:
+        """The request's fields besides the model and messages: the settings, and the
+        tools with `tool_choice` when the agent has tools."""
+        config = self.config
+        params = dict(config.request_params)
+        if config.tool_definitions:
+            params["tools"] = config.tool_definitions
+            params["tool_choice"] = tool_choice
+            if config.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = config.parallel_tool_calls
+        return params
 
     async def _request(
         self, messages: list[Message], params: dict[str, Any], turn: int

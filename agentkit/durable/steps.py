@@ -69,12 +69,7 @@ class DurableRun(Run[OutputT]):
         digest checked against the recorded one on replay."""
         config, state = self.config, self.state
         turn = state.turns + 1
-        params = dict(config.request_params)
-        if config.tool_definitions:
-            params["tools"] = config.tool_definitions
-            params["tool_choice"] = tool_choice
-            if config.parallel_tool_calls is not None:
-                params["parallel_tool_calls"] = config.parallel_tool_calls
+        params = self.request_params(tool_choice)
         messages = await self._request_messages() if config.instructions else state.messages
         expected = codec.digest(config.model, messages, params)
 
