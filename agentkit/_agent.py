@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,7 +16,6 @@ from typing_extensions import Never, Self, TypeVar
 from agentkit._client.client import ChatClient
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
-from agentkit._run import rules
 from agentkit._run.config import (
     DEFAULT_MAX_TOOL_RESULT_CHARS,
     ApprovalHandler,
@@ -25,31 +25,71 @@ from agentkit._run.config import (
     OutputValidator,
     RunConfig,
 )
-from agentkit._run.history import CheckedHistory, check_history, to_messages
-from agentkit._run.loop import PAUSED, Run
-from agentkit._run.result import Paused, Reject, RunResult
-from agentkit._run.state import RunState
 from agentkit._run.tool_errors import ToolErrorDetail
-from agentkit._run.tool_step import ToolOutcome, rejected
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
-from agentkit._tools.tool import Tool
+from agentkit._tools.tool import Tool, _to_content
 from agentkit._wire.messages import (
     ContentPart,
     Message,
     NamedToolChoice,
+    ToolMessage,
     UserMessage,
 )
 
 if TYPE_CHECKING:
     from agentkit._client.settings import ModelSettings
+    from agentkit._run import (
+        history as _history,
+        loop as _loop,
+        result as _result,
+        rules as _rules,
+        state as _state,
+        tool_step as _tool_step,
+    )
     from agentkit._run.events import EventHandler, StreamEvent
     from agentkit._run.limits import UsageLimits
+    from agentkit._run.loop import Run
     from agentkit._run.observe import RunObserver
+    from agentkit._run.result import Paused, Reject, RunResult
     from agentkit._run.session import Session
+    from agentkit._run.state import RunState
     from agentkit._run.streamed_run import StreamedRun
+    from agentkit._run.tool_step import ToolOutcome
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
+
+
+class _OnFirstRun:
+    """Stands for a module of the run machinery until an agent first uses it.
+
+    Making an agent needs only its configuration; the loop, its rules, state and
+    results load when a run first needs them, once per process, so that importing
+    and configuring agents stays cheap. The module then takes this stand-in's place
+    among this module's globals, so that later runs reach it as fast as through an
+    `import` statement. These stand-ins are the only lazy imports here: everything
+    else of the run machinery is reached through them (`_loop.Run`, `_state.RunState`).
+    """
+
+    __slots__ = ("_alias", "_module")
+
+    def __init__(self, alias: str, module: str) -> None:
+        self._alias = alias
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        module = importlib.import_module(self._module)
+        globals()[self._alias] = module
+        return getattr(module, name)
+
+
+if not TYPE_CHECKING:
+    _history = _OnFirstRun("_history", "agentkit._run.history")
+    _loop = _OnFirstRun("_loop", "agentkit._run.loop")
+    _result = _OnFirstRun("_result", "agentkit._run.result")
+    _rules = _OnFirstRun("_rules", "agentkit._run.rules")
+    _state = _OnFirstRun("_state", "agentkit._run.state")
+    _tool_step = _OnFirstRun("_tool_step", "agentkit._run.tool_step")
 
 OutputT = TypeVar("OutputT", default=str)
 PauseT = TypeVar("PauseT", default=Never)
@@ -164,9 +204,8 @@ if TYPE_CHECKING:
     # A handoff target whose output type is `T`.
     _Target: TypeAlias = "Agent[T, Any] | Handoff[T]"
 
-
-Approval = bool | Reject
-"""A decision on a pending call: `True` approves it; `False` or `Reject(reason)` refuses it."""
+    Approval: TypeAlias = "bool | Reject"
+    """A decision on a pending call: `True` approves it; `False` or `Reject(reason)` refuses it."""
 
 
 class Agent(Generic[OutputT, PauseT]):
@@ -410,7 +449,7 @@ class Agent(Generic[OutputT, PauseT]):
         approval_handler: ApprovalHandler | None = None,
         instrument: RunObserver | None = None,
     ) -> None:
-        if pauses is not None and pauses is not Paused:
+        if pauses is not None and pauses is not _result.Paused:
             raise UserError(f"pauses must be agentkit.Paused or None, got {pauses!r}")
         self.pauses = pauses
         if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
@@ -493,7 +532,7 @@ class Agent(Generic[OutputT, PauseT]):
                 input: The request for the agent, complete in itself: it sees nothing else.
             """
             result: Any = await agent.run(input, deps=ctx.deps, event_handler=ctx.event_handler)
-            if isinstance(result, Paused):
+            if isinstance(result, _result.Paused):
                 ctx.add_usage(result.usage)
                 waiting = ", ".join(p.tool_name for p in result.pending)
                 raise UserError(
@@ -552,7 +591,7 @@ class Agent(Generic[OutputT, PauseT]):
         Raises:
             UserError: The history breaks the tool-call invariant, or the prompt is empty.
         """
-        return RunState(messages=self._start(prompt, message_history))
+        return _state.RunState(messages=self._start(prompt, message_history))
 
     async def run(
         self,
@@ -607,7 +646,7 @@ class Agent(Generic[OutputT, PauseT]):
             return await self._run_in_session(
                 session, prompt, message_history, config, deps, timeout, events
             )
-        state = RunState(messages=self._start(prompt, message_history))
+        state = _state.RunState(messages=self._start(prompt, message_history))
         return await self._run(
             config, state, deps=deps, timeout=timeout, events=events, streamed=False
         )
@@ -628,14 +667,14 @@ class Agent(Generic[OutputT, PauseT]):
 
         _one_history(message_history, session)
 
-        state = RunState(messages=[])
+        state = _state.RunState(messages=[])
 
         async def in_session(history: list[Message]) -> tuple[Any, Sequence[Message] | None]:
             state.messages = self._start(prompt, history)
             result = await self._run(
                 config, state, deps=deps, timeout=timeout, events=events, streamed=False
             )
-            return result, result.messages if isinstance(result, RunResult) else None
+            return result, result.messages if isinstance(result, _result.RunResult) else None
 
         return await run_in_session(session, in_session, lambda: state.messages)
 
@@ -703,14 +742,14 @@ class Agent(Generic[OutputT, PauseT]):
         paused turn; every check is made here, before anything runs."""
         config = self._config_for(None, None, None, tools, None)
         if not state.pending:
-            rules.check_resume(config, state, ())  # says it is not paused
+            _rules.check_resume(config, state, ())  # says it is not paused
         approved, answers = _decisions(state, approvals or {}, results or {}, config)
         if state.agent is not None and state.agent != self.name:
             raise UserError(
                 f"run {state.run_id} was handed to the agent {state.agent!r}: resume it "
                 "with that agent"
             )
-        rules.check_resume(config, state, approved)
+        _rules.check_resume(config, state, approved)
 
         async def finish_turn(run: Run[Any]) -> None:
             await run.resume_turn(approved, answers)
@@ -811,7 +850,7 @@ class Agent(Generic[OutputT, PauseT]):
         config = self._config_for(model, settings, instructions, tools, usage_limits)
         if session is not None:
             _one_history(message_history, session)
-        state = RunState(messages=self._start(prompt, message_history))
+        state = _state.RunState(messages=self._start(prompt, message_history))
         handler = event_handler or self.event_handler
         return self._stream(config, state, deps, timeout, handler, session=session)
 
@@ -872,12 +911,12 @@ class Agent(Generic[OutputT, PauseT]):
 
             async def in_session(history: list[Message]) -> tuple[Any, Sequence[Message] | None]:
                 # The stream's state holds the prompt already: the history goes before it.
-                check_history(history)
+                _history.check_history(history)
                 state.messages[0:0] = history
                 result = await self._run(
                     config, state, deps=deps, timeout=timeout, events=events, streamed=True
                 )
-                return result, result.messages if isinstance(result, RunResult) else None
+                return result, result.messages if isinstance(result, _result.RunResult) else None
 
             return await run_in_session(session, in_session, lambda: state.messages)
 
@@ -981,7 +1020,7 @@ class Agent(Generic[OutputT, PauseT]):
                 observer, config, state, deps, events, streamed, limit, resume
             )
         if self.client is not None:
-            run: Run[OutputT] = Run(
+            run: Run[OutputT] = _loop.Run(
                 config,
                 self.client,
                 state,
@@ -992,7 +1031,7 @@ class Agent(Generic[OutputT, PauseT]):
             )
             return await _finish(run, limit, resume)  # type: ignore[return-value]
         async with ChatClient() as client:
-            run = Run(
+            run = _loop.Run(
                 config, client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
             return await _finish(run, limit, resume)  # type: ignore[return-value]
@@ -1011,22 +1050,22 @@ class Agent(Generic[OutputT, PauseT]):
         """`_run`'s second half, for a run that `observer` watches."""
         resumed = resume is not None
         if self.client is not None:
-            run: Run[OutputT] = Run(
+            run: Run[OutputT] = _loop.Run(
                 config, self.client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
             async with observer.observe(run, resumed=resumed):
                 return await _finish(run, limit, resume)  # type: ignore[return-value]
         async with ChatClient() as client:
-            run = Run(
+            run = _loop.Run(
                 config, client, state, deps=deps, events=events, streamed=streamed, owner=self
             )
             async with observer.observe(run, resumed=resumed):
                 return await _finish(run, limit, resume)  # type: ignore[return-value]
 
     def _start(self, prompt: Prompt, history: History | None) -> list[Message]:
-        messages = to_messages(history or ())
-        if not isinstance(history, CheckedHistory):
-            check_history(messages)
+        messages = _history.to_messages(history or ())
+        if not isinstance(history, _history.CheckedHistory):
+            _history.check_history(messages)
         if isinstance(prompt, str):
             messages.append(UserMessage(content=prompt))
         else:
@@ -1083,8 +1122,8 @@ def _as_handoff(target: Agent[Any, Any] | Handoff[Any]) -> Handoff[Any]:
 
 def _may_pause(config: RunConfig) -> bool:
     """Whether a run of `config`, or of an agent it hands runs to, may pause."""
-    return rules.may_pause(config) or any(
-        rules.may_pause(way.config()) for way in config.handoffs.values()
+    return _rules.may_pause(config) or any(
+        _rules.may_pause(way.config()) for way in config.handoffs.values()
     )
 
 
@@ -1096,8 +1135,6 @@ def _decisions(
 ) -> tuple[set[str], dict[str, ToolOutcome]]:
     """The approved call ids, and the answers to the other pending calls; every
     pending call must be decided, and nothing else."""
-    from agentkit._wire.messages import ToolMessage
-
     kinds = {p.tool_call_id: p for p in state.pending}
     unknown = [i for i in (*approvals, *results) if i not in kinds]
     if unknown:
@@ -1120,9 +1157,13 @@ def _decisions(
                 missing.append(f"{call_id} ({pending.tool_name}: approve or reject)")
             elif decision is True:
                 approved.add(call_id)
-            elif decision is False or isinstance(decision, Reject):
-                reason = decision.reason if isinstance(decision, Reject) else Reject().reason
-                answers[call_id] = rejected(call_id, pending.tool_name, reason)
+            elif decision is False or isinstance(decision, _result.Reject):
+                reason = (
+                    decision.reason
+                    if isinstance(decision, _result.Reject)
+                    else _result.Reject().reason
+                )
+                answers[call_id] = _tool_step.rejected(call_id, pending.tool_name, reason)
             else:
                 raise UserError(
                     f"the decision on call {call_id} must be True, False or Reject(reason), "
@@ -1138,7 +1179,7 @@ def _decisions(
                 missing.append(f"{call_id} ({pending.tool_name}: its result)")
                 continue
             content = _external_content(pending.tool_name, results[call_id], config)
-            answers[call_id] = ToolOutcome(
+            answers[call_id] = _tool_step.ToolOutcome(
                 ToolMessage(tool_call_id=call_id, content=content), pending.tool_name
             )
     if missing:
@@ -1148,10 +1189,7 @@ def _decisions(
 
 def _external_content(name: str, value: Any, config: RunConfig) -> str:
     """An external tool's result as tool-message content, as a tool's return value."""
-    from agentkit._run.tool_step import limit_content
-    from agentkit._tools.tool import _to_content
-
-    return limit_content(_to_content(name, value), config.max_tool_result_chars)
+    return _tool_step.limit_content(_to_content(name, value), config.max_tool_result_chars)
 
 
 def _merged(base: ModelSettings, override: ModelSettings) -> ModelSettings:
@@ -1185,9 +1223,9 @@ async def _finish(
             raise RunTimeoutError(
                 f"the run took longer than its timeout of {limit:g} s", messages=state.messages
             )
-    if output is PAUSED:
-        return Paused.of(state, run.owner)
-    return RunResult(output, state.messages, state.usage, state.turns, run.owner)
+    if output is _loop.PAUSED:
+        return _result.Paused.of(state, run.owner)
+    return _result.RunResult(output, state.messages, state.usage, state.turns, run.owner)
 
 
 def _one_history(message_history: History | None, session: Session) -> None:

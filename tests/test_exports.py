@@ -147,6 +147,14 @@ def test_version() -> None:
         "agentkit._run.streamed_run",
         "agentkit._client.sse",  # with the first stream
         "agentkit._wire.chunks",
+        # The run machinery, with an agent's first run.
+        "agentkit._run.loop",
+        "agentkit._run.rules",
+        "agentkit._run.state",
+        "agentkit._run.result",
+        "agentkit._run.history",
+        "agentkit._run.tool_step",
+        "agentkit._run.concurrency",
     ],
 )
 def test_the_core_names_load_no_module_before_it_is_needed(module: str) -> None:
@@ -154,6 +162,27 @@ def test_the_core_names_load_no_module_before_it_is_needed(module: str) -> None:
         "import sys\n"
         "from agentkit import Agent, ChatClient, tool\n"
         f"assert {module!r} not in sys.modules, 'loaded at import'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_run_machinery_loads_with_the_first_run_and_then_is_reached_directly() -> None:
+    code = (
+        "import sys\n"
+        "from agentkit import Agent\n"
+        "from agentkit.testing import ScriptedModel\n"
+        "from agentkit import _agent\n"
+        "run_modules = ('loop', 'rules', 'state', 'result', 'history', 'tool_step')\n"
+        "agent = Agent('m', client=ScriptedModel(['hi']), instructions='Be brief.')\n"
+        "assert not [m for m in run_modules if f'agentkit._run.{m}' in sys.modules]\n"
+        "assert agent.run_sync('hello').output == 'hi'\n"
+        "assert all(f'agentkit._run.{m}' in sys.modules for m in run_modules)\n"
+        "for m in ('loop', 'state', 'result', 'history'):  # those a plain run uses here\n"
+        "    # The stand-in is replaced by the module itself: later runs pay no indirection.\n"
+        "    assert getattr(_agent, '_' + m) is sys.modules[f'agentkit._run.{m}'], m\n"
+        "from agentkit import Paused\n"
+        "assert Agent('m', pauses=Paused).pauses is Paused\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
