@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing_extensions import Never, Self, TypeVar
 from agentkit._client.client import ChatClient
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import RunTimeoutError, UserError
+from agentkit._lazy import on_first_use
 from agentkit._run.config import (
     DEFAULT_MAX_TOOL_RESULT_CHARS,
     ApprovalHandler,
@@ -56,40 +56,16 @@ if TYPE_CHECKING:
     from agentkit._run.state import RunState
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._run.tool_step import ToolOutcome
+else:
+    # The run machinery loads with an agent's first run.
+    _history = on_first_use(globals(), "_history", "agentkit._run.history")
+    _loop = on_first_use(globals(), "_loop", "agentkit._run.loop")
+    _result = on_first_use(globals(), "_result", "agentkit._run.result")
+    _rules = on_first_use(globals(), "_rules", "agentkit._run.rules")
+    _state = on_first_use(globals(), "_state", "agentkit._run.state")
+    _tool_step = on_first_use(globals(), "_tool_step", "agentkit._run.tool_step")
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
-
-
-class _OnFirstRun:
-    """Stands for a module of the run machinery until an agent first uses it.
-
-    Making an agent needs only its configuration; the loop, its rules, state and
-    results load when a run first needs them, once per process, so that importing
-    and configuring agents stays cheap. The module then takes this stand-in's place
-    among this module's globals, so that later runs reach it as fast as through an
-    `import` statement. These stand-ins are the only lazy imports here: everything
-    else of the run machinery is reached through them (`_loop.Run`, `_state.RunState`).
-    """
-
-    __slots__ = ("_alias", "_module")
-
-    def __init__(self, alias: str, module: str) -> None:
-        self._alias = alias
-        self._module = module
-
-    def __getattr__(self, name: str) -> Any:
-        module = importlib.import_module(self._module)
-        globals()[self._alias] = module
-        return getattr(module, name)
-
-
-if not TYPE_CHECKING:
-    _history = _OnFirstRun("_history", "agentkit._run.history")
-    _loop = _OnFirstRun("_loop", "agentkit._run.loop")
-    _result = _OnFirstRun("_result", "agentkit._run.result")
-    _rules = _OnFirstRun("_rules", "agentkit._run.rules")
-    _state = _OnFirstRun("_state", "agentkit._run.state")
-    _tool_step = _OnFirstRun("_tool_step", "agentkit._run.tool_step")
 
 OutputT = TypeVar("OutputT", default=str)
 PauseT = TypeVar("PauseT", default=Never)

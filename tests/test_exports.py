@@ -186,3 +186,19 @@ def test_the_run_machinery_loads_with_the_first_run_and_then_is_reached_directly
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_module_on_first_use_is_imported_by_its_first_attribute_read_and_then_replaces_its_stand_in() -> (
+    None
+):
+    code = (
+        "import sys\n"
+        "from agentkit._lazy import on_first_use\n"
+        "assert 'colorsys' not in sys.modules\n"
+        "lazy = on_first_use(globals(), 'lazy', 'colorsys')\n"
+        "assert 'colorsys' in repr(lazy) and 'colorsys' not in sys.modules\n"
+        "assert lazy.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\n"
+        "assert lazy is sys.modules['colorsys']\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
