@@ -29,13 +29,6 @@ from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, _to_content
-from agentkit._wire.messages import (
-    ContentPart,
-    Message,
-    NamedToolChoice,
-    ToolMessage,
-    UserMessage,
-)
 
 if TYPE_CHECKING:
     from agentkit._client.settings import ModelSettings
@@ -56,6 +49,8 @@ if TYPE_CHECKING:
     from agentkit._run.state import RunState
     from agentkit._run.streamed_run import StreamedRun
     from agentkit._run.tool_step import ToolOutcome
+    from agentkit._wire import messages as _messages
+    from agentkit._wire.messages import ContentPart, Message
 else:
     # The run machinery loads with an agent's first run.
     _history = on_first_use(globals(), "_history", "agentkit._run.history")
@@ -64,6 +59,7 @@ else:
     _rules = on_first_use(globals(), "_rules", "agentkit._run.rules")
     _state = on_first_use(globals(), "_state", "agentkit._run.state")
     _tool_step = on_first_use(globals(), "_tool_step", "agentkit._run.tool_step")
+    _messages = on_first_use(globals(), "_messages", "agentkit._wire.messages")
 
 __all__ = ["DEFAULT_MAX_TOOL_RESULT_CHARS", "Agent", "handoff"]
 
@@ -78,8 +74,8 @@ H3 = TypeVar("H3")
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,50}$")
 
-Prompt = str | Sequence[ContentPart]
-History = Sequence[Message | Mapping[str, Any]]
+Prompt = str | Sequence["ContentPart"]
+History = Sequence["Message | Mapping[str, Any]"]
 
 
 class _Setting(Generic[T]):
@@ -306,7 +302,7 @@ class Agent(Generic[OutputT, PauseT]):
     extra_body = _Setting["Mapping[str, Any] | None"]()
     approval_handler = _Setting["ApprovalHandler | None"]()
     tools = _Setting[Mapping[str, Tool[..., Any]]]()
-    tool_choice = _Setting[str | NamedToolChoice]()
+    tool_choice = _Setting["str | _messages.NamedToolChoice"]()
     max_turns = _Setting[int]()
     output_type = _Setting[Any]()
     output_spec = _Setting[OutputSpec[Any]]()
@@ -1043,11 +1039,11 @@ class Agent(Generic[OutputT, PauseT]):
         if not isinstance(history, _history.CheckedHistory):
             _history.check_history(messages)
         if isinstance(prompt, str):
-            messages.append(UserMessage(content=prompt))
+            messages.append(_messages.UserMessage(content=prompt))
         else:
             try:
                 parts = list(prompt)
-                messages.append(UserMessage(content=parts))
+                messages.append(_messages.UserMessage(content=parts))
             except Exception as exc:
                 raise UserError(f"prompt must be text or content parts: {exc}") from None
             if not parts:
@@ -1156,7 +1152,7 @@ def _decisions(
                 continue
             content = _external_content(pending.tool_name, results[call_id], config)
             answers[call_id] = _tool_step.ToolOutcome(
-                ToolMessage(tool_call_id=call_id, content=content), pending.tool_name
+                _messages.ToolMessage(tool_call_id=call_id, content=content), pending.tool_name
             )
     if missing:
         raise UserError(f"run {state.run_id}: no decision for pending call(s) {', '.join(missing)}")

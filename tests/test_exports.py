@@ -147,6 +147,9 @@ def test_version() -> None:
         "agentkit._run.streamed_run",
         "agentkit._client.sse",  # with the first stream
         "agentkit._wire.chunks",
+        # The wire models, with the first agent or request that needs one.
+        "agentkit._wire.messages",
+        "agentkit._wire.responses",
         # The run machinery, with an agent's first run.
         "agentkit._run.loop",
         "agentkit._run.rules",

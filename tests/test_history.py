@@ -79,7 +79,7 @@ def test_a_run_checks_its_history_once_and_not_a_checked_one(
         checked.append(len(messages))
         real(messages)
 
-    monkeypatch.setattr("agentkit._agent.check_history", counting)
+    monkeypatch.setattr(history_module, "check_history", counting)
     agent = Agent("m", client=FunctionModel(lambda request: "done"))
     history = answered_calls(10)
     agent.run_sync("next?", message_history=history)

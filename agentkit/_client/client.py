@@ -36,18 +36,22 @@ from agentkit._exceptions import (
     APITimeoutError,
     UserError,
 )
+from agentkit._lazy import on_first_use
 from agentkit._redact import display_url, scrub, scrub_value, secrets_of
 from agentkit._version import __version__
-from agentkit._wire.messages import Message
 from agentkit._wire.params import PARAM_NAMES, CompletionParams
-from agentkit._wire.responses import ChatCompletion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from agentkit._client.chunk_stream import ChatStream
     from agentkit._client.ratelimit import RateLimit
+    from agentkit._wire import responses as _responses
     from agentkit._wire.bodies import Model
+    from agentkit._wire.messages import Message
+    from agentkit._wire.responses import ChatCompletion
+else:
+    _responses = on_first_use(globals(), "_responses", "agentkit._wire.responses")
 
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
@@ -303,7 +307,7 @@ class ChatClient:
 
         async def attempt() -> ChatCompletion:
             response = await self._send(request, stream=False)
-            completion = _parse(ChatCompletion, response)
+            completion = _parse(_responses.ChatCompletion, response)
             extra = completion.__pydantic_extra__
             if extra and extra.get("error") is not None:
                 # A 2xx body that carries an error object alongside a completion.

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from agentkit._exceptions import UserError
-from agentkit._wire.messages import MESSAGE_ADAPTER, Message, wire_messages
+from agentkit._lazy import on_first_use
+
+if TYPE_CHECKING:
+    from agentkit._wire import messages as _messages
+    from agentkit._wire.messages import Message
+else:
+    _messages = on_first_use(globals(), "_messages", "agentkit._wire.messages")
 
 __all__ = ["WireList", "as_message", "dump_messages", "dump_wire"]
 
@@ -23,7 +29,7 @@ def as_message(item: Message | Mapping[str, Any], where: str) -> Message:
     if isinstance(item, BaseModel):
         return item
     try:
-        return MESSAGE_ADAPTER.validate_python(item)
+        return _messages.MESSAGE_ADAPTER.validate_python(item)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()
@@ -74,4 +80,4 @@ def dump_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Any]:
         item if isinstance(item, BaseModel) else as_message(item, f"messages[{i}]")
         for i, item in enumerate(messages)
     ]
-    return wire_messages(models)
+    return _messages.wire_messages(models)

@@ -15,15 +15,19 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union
 from agentkit._client.encode import WireList, dump_wire
 from agentkit._client.model import ChatModel
 from agentkit._exceptions import UserError
+from agentkit._lazy import on_first_use
 from agentkit._run.tool_errors import ToolErrorDetail
 from agentkit._tools.context import RunContext
 from agentkit._tools.output import OutputSpec
 from agentkit._tools.tool import Tool, tools_by_name
-from agentkit._wire.messages import Message, NamedToolChoice, SystemMessage
 
 if TYPE_CHECKING:
     from agentkit._client.settings import ModelSettings
     from agentkit._run.limits import UsageLimits
+    from agentkit._wire import messages as _messages
+    from agentkit._wire.messages import Message, NamedToolChoice, SystemMessage
+else:
+    _messages = on_first_use(globals(), "_messages", "agentkit._wire.messages")
 
 __all__ = [
     "DEFAULT_MAX_TOOL_RESULT_CHARS",
@@ -50,7 +54,7 @@ ApprovalHandler = Callable[[RunContext[Any], Any], Any]
 """A function `(ctx, call) -> bool | Reject`, sync or async, deciding on the spot
 whether a call that requires approval (a `PendingCall`) runs."""
 
-InputFilter = Callable[[list[Message]], Sequence[Message]]
+InputFilter = Callable[[list["Message"]], Sequence["Message"]]
 """A function from the history so far to the history the next agent receives."""
 
 
@@ -188,7 +192,7 @@ class RunConfig:
                 object.__setattr__(self, name, fields[name])
         texts = self.instructions
         static = all(isinstance(part, str) for part in texts)
-        system = SystemMessage(content="\n\n".join(texts)) if texts and static else None  # type: ignore[arg-type]
+        system = _messages.SystemMessage(content="\n\n".join(texts)) if texts and static else None  # type: ignore[arg-type]
         object.__setattr__(self, "system_message", system)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -401,11 +405,12 @@ async def render_instructions(
             raise UserError(f"an instructions function returned {type(text).__name__}, not str")
         if text:
             texts.append(text)
-    return SystemMessage(content="\n\n".join(texts)) if texts else None
+    return _messages.SystemMessage(content="\n\n".join(texts)) if texts else None
 
 
 def _tool_choice(choice: Any, tools: Mapping[str, Tool[..., Any]]) -> str | NamedToolChoice:
-    if isinstance(choice, NamedToolChoice):
+    # A name or a mode is a string: only another value needs the wire models.
+    if not isinstance(choice, str) and isinstance(choice, _messages.NamedToolChoice):
         choice = choice.function.name
     if choice in ("auto", "none", "required"):
         if choice == "required" and not tools:
@@ -415,7 +420,7 @@ def _tool_choice(choice: Any, tools: Mapping[str, Tool[..., Any]]) -> str | Name
         if choice not in tools:
             known = ", ".join(tools) or "none"
             raise UserError(f"tool_choice {choice!r} is not a tool of this agent (tools: {known})")
-        return NamedToolChoice.of(choice)
+        return _messages.NamedToolChoice.of(choice)
     raise UserError(f'tool_choice must be "auto", "none", "required" or a tool name: {choice!r}')
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
 
-from agentkit._wire.messages import Message
-from agentkit._wire.responses import Usage
+from agentkit._lazy import on_first_use
+
+if TYPE_CHECKING:
+    from agentkit._wire import responses as _responses
+    from agentkit._wire.messages import Message
+    from agentkit._wire.responses import Usage
+else:
+    _responses = on_first_use(globals(), "_responses", "agentkit._wire.responses")
 
 __all__ = ["RunContext"]
 
@@ -35,7 +41,7 @@ class RunContext(Generic[DepsT]):
     """The dependencies the run was started with (a database, an HTTP client, …)."""
     messages: Sequence[Message] = ()
     """The conversation so far, including the assistant message that made the call."""
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=lambda: _responses.Usage())
     """Tokens used by the run so far."""
     tool_call_id: str | None = None
     """The id of the tool call being answered, when there is one."""

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from agentkit._exceptions import UserError
+from agentkit._lazy import on_first_use
 from agentkit._tools.schema import clean_schema
 from agentkit._tools.strict import make_strict
-from agentkit._wire.messages import JSONSchemaFormat, ResponseFormatJSONSchema
+
+if TYPE_CHECKING:
+    from agentkit._wire import messages as _messages
+    from agentkit._wire.messages import ResponseFormatJSONSchema
+else:
+    _messages = on_first_use(globals(), "_messages", "agentkit._wire.messages")
 
 __all__ = ["OutputSpec"]
 
@@ -58,8 +64,8 @@ class OutputSpec(Generic[T]):
                 f"output_type {_name(output_type)} cannot be a strict JSON schema: "
                 + "; ".join(problems)
             )
-        self.response_format = ResponseFormatJSONSchema(
-            json_schema=JSONSchemaFormat(
+        self.response_format = _messages.ResponseFormatJSONSchema(
+            json_schema=_messages.JSONSchemaFormat(
                 name=_schema_name(output_type),
                 description=(schema.get("description") or None),
                 schema=strict_schema,

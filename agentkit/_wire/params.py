@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import httpx
 
-from agentkit._wire.messages import ResponseFormat, ToolChoice, ToolDefinition
+if TYPE_CHECKING:
+    from agentkit._wire.messages import ResponseFormat, ToolChoice, ToolDefinition
 
 __all__ = ["PARAM_NAMES", "CompletionParams"]
 
