@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from agentkit._wire import messages as _messages
     from agentkit._wire.messages import ContentPart, Message
 else:
-    # The run machinery loads with an agent's first run.
+    # The run machinery loads with an agent's first run; the wire models with the
+    # first agent, request or run that needs one (see agentkit._lazy).
     _history = on_first_use(globals(), "_history", "agentkit._run.history")
     _loop = on_first_use(globals(), "_loop", "agentkit._run.loop")
     _result = on_first_use(globals(), "_result", "agentkit._run.result")
