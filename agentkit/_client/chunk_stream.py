@@ -37,7 +37,7 @@ from agentkit._exceptions import (
     UserError,
 )
 from agentkit._redact import display_url, scrub, scrub_value
-from agentkit._wire.chunks import ChatCompletionChunk
+from agentkit._wire.chunks import ChatCompletionChunk, PlainChunk, plain_chunk
 
 __all__ = ["ChatStream"]
 
@@ -80,7 +80,8 @@ class ChatStream:
         self._max_event_bytes = max_event_bytes
         self._decoder = SSEDecoder(max_event_bytes)
         self._events: deque[ServerSentEvent] = deque()
-        self._first: ChatCompletionChunk | None = None
+        self._first: PlainChunk | ChatCompletionChunk | None = None
+        """The first chunk, read (and checked) while opening the stream."""
         self._done = False
         self._finished = False
         """A chunk with a `finish_reason` has arrived."""
@@ -109,15 +110,25 @@ class ChatStream:
             raise UserError("iterate a stream inside `async with client.stream(...) as stream:`")
         if self._first is not None:
             first, self._first = self._first, None
-            return first
+            if isinstance(first, ChatCompletionChunk):
+                return first
+            return ChatCompletionChunk.model_validate(first)
         try:
-            chunk = await self._next_chunk()
+            chunk = await self._next_chunk(self._chunk)
         except APIError as error:
             redact_key(error)  # a server may quote the key back in an error event
             raise
         if chunk is None:
             raise StopAsyncIteration
         return chunk
+
+    def plain_chunks(self) -> AsyncIterator[PlainChunk | ChatCompletionChunk]:
+        """The chunks, each as a `PlainChunk` when it has the common shape (see
+        `plain_chunk`), else as the validated model: what a streamed run's assembler
+        reads, without building the models of every delta. Iterate one or the other."""
+        if not self._entered:
+            raise UserError("iterate a stream inside `async with client.stream(...) as stream:`")
+        return _PlainChunks(self)
 
     async def aclose(self) -> None:
         """Close the response; safe to call more than once, and under cancellation."""
@@ -173,13 +184,13 @@ class ChatStream:
         self._done = False
         self._finished = False
         try:
-            self._first = await self._next_chunk()
+            self._first = await self._next_chunk(self._plain)
         except BaseException:
             await self.aclose()
             raise
 
-    async def _next_chunk(self) -> ChatCompletionChunk | None:
-        """The next chunk, or None after `data: [DONE]`."""
+    async def _next_chunk(self, parse: Callable[[ServerSentEvent], T]) -> T | None:
+        """The next chunk, as `parse` makes it from its event, or None after `data: [DONE]`."""
         if self._done:
             return None
         # The events of the bytes read so far, reading more until there is one; inline
@@ -232,7 +243,7 @@ class ChatStream:
             await self.aclose()
             return None
         try:
-            return self._chunk(event)
+            return parse(event)
         except APIStatusError:
             # An error event: the server ends the body after it (with [DONE], mostly).
             # Read to its end, as after [DONE], so that the connection is reused.
@@ -284,37 +295,94 @@ class ChatStream:
                 pass  # nothing after [DONE] matters
 
     def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
+        """The chunk of an event, validated (the public iteration)."""
         assert self.response is not None
         try:
             chunk = ChatCompletionChunk.model_validate_json(event.data)
         except ValidationError as exc:
-            error = exc
-        else:
-            extra = chunk.__pydantic_extra__
-            if extra and extra.get("error") is not None:
-                # OpenRouter ends a 200 stream with a chunk that has both ordinary
-                # choices and an error: the error wins, as in the official SDK.
-                raise stream_error(self.response, from_json(event.data))
+            body = self._body(event)
+            if isinstance(body, dict) and body.get("error") is not None:
+                raise stream_error(self.response, body) from None
+            raise self._invalid(exc, body) from None
+        extra = chunk.__pydantic_extra__
+        if extra and extra.get("error") is not None:
+            # OpenRouter ends a 200 stream with a chunk that has both ordinary
+            # choices and an error: the error wins, as in the official SDK.
+            raise stream_error(self.response, from_json(event.data))
+        for choice in chunk.choices:
+            if choice.finish_reason:  # not "": Snowflake's stub of one
+                self._finished = True
+        return chunk
+
+    def _plain(self, event: ServerSentEvent) -> PlainChunk | ChatCompletionChunk:
+        """The chunk of an event as `plain_chunks` yields it: the same checks and errors
+        as `_chunk`, with the model built only for a chunk `plain_chunk` turns down."""
+        assert self.response is not None
+        body = self._body(event)
+        if type(body) is dict and body.get("error") is not None:
+            raise stream_error(self.response, body)  # as in `_chunk`
+        plain = plain_chunk(body)
+        if plain is None:
+            try:
+                chunk = ChatCompletionChunk.model_validate(body)
+            except ValidationError as exc:
+                raise self._invalid(exc, body) from None
             for choice in chunk.choices:
-                if choice.finish_reason:  # not "": Snowflake's stub of one
+                if choice.finish_reason:
                     self._finished = True
             return chunk
-        url = display_url(self._request.url)
-        secrets = request_secrets(self._request)
+        for choice in plain.get("choices", ()):
+            if choice.get("finish_reason"):
+                self._finished = True
+        return plain
+
+    def _body(self, event: ServerSentEvent) -> Any:
+        """The event's data as JSON."""
         try:
-            body = from_json(event.data)
+            return from_json(event.data)
         except ValueError:
+            secrets = request_secrets(self._request)
             raise APIResponseValidationError(
-                f"stream event from {url} is not JSON: {quote(event.data, secrets, 200)!r}",
+                f"stream event from {display_url(self._request.url)} is not JSON: "
+                f"{quote(event.data, secrets, 200)!r}",
                 request=self._request,
                 body=scrub(event.data, secrets),
             ) from None
-        if isinstance(body, dict) and body.get("error") is not None:
-            raise stream_error(self.response, body)
+
+    def _invalid(self, error: ValidationError, body: Any) -> APIResponseValidationError:
+        url = display_url(self._request.url)
+        secrets = request_secrets(self._request)
         first = error.errors()[0]
         loc = ".".join(str(part) for part in first["loc"]) or "(chunk)"
-        raise APIResponseValidationError(
+        return APIResponseValidationError(
             f"stream event from {url} is not a valid chunk: {loc}: {first['msg']}",
             request=self._request,
             body=scrub_value(body, secrets),
         )
+
+
+class _PlainChunks:
+    """`ChatStream.plain_chunks`: a class rather than an async generator, which would
+    cost a finalizer hook per stream and need closing when left early."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: ChatStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _PlainChunks:
+        return self
+
+    async def __anext__(self) -> PlainChunk | ChatCompletionChunk:
+        stream = self._stream
+        if stream._first is not None:
+            first, stream._first = stream._first, None
+            return first
+        try:
+            chunk = await stream._next_chunk(stream._plain)
+        except APIError as error:
+            redact_key(error)  # a server may quote the key back in an error event
+            raise
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
