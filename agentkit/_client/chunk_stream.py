@@ -324,7 +324,8 @@ class ChatStream:
         plain = plain_chunk(body)
         if plain is None:
             try:
-                chunk = ChatCompletionChunk.model_validate(body)
+                # From the text again, not `body`: JSON mode's errors are `_chunk`'s.
+                chunk = ChatCompletionChunk.model_validate_json(event.data)
             except ValidationError as exc:
                 raise self._invalid(exc, body) from None
             for choice in chunk.choices:
