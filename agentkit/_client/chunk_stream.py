@@ -13,6 +13,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from agentkit._client.deadline import AttemptDeadlines
 from agentkit._client.errors import (
     quote,
     redact_key,
@@ -69,8 +70,11 @@ class ChatStream:
         stack: Stack,
         attempt_timeout: float | None = None,
         max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES,
+        deadlines: AttemptDeadlines | None = None,
     ) -> None:
         self._open_response = open_response
+        # The client's, shared by its attempts: cheaper than a cancel scope per stream.
+        self._deadlines = AttemptDeadlines() if deadlines is None else deadlines
         self._retrier = retrier
         self._request = request
         self._stack = stack
@@ -153,7 +157,7 @@ class ChatStream:
         event, or its headers, is cut off like one that does not answer."""
         if self._attempt_timeout is None:
             return await self._open()
-        with anyio.move_on_after(self._attempt_timeout):
+        with self._deadlines.move_on_after(self._attempt_timeout):
             return await self._open()
         # Cancelled in `_open`, which closed the response on its way out.
         raise APITimeoutError(
@@ -285,7 +289,7 @@ class ChatStream:
         if self._bytes is None:
             return
         received = 0
-        with anyio.move_on_after(_DRAIN_TIMEOUT):
+        with self._deadlines.move_on_after(_DRAIN_TIMEOUT):
             try:
                 async for data in self._bytes:
                     received += len(data)
