@@ -143,6 +143,15 @@ class ChatStream:
         self._events.clear()
         if response is None and chunks is None:
             return  # closed already (after data: [DONE], say): nothing to shield
+        if (
+            response is not None
+            and response.is_closed
+            and getattr(chunks, "ag_frame", True) is None
+        ):
+            # Read to its end (as after [DONE]): httpx has closed the response and its
+            # byte iterator (an async generator) has returned. Nothing left to await,
+            # so no shielded scope to pay for.
+            return
         with anyio.CancelScope(shield=True):
             # Finish httpx's byte iterator as well as the response, so it is not left
             # to the garbage collector (trio warns about such async generators).
