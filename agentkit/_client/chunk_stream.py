@@ -117,14 +117,7 @@ class ChatStream:
             if isinstance(first, ChatCompletionChunk):
                 return first
             return ChatCompletionChunk.model_validate(first)
-        try:
-            chunk = await self._next_chunk(self._chunk)
-        except APIError as error:
-            redact_key(error)  # a server may quote the key back in an error event
-            raise
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
+        return await self._next_chunk(self._chunk)
 
     def plain_chunks(self) -> AsyncIterator[PlainChunk | ChatCompletionChunk]:
         """The chunks, each as a `PlainChunk` when it has the common shape (see
@@ -198,71 +191,79 @@ class ChatStream:
         self._finished = False
         try:
             self._first = await self._next_chunk(self._plain)
+        except StopAsyncIteration:
+            self._first = None  # an empty stream: [DONE] and nothing before it
         except BaseException:
             await self.aclose()
             raise
 
-    async def _next_chunk(self, parse: Callable[[ServerSentEvent], T]) -> T | None:
-        """The next chunk, as `parse` makes it from its event, or None after `data: [DONE]`."""
-        if self._done:
-            return None
-        # The events of the bytes read so far, reading more until there is one; inline
-        # rather than a method of its own, as this runs for every chunk of every answer.
-        events = self._events
-        gap = self._attempt_timeout
-        if gap is not None and not events:
-            # Against a server that keeps the connection busy with bytes that never
-            # complete an event; plain silence ends in the read timeout, set to `gap`.
-            deadline = time.monotonic() + gap
-        while not events:
-            if self._bytes is None or self.response is None:
-                raise UserError("the stream is closed")
-            try:
-                data = await self._bytes.__anext__()
-            except StopAsyncIteration:
-                events.extend(self._flush())
-                if not events and self._finished:
-                    # Some servers (llama.cpp forks, older TGI, some Azure deployments)
-                    # never send [DONE]: after a finish_reason, the body's end is the end.
-                    self._done = True
-                    await self.aclose()
-                    return None
-                if not events:
-                    raise APIConnectionError(
-                        f"the stream from {display_url(self._request.url)} ended before "
-                        "data: [DONE] and before any finish_reason: the response is cut off",
-                        request=self._request,
-                    ) from None
-                break
-            except self._stack.transport_error as exc:
-                if (
-                    gap is not None
-                    and isinstance(exc, self._stack.timeout_error)
-                    and time.monotonic() >= deadline
-                ):
-                    raise self._gap_error(gap) from exc  # the read timeout set to `gap`
-                raise transport_error(exc, self._request, self._stack) from exc
-            try:
-                events.extend(self._decoder.feed(data))
-            except EventTooLargeError as exc:
-                raise self._too_large(exc) from None
-            if gap is not None and not events and time.monotonic() > deadline:
-                raise self._gap_error(gap)
-        event = events.popleft()
-        if event.data == "[DONE]":
-            # Anything after [DONE] is ignored; the connection goes back to the pool now.
-            self._done = True
-            await self._drain()
-            await self.aclose()
-            return None
+    async def _next_chunk(self, parse: Callable[[ServerSentEvent], T]) -> T:
+        """The next chunk, as `parse` makes it from its event; `StopAsyncIteration` after
+        `data: [DONE]`. `plain_chunks` hands this coroutine out as its `__anext__`: no
+        coroutine of its own around it for every chunk."""
         try:
-            return parse(event)
-        except APIStatusError:
-            # An error event: the server ends the body after it (with [DONE], mostly).
-            # Read to its end, as after [DONE], so that the connection is reused.
-            self._done = True
-            await self._drain()
-            await self.aclose()
+            if self._done:
+                raise StopAsyncIteration
+            # The events of the bytes read so far, reading more until there is one; inline
+            # rather than a method of its own, as this runs for every chunk of every answer.
+            events = self._events
+            gap = self._attempt_timeout
+            if gap is not None and not events:
+                # Against a server that keeps the connection busy with bytes that never
+                # complete an event; plain silence ends in the read timeout, set to `gap`.
+                deadline = time.monotonic() + gap
+            while not events:
+                if self._bytes is None or self.response is None:
+                    raise UserError("the stream is closed")
+                try:
+                    data = await self._bytes.__anext__()
+                except StopAsyncIteration:
+                    events.extend(self._flush())
+                    if not events and self._finished:
+                        # Some servers (llama.cpp forks, older TGI, some Azure deployments)
+                        # never send [DONE]: after a finish_reason, the body's end is the end.
+                        self._done = True
+                        await self.aclose()
+                        raise StopAsyncIteration from None
+                    if not events:
+                        raise APIConnectionError(
+                            f"the stream from {display_url(self._request.url)} ended before "
+                            "data: [DONE] and before any finish_reason: the response is cut off",
+                            request=self._request,
+                        ) from None
+                    break
+                except self._stack.transport_error as exc:
+                    if (
+                        gap is not None
+                        and isinstance(exc, self._stack.timeout_error)
+                        and time.monotonic() >= deadline
+                    ):
+                        raise self._gap_error(gap) from exc  # the read timeout set to `gap`
+                    raise transport_error(exc, self._request, self._stack) from exc
+                try:
+                    events.extend(self._decoder.feed(data))
+                except EventTooLargeError as exc:
+                    raise self._too_large(exc) from None
+                if gap is not None and not events and time.monotonic() > deadline:
+                    raise self._gap_error(gap)
+            event = events.popleft()
+            if event.data == "[DONE]":
+                # Anything after [DONE] is ignored; the connection goes back to the pool now.
+                self._done = True
+                await self._drain()
+                await self.aclose()
+                raise StopAsyncIteration
+            try:
+                return parse(event)
+            except APIStatusError:
+                # An error event: the server ends the body after it (with [DONE], mostly).
+                # Read to its end, as after [DONE], so that the connection is reused.
+                self._done = True
+                await self._drain()
+                await self.aclose()
+                raise
+        except APIError as error:
+            redact_key(error)  # a server may quote the key back in an error event
             raise
 
     def _flush(self) -> list[ServerSentEvent]:
@@ -387,16 +388,13 @@ class _PlainChunks:
     def __aiter__(self) -> _PlainChunks:
         return self
 
-    async def __anext__(self) -> PlainChunk | ChatCompletionChunk:
+    def __anext__(self) -> Awaitable[PlainChunk | ChatCompletionChunk]:
         stream = self._stream
         if stream._first is not None:
             first, stream._first = stream._first, None
-            return first
-        try:
-            chunk = await stream._next_chunk(stream._plain)
-        except APIError as error:
-            redact_key(error)  # a server may quote the key back in an error event
-            raise
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
+            return _ready(first)
+        return stream._next_chunk(stream._plain)
+
+
+async def _ready(value: T) -> T:
+    return value
