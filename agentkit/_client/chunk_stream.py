@@ -197,8 +197,8 @@ class ChatStream:
             await self.aclose()
             raise
 
-    async def _next_chunk(self, parse: Callable[[ServerSentEvent], T]) -> T:
-        """The next chunk, as `parse` makes it from its event; `StopAsyncIteration` after
+    async def _next_chunk(self, parse: Callable[[str], T]) -> T:
+        """The next chunk, as `parse` makes it from its event's data; `StopAsyncIteration` after
         `data: [DONE]`. `plain_chunks` hands this coroutine out as its `__anext__`: no
         coroutine of its own around it for every chunk."""
         try:
@@ -231,7 +231,7 @@ class ChatStream:
                             "data: [DONE] and before any finish_reason: the response is cut off",
                             request=self._request,
                         ) from None
-                    break
+                    continue  # to the events the end of the body completed
                 except self._stack.transport_error as exc:
                     if (
                         gap is not None
@@ -241,20 +241,26 @@ class ChatStream:
                         raise self._gap_error(gap) from exc  # the read timeout set to `gap`
                     raise transport_error(exc, self._request, self._stack) from exc
                 try:
+                    # A network chunk that is one whole event, as servers mostly send
+                    # them, gives its data alone: no event to build, queue and take back.
+                    text = self._decoder.whole_data(data)
+                    if text is not None:
+                        break
                     events.extend(self._decoder.feed(data))
                 except EventTooLargeError as exc:
                     raise self._too_large(exc) from None
                 if gap is not None and not events and time.monotonic() > deadline:
                     raise self._gap_error(gap)
-            event = events.popleft()
-            if event.data == "[DONE]":
+            else:
+                text = events.popleft().data
+            if text == "[DONE]":
                 # Anything after [DONE] is ignored; the connection goes back to the pool now.
                 self._done = True
                 await self._drain()
                 await self.aclose()
                 raise StopAsyncIteration
             try:
-                return parse(event)
+                return parse(text)
             except APIStatusError:
                 # An error event: the server ends the body after it (with [DONE], mostly).
                 # Read to its end, as after [DONE], so that the connection is reused.
@@ -308,13 +314,13 @@ class ChatStream:
             except self._stack.http_error:
                 pass  # nothing after [DONE] matters
 
-    def _chunk(self, event: ServerSentEvent) -> ChatCompletionChunk:
-        """The chunk of an event, validated (the public iteration)."""
+    def _chunk(self, data: str) -> ChatCompletionChunk:
+        """The chunk of an event's data, validated (the public iteration)."""
         assert self.response is not None
         try:
-            chunk = ChatCompletionChunk.model_validate_json(event.data)
+            chunk = ChatCompletionChunk.model_validate_json(data)
         except ValidationError as exc:
-            body = self._body(event)
+            body = self._body(data)
             if isinstance(body, dict) and body.get("error") is not None:
                 raise stream_error(self.response, body) from None
             raise self._invalid(exc, body) from None
@@ -322,24 +328,24 @@ class ChatStream:
         if extra and extra.get("error") is not None:
             # OpenRouter ends a 200 stream with a chunk that has both ordinary
             # choices and an error: the error wins, as in the official SDK.
-            raise stream_error(self.response, from_json(event.data))
+            raise stream_error(self.response, from_json(data))
         for choice in chunk.choices:
             if choice.finish_reason:  # not "": Snowflake's stub of one
                 self._finished = True
         return chunk
 
-    def _plain(self, event: ServerSentEvent) -> PlainChunk | ChatCompletionChunk:
-        """The chunk of an event as `plain_chunks` yields it: the same checks and errors
+    def _plain(self, data: str) -> PlainChunk | ChatCompletionChunk:
+        """The chunk of an event's data as `plain_chunks` yields it: the same checks and errors
         as `_chunk`, with the model built only for a chunk `plain_chunk` turns down."""
         assert self.response is not None
-        body = self._body(event)
+        body = self._body(data)
         if type(body) is dict and body.get("error") is not None:
             raise stream_error(self.response, body)  # as in `_chunk`
         plain = plain_chunk(body)
         if plain is None:
             try:
                 # From the text again, not `body`: JSON mode's errors are `_chunk`'s.
-                chunk = ChatCompletionChunk.model_validate_json(event.data)
+                chunk = ChatCompletionChunk.model_validate_json(data)
             except ValidationError as exc:
                 raise self._invalid(exc, body) from None
             for choice in chunk.choices:
@@ -351,17 +357,17 @@ class ChatStream:
                 self._finished = True
         return plain
 
-    def _body(self, event: ServerSentEvent) -> Any:
-        """The event's data as JSON."""
+    def _body(self, data: str) -> Any:
+        """An event's data as JSON."""
         try:
-            return from_json(event.data)
+            return from_json(data)
         except ValueError:
             secrets = request_secrets(self._request)
             raise APIResponseValidationError(
                 f"stream event from {display_url(self._request.url)} is not JSON: "
-                f"{quote(event.data, secrets, 200)!r}",
+                f"{quote(data, secrets, 200)!r}",
                 request=self._request,
-                body=scrub(event.data, secrets),
+                body=scrub(data, secrets),
             ) from None
 
     def _invalid(self, error: ValidationError, body: Any) -> APIResponseValidationError:
