@@ -249,3 +249,39 @@ async def test_errors_raise_the_same_both_ways() -> None:
         public = await read(body, False)
         assert public[0].__name__ == "RateLimitError"
         assert await read(body, True) == public
+
+
+class _Span:
+    """The part of an OpenTelemetry span the traced client sets."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, Any] = {}
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+
+@pytest.mark.anyio
+async def test_a_traced_stream_passes_plain_chunks_on_and_notes_the_first() -> None:
+    pytest.importorskip("opentelemetry")
+    from agentkit.otel._client import TracedClient
+
+    finish = {**BASE_CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    body = sse_body(BASE_CHUNK, finish)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    span = _Span()
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http,
+        ChatClient("https://model.test/v1", api_key="sk-test", http_client=http) as client,
+    ):
+        traced = TracedClient(client, span, None)  # type: ignore[arg-type]
+        async with traced.stream(model="m", messages=[{"role": "user", "content": "x"}]) as s:
+            chunks = [chunk async for chunk in s.plain_chunks()]
+    assert [type(c) for c in chunks] == [dict, dict]
+    assert assembled(chunks)[2] == "stop"
+    assert span.attributes["gen_ai.response.id"] == "chatcmpl-1"
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert traced.first_chunk_at is not None
