@@ -18,7 +18,7 @@ from agentkit import _exceptions
 INTERNAL: dict[str, set[str]] = {
     "agentkit._wire.messages": {"MESSAGE_ADAPTER", "generated_call_id"},
     "agentkit._wire.responses": set(),
-    "agentkit._wire.chunks": set(),
+    "agentkit._wire.chunks": {"PlainChunk", "as_plain", "plain_chunk"},
     "agentkit._wire.bodies": {"ModelList"},
     "agentkit._exceptions": set(),
     "agentkit._redact": {"MARK", "MIN_SECRET", "display_url", "scrub", "scrub_value", "secrets_of"},

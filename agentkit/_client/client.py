@@ -366,6 +366,7 @@ class ChatClient:
             stack=self._stack,
             attempt_timeout=gap,
             max_event_bytes=self.max_event_bytes,
+            deadlines=self._deadlines,
         )
 
     async def list_models(self) -> list[Model]:

@@ -80,26 +80,10 @@ class SSEDecoder:
         Raises:
             EventTooLargeError: The event or line being read is over `max_event_bytes`.
         """
+        data = self.whole_data(chunk)
+        if data is not None:
+            return [ServerSentEvent(data, None, self._id, self._retry)]
         pending = self._pending
-        if (
-            not pending
-            and not self._data
-            and self._event is None
-            and chunk.startswith(b"data: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 2
-            and b"\r" not in chunk
-        ):
-            # One whole `data:` event and nothing else, as a server sends each chunk
-            # of a completion: the general path below would come to the same event.
-            if len(chunk) > self._max:
-                raise EventTooLargeError(self._max)
-            self._first_line = False
-            return [
-                ServerSentEvent(
-                    chunk[6:-2].decode("utf-8", errors="replace"), None, self._id, self._retry
-                )
-            ]
         if pending:
             if b"\n" not in chunk and b"\r" not in chunk and not pending[-1].endswith(b"\r"):
                 # Still no line end: keep the piece (a held CR may start a CRLF).
@@ -143,6 +127,29 @@ class SSEDecoder:
         else:
             self._pending_size = 0
         return events
+
+    def whole_data(self, chunk: bytes) -> str | None:
+        """The data of `chunk` when it is one whole `data:` event and nothing else, with
+        nothing pending before it, as a server sends each chunk of a completion: the
+        event `feed` would return, without the event. Else None, and nothing changes.
+
+        Raises:
+            EventTooLargeError: The event is over `max_event_bytes`.
+        """
+        if (
+            self._pending
+            or self._data
+            or self._event is not None
+            or not chunk.startswith(b"data: ")
+            or not chunk.endswith(b"\n\n")
+            or chunk.count(b"\n") != 2
+            or b"\r" in chunk
+        ):
+            return None
+        if len(chunk) > self._max:
+            raise EventTooLargeError(self._max)
+        self._first_line = False
+        return chunk[6:-2].decode("utf-8", errors="replace")
 
     def flush(self) -> list[ServerSentEvent]:
         """At the end of the body: the last event, even without its closing blank line."""

@@ -19,7 +19,7 @@ OpenAI-compatible servers bend that, and the assembler accepts:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from agentkit._run.events import (
 )
 from agentkit._run.state import ModelResponse
 from agentkit._tools.output import OutputSpec
-from agentkit._wire.chunks import ChatCompletionChunk, ToolCallDelta
+from agentkit._wire.chunks import ChatCompletionChunk, PlainChunk, as_plain
 from agentkit._wire.messages import (
     AnyToolCall,
     AssistantMessage,
@@ -91,19 +91,22 @@ class Assembler:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[Piece]:
+    def feed(self, chunk: PlainChunk | ChatCompletionChunk) -> list[Piece]:
         """Take one chunk; return the events for what it added, in order."""
-        if chunk.usage is not None:
-            self.usage = chunk.usage
+        if not isinstance(chunk, dict):
+            chunk = as_plain(chunk)
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = usage
         pieces: list[Piece] = []
-        for choice in chunk.choices:
-            if choice.index != 0:
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
                 continue
-            delta = choice.delta
+            delta = choice["delta"]
             # An empty string still counts: the message then has "" where a
             # non-streaming response has "", rather than null.
-            content = delta.content
-            if isinstance(content, str):
+            content = delta.get("content")
+            if type(content) is str:
                 self._text.append(content)
                 if self._parts is not None:
                     self._add_part("text", content)
@@ -111,11 +114,12 @@ class Assembler:
                     pieces.append(TextDelta(self._turn, content))
             elif content is not None:
                 pieces.extend(self._content_parts(content))
-            if delta.refusal is not None:
-                self._refusal.append(delta.refusal)
-                if delta.refusal:
-                    pieces.append(RefusalDelta(self._turn, delta.refusal))
-            reasoning_content, reasoning = delta.reasoning_content, delta.reasoning
+            refusal = delta.get("refusal")
+            if refusal is not None:
+                self._refusal.append(refusal)
+                if refusal:
+                    pieces.append(RefusalDelta(self._turn, refusal))
+            reasoning_content, reasoning = delta.get("reasoning_content"), delta.get("reasoning")
             if reasoning_content is not None:
                 self._reasoning_content.append(reasoning_content)
             if reasoning is not None:
@@ -123,10 +127,11 @@ class Assembler:
             if reasoning_content or reasoning:
                 # A server that fills in both names sends the same text twice: one event.
                 pieces.append(ReasoningDelta(self._turn, reasoning_content or reasoning or ""))
-            for call_delta in delta.tool_calls or ():
+            for call_delta in delta.get("tool_calls") or ():
                 pieces.extend(self._tool_delta(call_delta))
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            finish_reason = choice.get("finish_reason")
+            if finish_reason is not None:
+                self.finish_reason = finish_reason
         return pieces
 
     def _content_parts(self, parts: list[dict[str, Any]]) -> list[Piece]:
@@ -178,50 +183,54 @@ class Assembler:
                 parts.append(value)
         return parts
 
-    def _tool_delta(self, delta: ToolCallDelta) -> list[Piece]:
-        position = self._position(delta)
+    def _tool_delta(self, delta: dict[str, Any]) -> list[Piece]:
+        function = delta.get("function") or {}
+        delta_id, name = delta.get("id"), function.get("name")
+        position = self._position(delta.get("index"), delta_id, name, function)
         call = self._calls[position]
         self._last = position
-        if delta.id and not call.id:
-            call.id = delta.id
-            self._by_id.setdefault(delta.id, position)  # the first call with an id keeps it
-        extra = delta.__pydantic_extra__
-        if extra and call.extra_content is None:
+        if delta_id and not call.id:
+            call.id = delta_id
+            self._by_id.setdefault(delta_id, position)  # the first call with an id keeps it
+        if call.extra_content is None:
             # Gemini's thought signature, which must go back with the call.
-            call.extra_content = extra.get("extra_content")
-        function = delta.function
-        if function is not None and function.name and not call.name:
-            call.name = function.name
+            call.extra_content = delta.get("extra_content")
+        if name and not call.name:
+            call.name = name
         pieces: list[Piece] = []
         if not call.opened and call.id and call.name:
             call.opened = True
             pieces.append(ToolCallOpened(self._turn, position, call.id, call.name))
-        if function is not None and function.arguments:
-            call.arguments.append(function.arguments)
-            pieces.append(ToolCallArgumentsDelta(self._turn, position, function.arguments))
+        arguments = function.get("arguments")
+        if arguments:
+            call.arguments.append(arguments)
+            pieces.append(ToolCallArgumentsDelta(self._turn, position, arguments))
         return pieces
 
-    def _position(self, delta: ToolCallDelta) -> int:
+    def _position(
+        self, index: int | None, delta_id: str | None, name: str | None, function: dict[str, Any]
+    ) -> int:
         """Which call a delta continues, or a new one."""
-        name = delta.function.name if delta.function is not None else None
-        if delta.index is not None and delta.index in self._by_index:
-            position = self._by_index[delta.index]
+        if index is not None and index in self._by_index:
+            position = self._by_index[index]
             call = self._calls[position]
-            if not _starts_new(call, delta.id, name):
+            if not _starts_new(call, delta_id, name):
                 return position
-        elif delta.index is None:
-            if delta.id:
-                known = self._by_id.get(delta.id)
+        elif index is None:
+            if delta_id:
+                known = self._by_id.get(delta_id)
                 if known is not None:
                     return known
             if self._last is not None:
                 last = self._calls[self._last]
-                if not (_starts_new(last, delta.id, name) or _another_whole_call(last, delta)):
+                if not (
+                    _starts_new(last, delta_id, name) or _another_whole_call(last, name, function)
+                ):
                     return self._last
         self._calls.append(_Call())
         position = len(self._calls) - 1
-        if delta.index is not None:
-            self._by_index[delta.index] = position
+        if index is not None:
+            self._by_index[index] = position
         return position
 
     def message(self) -> AssistantMessage:
@@ -266,13 +275,12 @@ class Assembler:
         return "".join(self._text)
 
 
-def _another_whole_call(call: _Call, delta: ToolCallDelta) -> bool:
+def _another_whole_call(call: _Call, name: str | None, function: dict[str, Any]) -> bool:
     """Without index or id, a delta naming the same tool again starts another call when
     the call so far is complete JSON and the delta brings arguments of its own: Gemini
     sends parallel calls of one tool so. (A server that repeats the name in every
     delta of one call sends it with pieces of arguments that are not complete yet.)"""
-    function = delta.function
-    if function is None or not function.name or not function.arguments or not call.arguments:
+    if not name or not function.get("arguments") or not call.arguments:
         return False
     try:
         from_json("".join(call.arguments))
@@ -309,7 +317,13 @@ async def streamed_response(
     # Characters of text so far, and when it was last parsed for OutputDelta events.
     size = parsed = 0
     params = {**params, "stream_options": {"include_usage": True}}
-    async with client.stream(model=model, messages=messages, **params) as chunks:
+    async with client.stream(model=model, messages=messages, **params) as stream:
+        # ChatClient's stream (and wrappers that pass it on) also gives its chunks as
+        # plain dicts, sparing the models of every delta; any other gives models.
+        plain = getattr(stream, "plain_chunks", None)
+        chunks: AsyncIterator[PlainChunk | ChatCompletionChunk] = (
+            stream if plain is None else plain()
+        )
         async for chunk in chunks:
             pieces = assembler.feed(chunk)
             if events is not None:

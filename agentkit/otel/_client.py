@@ -100,5 +100,14 @@ class _Chunks:
         if not self._noted:
             self._noted = True
             self._client.first_chunk_at = time.perf_counter()
-            self._client._note(getattr(chunk, "id", None), getattr(chunk, "model", None))
+            if isinstance(chunk, dict):  # a plain chunk (see `plain_chunks`)
+                self._client._note(chunk.get("id"), chunk.get("model"))
+            else:
+                self._client._note(getattr(chunk, "id", None), getattr(chunk, "model", None))
         return chunk
+
+    def plain_chunks(self) -> AsyncIterator[Any]:
+        """The chunks as plain dicts when the stream gives them (`ChatStream` does), else
+        as they come: a traced streamed run reads them as an untraced one does."""
+        plain = getattr(self._chunks, "plain_chunks", None)
+        return self if plain is None else _Chunks(plain(), self._client)
