@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from typing import Any, Generic, NoReturn
 
-import anyio
 import sniffio
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
@@ -24,7 +23,11 @@ from agentkit._wire.responses import Usage
 from agentkit.durable import codec
 from agentkit.durable.engine import JSON, DurableEngine
 from agentkit.durable.errors import DurableRunError
-from agentkit.durable.steps import DurableRun
+from agentkit.durable.steps import DurableRun, StepContext, run_step
+
+_client: ContextVar[Any] = ContextVar("agentkit_durable_client", default=None)
+"""The client of the run this task drives, for its steps when the engine runs them
+in the workflow's own task (DBOS)."""
 
 __all__ = ["DurableAgent", "RunHandle"]
 
@@ -121,7 +124,7 @@ class DurableAgent(Generic[OutputT]):
         self.plain_tools = frozenset(plain_tools)
         self.event_handler = event_handler
         self.verify_replay = verify_replay
-        engine.register(name, self._workflow)
+        engine.register(name, self._workflow, steps=self.run_step)
 
     def __repr__(self) -> str:
         return f"DurableAgent({self.name!r}, engine={self.engine!r})"
@@ -238,7 +241,10 @@ class DurableAgent(Generic[OutputT]):
         _require_asyncio("result")
         if await self.engine.status(run_id) is None:
             raise DurableRunError(f"durable agent {self.name!r} has no run {run_id!r}")
-        data = await self.engine.result(run_id)
+        return self._result_from(run_id, await self.engine.result(run_id))
+
+    def _result_from(self, run_id: str, data: dict[str, JSON]) -> RunResult[OutputT]:
+        """The `RunResult` of a run's stored output, or the error it ended with."""
         if "error" in data:
             raise codec.decode_error(data["error"])
         messages = codec.load_messages(data["messages"])
@@ -279,13 +285,16 @@ class DurableAgent(Generic[OutputT]):
         agent = self.agent
         state = RunState(messages=codec.load_messages(inputs["messages"]), run_id=run_id)
         deps = self.deps_factory(run_id) if self.deps_factory is not None else inputs["deps"]
-        events = self.event_handler or agent.event_handler
         try:
-            if agent.client is not None:
-                output = await self._drive(agent.client, state, deps, events, inputs)
+            if agent.client is not None or not self.engine.steps_in_workflow:
+                output = await self._drive(agent.client, state, deps, inputs)
             else:
                 async with ChatClient() as client:
-                    output = await self._drive(client, state, deps, events, inputs)
+                    token = _client.set(client)
+                    try:
+                        output = await self._drive(client, state, deps, inputs)
+                    finally:
+                        _client.reset(token)
         except AgentKitError as exc:
             return {"error": codec.encode_error(exc)}
         return {
@@ -295,16 +304,34 @@ class DurableAgent(Generic[OutputT]):
             "turns": state.turns,
         }
 
-    async def _drive(
-        self, client: Any, state: RunState, deps: Any, events: Any, inputs: dict[str, JSON]
-    ) -> Any:
+    async def run_step(self, kind: str, payload: dict[str, JSON]) -> JSON:
+        """Run one step of one of this agent's runs from its JSON payload (the engine's
+        step handler): rebuilds the run's deps with the factory, and uses the agent's
+        client, or the run's own when it runs in this task, or a new one."""
+        events = self.event_handler or self.agent.event_handler
+        client = self.agent.client or _client.get()
+        if client is not None:
+            return await run_step(
+                kind, payload, StepContext(self.agent, client, self.deps_factory, events)
+            )
+        # A step in another process than its run (a Temporal activity): a client for
+        # the step alone, as the run's own is not there.
+        async with ChatClient() as new:
+            return await run_step(
+                kind, payload, StepContext(self.agent, new, self.deps_factory, events)
+            )
+
+    async def _drive(self, client: Any, state: RunState, deps: Any, inputs: dict[str, JSON]) -> Any:
+        events = self.event_handler or self.agent.event_handler
         run: DurableRun[Any] = DurableRun(
             self.agent.config,
             client,
             state,
             engine=self.engine,
+            agent=self.name,
             deps=deps,
-            events=events,
+            stored_deps=None if self.deps_factory is not None else inputs["deps"],
+            events=events if self.engine.steps_in_workflow else None,
             plain_tools=self.plain_tools,
             verify_replay=self.verify_replay,
             owner=self.agent,
@@ -312,22 +339,17 @@ class DurableAgent(Generic[OutputT]):
         limit = inputs.get("timeout")
         if limit is None:
             return await run.run()
-        # The start time is a step: recorded when the run first runs (not when it was
+        # The start time is recorded when the run first runs (not when it was
         # enqueued), so a recovered run has what was left of its time, not all of it.
-        started: float = await self.engine.step("started", _now)
-        with anyio.move_on_after(started + limit - time.time()) as scope:
-            return await run.run()
-        if scope.cancelled_caught:
+        started = await self.engine.started()
+        try:
+            return await self.engine.within(started + limit, run.run)
+        except TimeoutError:
             raise RunTimeoutError(
                 f"the run took longer than its timeout of {inputs['timeout']:g} s "
                 "(counted from its start, across restarts)",
                 messages=state.messages,
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _now() -> float:
-    return time.time()  # wall-clock: a recovered run may run on another machine
+            ) from None
 
 
 def _json_deps(name: str, deps: Any) -> Any:
