@@ -402,3 +402,98 @@ def test_recovery_times(temporal_address: str) -> None:
         print(  # noqa: T201  (the measured numbers, for docs/durable.md)
             "\nrecovery after SIGKILL:", {k: round(v, 2) for k, v in RECOVERY.items()}
         )
+
+
+def _agents_module(monkeypatch: pytest.MonkeyPatch, address: str, queue: str) -> Any:
+    """tests/durable_temporal_agents.py, imported afresh for this server and queue."""
+    import importlib
+
+    monkeypatch.setenv("AGENTKIT_TEMPORAL_ADDRESS", address)
+    monkeypatch.setenv("AGENTKIT_TEMPORAL_QUEUE", queue)
+    from agentkit.durable.temporal import engine
+
+    for name in ("support", "hatch"):
+        engine._registry.pop(name, None)
+    sys.modules.pop("tests.durable_temporal_agents", None)
+    return importlib.import_module("tests.durable_temporal_agents")
+
+
+def _cli_worker(target: str) -> Any:
+    """`python -m agentkit.durable.temporal worker TARGET`, from the repository's root."""
+    command = [sys.executable, "-m", "agentkit.durable.temporal", "worker", target]
+    root = APP.resolve().parent.parent
+    return subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.anyio
+async def test_the_command_line_worker_serves_a_modules_agents(
+    temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"cli-{time.monotonic_ns()}"
+    module = _agents_module(monkeypatch, temporal_address, queue)
+    worker = _cli_worker("tests.durable_temporal_agents:agents")
+    try:
+        import anyio
+
+        with anyio.fail_after(WAIT):
+            result = await module.support.run("Where is A-17?", run_id=f"cli-run-{queue}")
+        assert result.output == "Your order order A-17 ships today"
+        assert result.turns == 2
+        # Stopped by SIGTERM: it finishes what it runs and exits cleanly.
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=WAIT)
+        assert worker.returncode == 0, err
+        assert "worker of task queue" in err and "support" in err
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+
+@pytest.mark.anyio
+async def test_an_agent_runs_inside_the_users_own_workflow(
+    temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio
+
+    module = _agents_module(monkeypatch, temporal_address, f"own-{time.monotonic_ns()}")
+    engine = module.hatch.engine
+    client = await engine.client()
+    async with engine.worker(
+        workflows=[module.TicketWorkflow], modules=["tests.durable_temporal_agents"]
+    ):
+        with anyio.fail_after(WAIT):
+            out = await client.execute_workflow(
+                "tests.ticket",
+                "Where is A-17?",
+                id=f"ticket-{time.monotonic_ns()}",
+                task_queue=engine.task_queue,
+            )
+    assert out["output"] == "Your order order A-17 ships today"
+    assert out["turns"] == 2
+    # Each step was an agentkit activity of the user's workflow: two requests, one tool.
+    kinds = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in client.get_workflow_handle(out["id"]).fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert kinds == ["agentkit.model", "agentkit.tool", "agentkit.model"]
+
+
+@pytest.mark.anyio
+async def test_a_payload_over_the_limit_is_refused_with_its_size(
+    temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentkit.durable import DurableRunError
+
+    module = _agents_module(monkeypatch, temporal_address, f"big-{time.monotonic_ns()}")
+    module.support.engine.max_payload_bytes = 10_000
+    with pytest.raises(DurableRunError, match=r"its input is \d+ bytes of JSON, over max_payload"):
+        await module.support.start("x" * 20_000, run_id="too-big")
+    assert await module.support.engine.status("too-big") is None
+
+
+def test_import_agentkit_durable_loads_no_temporal_code() -> None:
+    code = "import sys, agentkit.durable; print('temporalio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -182,7 +182,10 @@ class TemporalEngine:
         if entry is not None and entry[0] is not self:
             raise DurableRunError(
                 f"a durable agent named {name!r} is registered with another TemporalEngine "
-                "in this process; give each agent of a process one engine and its own name"
+                "in this process: give each agent of a process one engine and its own name; "
+                "or the module that makes it was imported again inside Temporal's workflow "
+                "sandbox: pass it through (engine.worker(modules=[...]), or import it in "
+                "workflow.unsafe.imports_passed_through())"
             )
         _registry[name] = (self, workflow, steps)
         self._names.add(name)
@@ -416,6 +419,7 @@ class TemporalEngine:
         max_concurrent_activities: int | None = None,
         max_concurrent_workflow_tasks: int | None = None,
         modules: Sequence[str] = (),
+        workflows: Sequence[type] = (),
         **options: Any,
     ) -> AsyncIterator[Worker]:
         """Run a Temporal worker of the task queue in this process until the block ends:
@@ -428,6 +432,8 @@ class TemporalEngine:
             max_concurrent_workflow_tasks: Workflow tasks at a time.
             modules: More modules to pass through the workflow sandbox (those your
                 instructions functions or output types import while a run replays).
+            workflows: Workflows of your own to run beside agentkit's (those that
+                call `run_in_workflow`).
             **options: Other arguments of `temporalio.worker.Worker`.
 
         Example:
@@ -456,7 +462,7 @@ class TemporalEngine:
         worker = Worker(
             await self.client(),
             task_queue=task_queue or self.task_queue,
-            workflows=[AgentRunWorkflow],
+            workflows=[AgentRunWorkflow, *workflows],
             activities=self.activities(),
             workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
             **limits,
