@@ -497,3 +497,21 @@ def test_import_agentkit_durable_loads_no_temporal_code() -> None:
     code = "import sys, agentkit.durable; print('temporalio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_benchmark_has_a_temporal_row(temporal_address: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.durable", "--runs", "2", "--temporal", temporal_address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=APP.resolve().parent.parent,
+    )
+    rows = {
+        line[:22].strip(): [float(v) for v in re.findall(r"([\d.]+)ms", line)]
+        for line in out.stdout.splitlines()
+        if line.endswith("ms")
+    }
+    assert set(rows) == {"plain", "DBOS, SQLite (WAL)", "Temporal"}, out.stderr[-3000:]
+    per_run, per_step, added = rows["Temporal"]
+    assert per_run > rows["plain"][0] and per_step > 0 and added > 0
