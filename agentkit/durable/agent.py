@@ -25,9 +25,9 @@ from agentkit.durable.engine import JSON, DurableEngine
 from agentkit.durable.errors import DurableRunError
 from agentkit.durable.steps import DurableRun, StepContext, run_step
 
-_client: ContextVar[Any] = ContextVar("agentkit_durable_client", default=None)
-"""The client of the run this task drives, for its steps when the engine runs them
-in the workflow's own task (DBOS)."""
+_local: ContextVar[tuple[str, Any, Any] | None] = ContextVar("agentkit_durable_run", default=None)
+"""(run id, client, deps) of the run this task drives, for its steps when the engine
+runs them in the workflow's own task (DBOS)."""
 
 __all__ = ["DurableAgent", "RunHandle"]
 
@@ -286,15 +286,13 @@ class DurableAgent(Generic[OutputT]):
         state = RunState(messages=codec.load_messages(inputs["messages"]), run_id=run_id)
         deps = self.deps_factory(run_id) if self.deps_factory is not None else inputs["deps"]
         try:
-            if agent.client is not None or not self.engine.steps_in_workflow:
+            if not self.engine.steps_in_workflow:
                 output = await self._drive(agent.client, state, deps, inputs)
+            elif agent.client is not None:
+                output = await self._in_task(agent.client, state, deps, inputs)
             else:
                 async with ChatClient() as client:
-                    token = _client.set(client)
-                    try:
-                        output = await self._drive(client, state, deps, inputs)
-                    finally:
-                        _client.reset(token)
+                    output = await self._in_task(client, state, deps, inputs)
         except AgentKitError as exc:
             return {"error": codec.encode_error(exc)}
         return {
@@ -304,18 +302,33 @@ class DurableAgent(Generic[OutputT]):
             "turns": state.turns,
         }
 
+    async def _in_task(
+        self, client: Any, state: RunState, deps: Any, inputs: dict[str, JSON]
+    ) -> Any:
+        """`_drive`, with the run's client and deps there for its steps, which the engine
+        runs in this task: the deps factory runs once per run, not once per step."""
+        token = _local.set((state.run_id, client, deps))
+        try:
+            return await self._drive(client, state, deps, inputs)
+        finally:
+            _local.reset(token)
+
     async def run_step(self, kind: str, payload: dict[str, JSON]) -> JSON:
         """Run one step of one of this agent's runs from its JSON payload (the engine's
-        step handler): rebuilds the run's deps with the factory, and uses the agent's
-        client, or the run's own when it runs in this task, or a new one."""
+        step handler). In the run's own task (DBOS) it uses the run's client and deps;
+        elsewhere (a Temporal activity) the agent's client or a new one for the step,
+        and deps from the factory."""
         events = self.event_handler or self.agent.event_handler
-        client = self.agent.client or _client.get()
-        if client is not None:
+        local = _local.get()
+        if local is not None and local[0] == payload["run_id"]:
+            _, client, deps = local
             return await run_step(
-                kind, payload, StepContext(self.agent, client, self.deps_factory, events)
+                kind, payload, StepContext(self.agent, client, lambda _: deps, events)
             )
-        # A step in another process than its run (a Temporal activity): a client for
-        # the step alone, as the run's own is not there.
+        if self.agent.client is not None:
+            return await run_step(
+                kind, payload, StepContext(self.agent, self.agent.client, self.deps_factory, events)
+            )
         async with ChatClient() as new:
             return await run_step(
                 kind, payload, StepContext(self.agent, new, self.deps_factory, events)
