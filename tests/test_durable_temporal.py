@@ -532,3 +532,22 @@ def test_the_benchmark_has_a_temporal_row(temporal_address: str) -> None:
     assert set(rows) == {"plain", "DBOS, SQLite (WAL)", "Temporal"}, out.stderr[-3000:]
     per_run, per_step, added = rows["Temporal"]
     assert per_run > rows["plain"][0] and per_step > 0 and added > 0
+
+
+@pytest.mark.anyio
+async def test_a_step_over_the_payload_limit_ends_the_run_naming_the_step(
+    temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio
+
+    from agentkit.durable import DurableEngineError
+
+    module = _agents_module(monkeypatch, temporal_address, f"bigstep-{time.monotonic_ns()}")
+    engine = module.support.engine
+    # The run's input fits; the history its steps carry soon does not.
+    engine.max_payload_bytes = 3_300
+    async with engine.worker():
+        with anyio.fail_after(WAIT), pytest.raises(DurableEngineError) as caught:
+            await module.support.run("y" * 3_000, run_id=f"big-step-{time.monotonic_ns()}")
+    assert re.search(r"the input of step (model|tool):\S+ is \d+ bytes", str(caught.value))
+    assert "over max_payload_bytes=3300" in str(caught.value)
