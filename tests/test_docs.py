@@ -9,8 +9,9 @@ one must print nothing. An HTML comment on
 the line before a block changes this (docs/contributing.md describes them):
 
 - `<!-- docs-test: fragment -->`: not a whole program; only compiled.
-- `<!-- docs-test: needs postgres -->`, `needs redis`: runs with `DATABASE_URL`
-  or `REDIS_URL` set to a server of the test session's own.
+- `<!-- docs-test: needs postgres -->`, `needs redis`, `needs temporal`: runs with
+  `DATABASE_URL`, `REDIS_URL` or `TEMPORAL_ADDRESS` set to a server of the test
+  session's own.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUNS = {"python", "py"}
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(?P<body>.*?)\s*-->$")
-NEEDS = {"postgres": ("DATABASE_URL", "postgres_url"), "redis": ("REDIS_URL", "redis_url")}
+NEEDS = {
+    "postgres": ("DATABASE_URL", "postgres_url"),
+    "redis": ("REDIS_URL", "redis_url"),
+    "temporal": ("TEMPORAL_ADDRESS", "temporal_address"),
+}
 
 
 def _dbos_sqlite() -> str | None:

@@ -1,6 +1,7 @@
 """Durable runs: agents whose runs survive the process that started them.
 
-Needs the `durable` extra (`pip install "agentkit[durable]"`: DBOS Transact).
+Needs the `durable` extra (`pip install "agentkit[durable]"`: DBOS Transact), or
+the `temporal` extra for `TemporalEngine` (`pip install "agentkit[temporal]"`).
 
 ```python
 from agentkit.durable import DBOSEngine, DurableAgent
@@ -19,6 +20,8 @@ step that was in flight runs again (steps are at-least-once; tools guard their
 side effects with `ctx.idempotency_key`). See `docs/durable.md`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from agentkit.durable.agent import DurableAgent, RunHandle
 from agentkit.durable.dbos import DBOSEngine
 from agentkit.durable.engine import DurableEngine
@@ -32,4 +35,17 @@ __all__ = [
     "DurableRunError",
     "ReplayMismatchError",
     "RunHandle",
+    "TemporalEngine",
 ]
+
+if TYPE_CHECKING:
+    from agentkit.durable.temporal import TemporalEngine
+
+
+def __getattr__(name: str) -> Any:
+    # temporalio loads only for a program that uses Temporal (the `temporal` extra).
+    if name == "TemporalEngine":
+        from agentkit.durable.temporal import TemporalEngine
+
+        return TemporalEngine
+    raise AttributeError(f"module 'agentkit.durable' has no attribute {name!r}")

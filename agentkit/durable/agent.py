@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from typing import Any, Generic, NoReturn
 
-import anyio
 import sniffio
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
@@ -24,7 +23,11 @@ from agentkit._wire.responses import Usage
 from agentkit.durable import codec
 from agentkit.durable.engine import JSON, DurableEngine
 from agentkit.durable.errors import DurableRunError
-from agentkit.durable.steps import DurableRun
+from agentkit.durable.steps import DurableRun, StepContext, run_step
+
+_local: ContextVar[tuple[str, Any, Any] | None] = ContextVar("agentkit_durable_run", default=None)
+"""(run id, client, deps) of the run this task drives, for its steps when the engine
+runs them in the workflow's own task (DBOS)."""
 
 __all__ = ["DurableAgent", "RunHandle"]
 
@@ -121,7 +124,7 @@ class DurableAgent(Generic[OutputT]):
         self.plain_tools = frozenset(plain_tools)
         self.event_handler = event_handler
         self.verify_replay = verify_replay
-        engine.register(name, self._workflow)
+        engine.register(name, self._workflow, steps=self.run_step)
 
     def __repr__(self) -> str:
         return f"DurableAgent({self.name!r}, engine={self.engine!r})"
@@ -238,7 +241,10 @@ class DurableAgent(Generic[OutputT]):
         _require_asyncio("result")
         if await self.engine.status(run_id) is None:
             raise DurableRunError(f"durable agent {self.name!r} has no run {run_id!r}")
-        data = await self.engine.result(run_id)
+        return self._result_from(run_id, await self.engine.result(run_id))
+
+    def _result_from(self, run_id: str, data: dict[str, JSON]) -> RunResult[OutputT]:
+        """The `RunResult` of a run's stored output, or the error it ended with."""
         if "error" in data:
             raise codec.decode_error(data["error"])
         messages = codec.load_messages(data["messages"])
@@ -279,13 +285,14 @@ class DurableAgent(Generic[OutputT]):
         agent = self.agent
         state = RunState(messages=codec.load_messages(inputs["messages"]), run_id=run_id)
         deps = self.deps_factory(run_id) if self.deps_factory is not None else inputs["deps"]
-        events = self.event_handler or agent.event_handler
         try:
-            if agent.client is not None:
-                output = await self._drive(agent.client, state, deps, events, inputs)
+            if not self.engine.steps_in_workflow:
+                output = await self._drive(agent.client, state, deps, inputs)
+            elif agent.client is not None:
+                output = await self._in_task(agent.client, state, deps, inputs)
             else:
                 async with ChatClient() as client:
-                    output = await self._drive(client, state, deps, events, inputs)
+                    output = await self._in_task(client, state, deps, inputs)
         except AgentKitError as exc:
             return {"error": codec.encode_error(exc)}
         return {
@@ -295,16 +302,49 @@ class DurableAgent(Generic[OutputT]):
             "turns": state.turns,
         }
 
-    async def _drive(
-        self, client: Any, state: RunState, deps: Any, events: Any, inputs: dict[str, JSON]
+    async def _in_task(
+        self, client: Any, state: RunState, deps: Any, inputs: dict[str, JSON]
     ) -> Any:
+        """`_drive`, with the run's client and deps there for its steps, which the engine
+        runs in this task: the deps factory runs once per run, not once per step."""
+        token = _local.set((state.run_id, client, deps))
+        try:
+            return await self._drive(client, state, deps, inputs)
+        finally:
+            _local.reset(token)
+
+    async def run_step(self, kind: str, payload: dict[str, JSON]) -> JSON:
+        """Run one step of one of this agent's runs from its JSON payload (the engine's
+        step handler). In the run's own task (DBOS) it uses the run's client and deps;
+        elsewhere (a Temporal activity) the agent's client or a new one for the step,
+        and deps from the factory."""
+        events = self.event_handler or self.agent.event_handler
+        local = _local.get()
+        if local is not None and local[0] == payload["run_id"]:
+            _, client, deps = local
+            return await run_step(
+                kind, payload, StepContext(self.agent, client, lambda _: deps, events)
+            )
+        if self.agent.client is not None:
+            return await run_step(
+                kind, payload, StepContext(self.agent, self.agent.client, self.deps_factory, events)
+            )
+        async with ChatClient() as new:
+            return await run_step(
+                kind, payload, StepContext(self.agent, new, self.deps_factory, events)
+            )
+
+    async def _drive(self, client: Any, state: RunState, deps: Any, inputs: dict[str, JSON]) -> Any:
+        events = self.event_handler or self.agent.event_handler
         run: DurableRun[Any] = DurableRun(
             self.agent.config,
             client,
             state,
             engine=self.engine,
+            agent=self.name,
             deps=deps,
-            events=events,
+            stored_deps=None if self.deps_factory is not None else inputs["deps"],
+            events=events if self.engine.steps_in_workflow else None,
             plain_tools=self.plain_tools,
             verify_replay=self.verify_replay,
             owner=self.agent,
@@ -312,22 +352,17 @@ class DurableAgent(Generic[OutputT]):
         limit = inputs.get("timeout")
         if limit is None:
             return await run.run()
-        # The start time is a step: recorded when the run first runs (not when it was
+        # The start time is recorded when the run first runs (not when it was
         # enqueued), so a recovered run has what was left of its time, not all of it.
-        started: float = await self.engine.step("started", _now)
-        with anyio.move_on_after(started + limit - time.time()) as scope:
-            return await run.run()
-        if scope.cancelled_caught:
+        started = await self.engine.started()
+        try:
+            return await self.engine.within(started + limit, run.run)
+        except TimeoutError:
             raise RunTimeoutError(
                 f"the run took longer than its timeout of {inputs['timeout']:g} s "
                 "(counted from its start, across restarts)",
                 messages=state.messages,
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _now() -> float:
-    return time.time()  # wall-clock: a recovered run may run on another machine
+            ) from None
 
 
 def _json_deps(name: str, deps: Any) -> Any:

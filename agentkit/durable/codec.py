@@ -20,7 +20,7 @@ from agentkit._run.state import ModelResponse
 from agentkit._run.tool_step import RebuiltToolError, ToolOutcome
 from agentkit._wire.messages import AssistantMessage, Message, ToolMessage
 from agentkit._wire.responses import Usage
-from agentkit.durable.errors import ReplayMismatchError
+from agentkit.durable.errors import DurableEngineError, ReplayMismatchError
 
 __all__ = [
     "decode_error",
@@ -192,6 +192,8 @@ def _cause(name: str, text: str) -> BaseException:
 def _error_class(name: str) -> type[exceptions.AgentKitError]:
     if name == ReplayMismatchError.__name__:
         return ReplayMismatchError
+    if name == DurableEngineError.__name__:
+        return DurableEngineError
     cls = getattr(exceptions, name, None)
     if isinstance(cls, type) and issubclass(cls, exceptions.AgentKitError):
         return cls

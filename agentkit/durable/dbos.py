@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentkit.durable.engine import JSON, Workflow
+from agentkit.durable.engine import JSON, StepHandler, StepKind, Workflow
 from agentkit.durable.errors import DurableEngineError, DurableRunError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from dbos import DBOSClient
@@ -87,6 +90,7 @@ class DBOSEngine:
         self.poll_interval = poll_interval
         self.max_recovery_attempts = max_recovery_attempts
         self._workflows: dict[str, Any] = {}
+        self._handlers: dict[str, StepHandler] = {}
         self._launched = False
         self._client: DBOSClient | None = None
         self._queues: dict[str, int | None] = {}
@@ -98,7 +102,10 @@ class DBOSEngine:
 
     # --- the DurableEngine protocol ----------------------------------------------------
 
-    def register(self, name: str, workflow: Workflow) -> None:
+    steps_in_workflow = True
+    """DBOS runs each step in the workflow's own task."""
+
+    def register(self, name: str, workflow: Workflow, *, steps: StepHandler) -> None:
         """Register the body of the runs called `name` as a DBOS workflow."""
         from dbos import DBOS
         from dbos._serialization import WorkflowSerializationFormat
@@ -112,6 +119,8 @@ class DBOSEngine:
         async def run(inputs: dict[str, JSON]) -> dict[str, JSON]:
             return await workflow(inputs)
 
+        self._handlers[name] = steps
+
         run.__qualname__ = run.__name__ = f"agentkit_run_{name}"
         self._workflows[name] = DBOS.workflow(
             name=_PREFIX + name,
@@ -119,11 +128,47 @@ class DBOSEngine:
             max_recovery_attempts=self.max_recovery_attempts,
         )(run)
 
-    async def step(self, name: str, function: Callable[[], Awaitable[JSON]]) -> JSON:
-        """Run `function` as a DBOS step named `name` (not retried by DBOS)."""
+    async def step(self, name: str, kind: StepKind, payload: dict[str, JSON]) -> JSON:
+        """Run the step through its agent's handler, in this task, as a DBOS step named
+        `name` (not retried by DBOS)."""
         from dbos import DBOS
 
+        handler = self._handlers[payload["agent"]]
+
+        async def function() -> JSON:
+            return await handler(kind, payload)
+
         return await DBOS.run_step_async({"name": name, "retries_allowed": False}, function)
+
+    async def started(self) -> float:
+        """The run's first start time, a DBOS step named `started`."""
+        from dbos import DBOS
+
+        async def now() -> float:
+            return time.time()  # wall-clock: a recovered run may run on another machine
+
+        started: float = await DBOS.run_step_async({"name": "started"}, now)
+        return started
+
+    def semaphore(self, limit: int) -> AbstractAsyncContextManager[Any]:
+        """An anyio semaphore: DBOS workflows are plain coroutines."""
+        import anyio
+
+        return anyio.Semaphore(limit)
+
+    async def within(self, deadline: float, body: Callable[[], Awaitable[T]]) -> T:
+        """`body()` in an anyio cancel scope that ends at `deadline`.
+
+        Raises:
+            TimeoutError: The deadline passed.
+        """
+        import anyio
+
+        with anyio.move_on_after(deadline - time.time()) as scope:
+            return await body()
+        if scope.cancelled_caught:
+            raise TimeoutError("the run's deadline passed")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def start(
         self, name: str, run_id: str, inputs: dict[str, JSON], *, queue: str | None = None
