@@ -346,13 +346,16 @@ def test_two_workers_share_a_queue_and_a_dead_ones_runs_go_on(cluster: Any) -> N
     a = one.worker("--activities", "2", TOOL_SECONDS="1")
     b = one.worker("--activities", "2", TOOL_SECONDS="1")
     client = one.spawn("run", "--runs", ",".join(runs))
-    # Kill A once it has finished a tool (and has others running).
+    # Kill A once it has finished a tool and is running another.
     mine = f"pid={a.pid} "
 
-    def a_finished_a_tool(text: str) -> bool:
-        return any(x.startswith("tool-end") and mine in x for x in text.splitlines())
+    def a_finished_a_tool_and_runs_one(text: str) -> bool:
+        lines = [x for x in text.splitlines() if mine in x]
+        started = {_call(x) for x in lines if x.startswith("tool-start")}
+        ended = {_call(x) for x in lines if x.startswith("tool-end")}
+        return bool(ended) and bool(started - ended)
 
-    wait_for(one.log, a_finished_a_tool, a, b)
+    wait_for(one.log, a_finished_a_tool_and_runs_one, a, b)
     a.send_signal(signal.SIGKILL)
     killed = time.time()
     a.communicate(timeout=WAIT)
