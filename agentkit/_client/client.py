@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -559,7 +560,7 @@ class ChatClient:
         try:
             if limit is None:
                 return await response.aread()
-            length = _plain_length(response.headers.raw)
+            length = _plain_length(response.headers)
             if length is not None:
                 # Not compressed, and of a known length, which h11 never reads past.
                 if length <= limit:
@@ -627,22 +628,30 @@ class ChatClient:
         return wait if wait <= MAX_RETRY_AFTER else None
 
 
-def _plain_length(raw: list[tuple[bytes, bytes]]) -> int | None:
+def _plain_length(headers: Any) -> int | None:
     """The `content-length` of a body sent without a `content-encoding`, else None.
 
-    One pass over the raw pairs, where each `headers.get` would decode them all
-    (and raise inside for a missing one).
+    Read from the lower-case names httpx's and httpx2's `Headers` keep (`_list`: raw
+    name, lower-case name, value), searched by list methods rather than a Python loop
+    over the pairs: a response carries a dozen headers or more, and this runs for
+    every response.
     """
-    length = None
-    for key, value in raw:
-        key = key.lower()
-        if key == b"content-length":
-            if length is not None or not value.isdigit():
-                return None  # sent twice, or not a number: read within the limit instead
-            length = int(value)
-        elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
-            return None
-    return length
+    entries: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_list", None)
+    if entries is None:  # another Headers class: lower-case the names here
+        entries = [(key, key.lower(), value) for key, value in headers.raw]
+    names = list(map(_LOWER_NAME, entries))
+    if names.count(b"content-length") != 1:
+        return None  # none, or sent twice: read within the limit instead
+    if b"content-encoding" in names and any(
+        name == b"content-encoding" and value.strip().lower() not in (b"", b"identity")
+        for _, name, value in entries
+    ):
+        return None
+    length = entries[names.index(b"content-length")][2]
+    return int(length) if length.isdigit() else None
+
+
+_LOWER_NAME = operator.itemgetter(1)
 
 
 def _too_large(request: httpx.Request, limit: int) -> APIResponseTooLargeError:
