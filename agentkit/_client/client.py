@@ -236,8 +236,9 @@ class ChatClient:
                     f"rate_limit must be a RateLimit (or RedisRateLimit), got {rate_limit!r}"
                 )
         self._limiter = rate_limit
-        # For `_fast_chat_request`: the client's headers merged with ours, per streaming flag,
-        # with the client's headers they were merged from; and the chat URL, parsed.
+        # For `_fast_chat_request`: a chat request's header list (with the place of its
+        # content-length) per streaming flag, with the client's headers it was built
+        # from; and the chat URL, parsed.
         self._merged_headers: dict[bool, tuple[list[tuple[bytes, bytes]], Any]] = {}
         self._chat_url_parsed = self._stack.module.URL(self._chat_url)
         # Last, once every argument is known to be good: nothing is left open by an error.
@@ -432,33 +433,58 @@ class ChatClient:
         """The chat request `build_request` would build, in a third of the time; or None
         when the client has settings only `build_request` knows how to merge.
 
-        `build_request` merges our headers into the client's one by one, which costs
-        more than everything else agentkit does for a request. The merged headers are
-        the same for every request as long as the client's are unchanged, so they are
-        merged once and reused. Cookies, query parameters or a subclass that builds
-        its own requests take the general path.
+        `build_request` merges our headers into the client's one by one, then the
+        request adds `Host` and `Content-Length`, each step a new `Headers` built in
+        Python, which costs more than everything else agentkit does for a request.
+        Those headers are the same for every request as long as the client's are
+        unchanged, but for the length: so a request is built the general way once,
+        and later ones copy its header list with their own `Content-Length` in its
+        place, and pass the body as the same `ByteStream` it would have had (a request
+        given its stream adds no headers). Cookies, query parameters or a subclass
+        that builds its own requests take the general path.
         """
         http = self._http
+        module = self._stack.module
         if (
-            type(http).build_request is not self._stack.module.AsyncClient.build_request
+            type(http).build_request is not module.AsyncClient.build_request
             or http.cookies
             or http.params
         ):
             return None
+        timeout = self._timeout if self._timeout is not None else http.timeout
+        extensions = {"timeout": timeout.as_dict()}
         client_headers = http.headers.raw
         cached = self._merged_headers.get(stream)
         if cached is None or cached[0] != client_headers:
-            merged = self._stack.module.Headers(http.headers)
+            merged = module.Headers(http.headers)
             merged.update(self._chat_headers(stream))
-            cached = self._merged_headers[stream] = (client_headers, merged)
-        timeout = self._timeout if self._timeout is not None else http.timeout
-        request: httpx.Request = self._stack.module.Request(
+            request: httpx.Request = module.Request(
+                "POST",
+                self._chat_url_parsed,
+                content=content,
+                headers=merged,
+                extensions=extensions,
+            )
+            entries = list(request.headers._list)
+            names = [name for _, name, _ in entries]
+            if names.count(b"content-length") != 1:
+                return request  # not a header list to copy: built this way every time
+            at = names.index(b"content-length")
+            self._merged_headers[stream] = (client_headers, (entries, at))
+            return request
+        entries, at = cached[1]
+        headers = module.Headers()
+        headers._list = entries.copy()
+        raw_name, name, _ = entries[at]
+        headers._list[at] = (raw_name, name, str(len(content)).encode())
+        request = module.Request(
             "POST",
             self._chat_url_parsed,
-            content=content,
-            headers=cached[1],
-            extensions={"timeout": timeout.as_dict()},
+            headers=headers,
+            stream=module.ByteStream(content),
+            extensions=extensions,
         )
+        request.read()  # as `content=` does: `request.content` is the body
         return request
 
     def _timeout_kw(self, timeout: float | httpx.Timeout | Any | None) -> dict[str, Any]:
