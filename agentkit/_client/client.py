@@ -393,8 +393,8 @@ class ChatClient:
         extra_body = params.pop("extra_body", None) or {}
         extra_headers = params.pop("extra_headers", None) or {}
         timeout = params.pop("timeout", None)
-        unknown = sorted(set(params) - PARAM_NAMES)
-        if unknown:
+        if not PARAM_NAMES.issuperset(params):
+            unknown = sorted(set(params) - PARAM_NAMES)
             raise UserError(
                 f"unknown request parameter(s) {', '.join(unknown)}; "
                 "send provider-specific fields with extra_body={...}"
@@ -405,7 +405,8 @@ class ChatClient:
                 body[name] = dump_wire(value)
         if stream:
             body["stream"] = True
-        body.update(dump_wire(dict(extra_body)))
+        if extra_body:
+            body.update(dump_wire(dict(extra_body)))
         content = to_json(body)
         if not extra_headers and timeout is None:
             fast = self._fast_chat_request(content, stream)
