@@ -239,7 +239,10 @@ class ChatClient:
         # For `_fast_chat_request`: a chat request's header list (with the place of its
         # content-length) per streaming flag, with the client's headers it was built
         # from; and the chat URL, parsed.
-        self._merged_headers: dict[bool, tuple[list[tuple[bytes, bytes]], Any]] = {}
+        self._merged_headers: dict[
+            bool,
+            tuple[list[tuple[bytes, bytes, bytes]], tuple[list[tuple[bytes, bytes, bytes]], int]],
+        ] = {}
         self._chat_url_parsed = self._stack.module.URL(self._chat_url)
         # Last, once every argument is known to be good: nothing is left open by an error.
         # Typed as httpx: httpx2 has the same API, and only duck typing is used.
@@ -454,9 +457,11 @@ class ChatClient:
             return None
         timeout = self._timeout if self._timeout is not None else http.timeout
         extensions = {"timeout": timeout.as_dict()}
-        client_headers = http.headers.raw
+        # The client's header list as httpx keeps it: compared in C, without `.raw`'s copy.
+        client_headers = http.headers._list
         cached = self._merged_headers.get(stream)
         if cached is None or cached[0] != client_headers:
+            client_headers = list(client_headers)  # kept apart from later changes
             merged = module.Headers(http.headers)
             merged.update(self._chat_headers(stream))
             request: httpx.Request = module.Request(
