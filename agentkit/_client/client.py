@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -239,9 +240,13 @@ class ChatClient:
                     f"rate_limit must be a RateLimit (or RedisRateLimit), got {rate_limit!r}"
                 )
         self._limiter = rate_limit
-        # For `_fast_chat_request`: the client's headers merged with ours, per streaming flag,
-        # with the client's headers they were merged from; and the chat URL, parsed.
-        self._merged_headers: dict[bool, tuple[list[tuple[bytes, bytes]], Any]] = {}
+        # For `_fast_chat_request`: a chat request's header list (with the place of its
+        # content-length) per streaming flag, with the client's headers it was built
+        # from; and the chat URL, parsed.
+        self._merged_headers: dict[
+            bool,
+            tuple[list[tuple[bytes, bytes, bytes]], tuple[list[tuple[bytes, bytes, bytes]], int]],
+        ] = {}
         self._chat_url_parsed = self._stack.module.URL(self._chat_url)
         # Last, once every argument is known to be good: nothing is left open by an error.
         # Typed as httpx: httpx2 has the same API, and only duck typing is used.
@@ -396,8 +401,8 @@ class ChatClient:
         extra_body = params.pop("extra_body", None) or {}
         extra_headers = params.pop("extra_headers", None) or {}
         timeout = params.pop("timeout", None)
-        unknown = sorted(set(params) - PARAM_NAMES)
-        if unknown:
+        if not PARAM_NAMES.issuperset(params):
+            unknown = sorted(set(params) - PARAM_NAMES)
             raise UserError(
                 f"unknown request parameter(s) {', '.join(unknown)}; "
                 "send provider-specific fields with extra_body={...}"
@@ -408,7 +413,8 @@ class ChatClient:
                 body[name] = dump_wire(value)
         if stream:
             body["stream"] = True
-        body.update(dump_wire(dict(extra_body)))
+        if extra_body:
+            body.update(dump_wire(dict(extra_body)))
         content = to_json(body)
         if not extra_headers and timeout is None:
             fast = self._fast_chat_request(content, stream)
@@ -436,33 +442,60 @@ class ChatClient:
         """The chat request `build_request` would build, in a third of the time; or None
         when the client has settings only `build_request` knows how to merge.
 
-        `build_request` merges our headers into the client's one by one, which costs
-        more than everything else agentkit does for a request. The merged headers are
-        the same for every request as long as the client's are unchanged, so they are
-        merged once and reused. Cookies, query parameters or a subclass that builds
-        its own requests take the general path.
+        `build_request` merges our headers into the client's one by one, then the
+        request adds `Host` and `Content-Length`, each step a new `Headers` built in
+        Python, which costs more than everything else agentkit does for a request.
+        Those headers are the same for every request as long as the client's are
+        unchanged, but for the length: so a request is built the general way once,
+        and later ones copy its header list with their own `Content-Length` in its
+        place, and pass the body as the same `ByteStream` it would have had (a request
+        given its stream adds no headers). Cookies, query parameters or a subclass
+        that builds its own requests take the general path.
         """
         http = self._http
+        module = self._stack.module
         if (
-            type(http).build_request is not self._stack.module.AsyncClient.build_request
+            type(http).build_request is not module.AsyncClient.build_request
             or http.cookies
             or http.params
         ):
             return None
-        client_headers = http.headers.raw
+        timeout = self._timeout if self._timeout is not None else http.timeout
+        extensions = {"timeout": timeout.as_dict()}
+        # The client's header list as httpx keeps it: compared in C, without `.raw`'s copy.
+        client_headers = http.headers._list
         cached = self._merged_headers.get(stream)
         if cached is None or cached[0] != client_headers:
-            merged = self._stack.module.Headers(http.headers)
+            client_headers = list(client_headers)  # kept apart from later changes
+            merged = module.Headers(http.headers)
             merged.update(self._chat_headers(stream))
-            cached = self._merged_headers[stream] = (client_headers, merged)
-        timeout = self._timeout if self._timeout is not None else http.timeout
-        request: httpx.Request = self._stack.module.Request(
+            request: httpx.Request = module.Request(
+                "POST",
+                self._chat_url_parsed,
+                content=content,
+                headers=merged,
+                extensions=extensions,
+            )
+            entries = list(request.headers._list)
+            names = [name for _, name, _ in entries]
+            if names.count(b"content-length") != 1:
+                return request  # not a header list to copy: built this way every time
+            at = names.index(b"content-length")
+            self._merged_headers[stream] = (client_headers, (entries, at))
+            return request
+        entries, at = cached[1]
+        headers = module.Headers()
+        headers._list = entries.copy()
+        raw_name, name, _ = entries[at]
+        headers._list[at] = (raw_name, name, str(len(content)).encode())
+        request = module.Request(
             "POST",
             self._chat_url_parsed,
-            content=content,
-            headers=cached[1],
-            extensions={"timeout": timeout.as_dict()},
+            headers=headers,
+            stream=module.ByteStream(content),
+            extensions=extensions,
         )
+        request.read()  # as `content=` does: `request.content` is the body
         return request
 
     def _timeout_kw(self, timeout: float | httpx.Timeout | Any | None) -> dict[str, Any]:
@@ -564,7 +597,7 @@ class ChatClient:
         try:
             if limit is None:
                 return await response.aread()
-            length = _plain_length(response.headers.raw)
+            length = _plain_length(response.headers)
             if length is not None:
                 # Not compressed, and of a known length, which h11 never reads past.
                 if length <= limit:
@@ -632,22 +665,30 @@ class ChatClient:
         return wait if wait <= MAX_RETRY_AFTER else None
 
 
-def _plain_length(raw: list[tuple[bytes, bytes]]) -> int | None:
+def _plain_length(headers: Any) -> int | None:
     """The `content-length` of a body sent without a `content-encoding`, else None.
 
-    One pass over the raw pairs, where each `headers.get` would decode them all
-    (and raise inside for a missing one).
+    Read from the lower-case names httpx's and httpx2's `Headers` keep (`_list`: raw
+    name, lower-case name, value), searched by list methods rather than a Python loop
+    over the pairs: a response carries a dozen headers or more, and this runs for
+    every response.
     """
-    length = None
-    for key, value in raw:
-        key = key.lower()
-        if key == b"content-length":
-            if length is not None or not value.isdigit():
-                return None  # sent twice, or not a number: read within the limit instead
-            length = int(value)
-        elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
-            return None
-    return length
+    entries: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_list", None)
+    if entries is None:  # another Headers class: lower-case the names here
+        entries = [(key, key.lower(), value) for key, value in headers.raw]
+    names = list(map(_LOWER_NAME, entries))
+    if names.count(b"content-length") != 1:
+        return None  # none, or sent twice: read within the limit instead
+    if b"content-encoding" in names and any(
+        name == b"content-encoding" and value.strip().lower() not in (b"", b"identity")
+        for _, name, value in entries
+    ):
+        return None
+    length = entries[names.index(b"content-length")][2]
+    return int(length) if length.isdigit() else None
+
+
+_LOWER_NAME = operator.itemgetter(1)
 
 
 def _too_large(request: httpx.Request, limit: int) -> APIResponseTooLargeError:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AttemptDeadlines", "DeadlineScope"]
 
+_UNCANCEL = sys.version_info >= (3, 11)  # asyncio's Task.uncancel
+
 
 class DeadlineScope(Protocol):
     """What `move_on_after` gives: a context manager that says whether it fired."""
@@ -66,7 +68,7 @@ class AttemptDeadlines:
         # Not loaded means no asyncio loop runs: importing it would cost trio
         # programs (and `import agentkit`) 8 ms.
         aio: Any = sys.modules.get("asyncio")
-        if aio is not None and sys.version_info >= (3, 11):  # Task.uncancel
+        if aio is not None and _UNCANCEL:
             try:
                 loop = aio.get_running_loop()
             except RuntimeError:  # not asyncio: trio, say
@@ -102,13 +104,6 @@ class _LoopTimer:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
 
-    def add(self, attempt: _Attempt) -> None:
-        self.attempts[attempt] = None
-        # With one delay per client, deadlines come in order: the timer armed for
-        # the first of them is early enough for every later one.
-        if self._handle is None or attempt.deadline < self._armed_at:
-            self._arm(attempt.deadline)
-
     def _arm(self, when: float) -> None:
         if self._handle is not None:
             self._handle.cancel()
@@ -143,7 +138,12 @@ class _Attempt:
 
     def __enter__(self) -> _Attempt:
         self._cancelling = self.task.cancelling()
-        self.timer.add(self)
+        timer = self.timer
+        timer.attempts[self] = None
+        # With one delay per client, deadlines come in order: the timer armed for
+        # the first of them is early enough for every later one.
+        if timer._handle is None or self.deadline < timer._armed_at:
+            timer._arm(self.deadline)
         return self
 
     def expire(self) -> None:

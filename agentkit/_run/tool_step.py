@@ -181,13 +181,14 @@ async def run_tool_call(
     if ctx is not None:
         outcome.usage = ctx.added_usage
     duration = time.perf_counter() - started
-    logger.debug(
-        "tool %s (%s) %s in %.1f ms",
-        name,
-        call.id,
-        "failed" if error else "ok",
-        duration * 1000,
-    )
+    if logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+        logger.debug(
+            "tool %s (%s) %s in %.1f ms",
+            name,
+            call.id,
+            "failed" if error else "ok",
+            duration * 1000,
+        )
     if events is not None:
         from agentkit._run.events import ToolCallEnd, emit
 
