@@ -3,7 +3,8 @@
 Runs the same 11-step agent run (5 turns of one tool call, then the answer, on a
 `FunctionModel`: no network, so only agentkit's and the engine's own work is
 timed) as a plain `Agent.run` and as a `DurableAgent.run` on DBOS over SQLite
-(WAL), with `--postgres URL` over PostgreSQL, and with `--temporal HOST:PORT` on
+(WAL; skipped, with the reason, where DBOS cannot use this Python's SQLite), with
+`--postgres URL` over PostgreSQL, and with `--temporal HOST:PORT` on
 Temporal (a worker in the same process, each step an activity). Each backend runs
 in a child process of its own (DBOS is one per process). Prints medians.
 
@@ -27,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from agentkit.durable.dbos import sqlite_problem
 
 TURNS = 5
 STEPS = 2 * TURNS + 1  # a model request per turn, a tool call per turn, the answer
@@ -130,6 +133,10 @@ def main() -> None:
         print(f"{STEPS}-step run ({TURNS} tool turns), median of {args.runs} runs")
         print(f"{'backend':<22} {'per run':>10} {'per step':>10} {'added per step':>16}")
         for name, url in backends:
+            problem = sqlite_problem() if url.startswith("sqlite:") else None
+            if problem is not None:
+                print(f"{name:<22} skipped: {problem}")
+                continue
             kind = "plain" if not url else "temporal" if name == "Temporal" else "durable"
             median = statistics.median(_measure(kind, url, args.runs))
             plain = median if plain is None else plain
