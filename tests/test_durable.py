@@ -738,7 +738,7 @@ def benchmark_rows(extra: set[str], out: subprocess.CompletedProcess[str]) -> se
     this Python's SQLite; elsewhere the benchmark says why it skipped it."""
     if SQLITE_PROBLEM is None:
         return {"plain", "DBOS, SQLite (WAL)", *extra}
-    assert f"DBOS, SQLite (WAL)      skipped: {SQLITE_PROBLEM}" in out.stdout, out.stdout
+    assert f"{'DBOS, SQLite (WAL)':<22} skipped: {SQLITE_PROBLEM}\n" in out.stdout, out.stdout
     return {"plain", *extra}
 
 
