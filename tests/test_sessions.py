@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,30 @@ def test_the_chat_example_remembers_undoes_and_forgets(tmp_path: Path) -> None:
     assert "2 messages" in chat("--undo")
     assert "Forgotten" in chat("--forget")
     assert "first thing" in chat("Hello again.")
+
+
+def test_connections_opening_a_new_file_together_all_get_in(tmp_path: Path) -> None:
+    # The first connections to a new file switch it to WAL; SQLite refuses that switch
+    # to all but one at once ("database is locked"), without waiting as it does for
+    # writes. Each trial is a new file and 16 threads released together.
+    failures: list[BaseException] = []
+    for trial in range(50):
+        session = SQLiteSession("x", tmp_path / f"new-{trial}.db")
+        barrier = threading.Barrier(16)
+
+        def connect(session: SQLiteSession = session, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=30)
+            try:
+                session._connect().close()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=connect) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
 
 
 async def test_concurrent_runs_in_one_process_are_serialised(session: SQLiteSession) -> None:

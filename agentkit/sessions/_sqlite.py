@@ -91,7 +91,7 @@ class SQLiteSession(StoreSession):
             isolation_level=None,
             check_same_thread=False,  # pooled: used by one worker thread at a time
         )
-        connection.execute("PRAGMA journal_mode=WAL")
+        _use_wal(connection, max(self.lock_timeout, 5.0))
         connection.execute("PRAGMA synchronous=NORMAL")
         if not self._ready:
             connection.executescript(_SCHEMA)
@@ -250,6 +250,25 @@ class SQLiteSession(StoreSession):
 _IDLE: dict[tuple[int, str], list[sqlite3.Connection]] = {}
 _IDLE_LOCK = threading.Lock()
 _MAX_IDLE = 8
+
+
+def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to write-ahead logging, unless it is already (the mode stays
+    with the file). Connections that open a new file together all try; SQLite refuses
+    the switch to all but one at once ("database is locked"), without the wait it
+    gives writes, so a refused one waits a little and looks again, up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            return
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _take(session: SQLiteSession) -> sqlite3.Connection:
