@@ -9,11 +9,10 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-import httpx2
 import pytest
 import respx
 
+from agentkit._client.client import ChatClient
 from tests.http_stacks import BASE as CLIENT_BASE
 from tests.openai_spec.validate import validate_request
 from tests.reliability_helpers import record_sleeps
@@ -84,9 +83,10 @@ def _validate_sent_bodies(
         yield
         return
     forbid_unknown = request.node.get_closest_marker("allow_unknown_request_keys") is None
-    # Both HTTP stacks the client runs on.
-    for client_class in (httpx.AsyncClient, httpx2.AsyncClient):
-        monkeypatch.setattr(client_class, "send", _checked(client_class.send, forbid_unknown))
+    # Checked where every attempt of a ChatClient leaves it, on both HTTP stacks and
+    # whichever way it is sent: patching the libraries' `send` instead would turn
+    # off the client's direct sending (see agentkit/_client/direct.py).
+    monkeypatch.setattr(ChatClient, "_send_once", _checked(ChatClient._send_once, forbid_unknown))
     yield
 
 

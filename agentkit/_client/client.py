@@ -7,6 +7,7 @@ import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic_core import to_json
 
 from agentkit._client.body import BadEncodingError, read_limited
 from agentkit._client.deadline import AttemptDeadlines
+from agentkit._client.direct import can_send_direct, send_direct
 from agentkit._client.encode import dump_messages, dump_wire
 from agentkit._client.errors import (
     parse_body,
@@ -248,6 +250,8 @@ class ChatClient:
             tuple[list[tuple[bytes, bytes, bytes]], tuple[list[tuple[bytes, bytes, bytes]], int]],
         ] = {}
         self._chat_url_parsed = self._stack.module.URL(self._chat_url)
+        # User info in the URL is auth that `AsyncClient.send` applies: never sent direct.
+        self._direct_url = not (parsed.username or parsed.password)
         # Last, once every argument is known to be good: nothing is left open by an error.
         # Typed as httpx: httpx2 has the same API, and only duck typing is used.
         self._http: httpx.AsyncClient = http_client or self._stack.client(
@@ -530,12 +534,17 @@ class ChatClient:
     async def _send_once(
         self, request: httpx.Request, *, stream: bool, renewed: bool = False
     ) -> httpx.Response:
-        if self._http.is_closed:
+        http = self._http
+        if http.is_closed:
             raise UserError("this ChatClient, or the http_client it was given, is closed")
         started = time.perf_counter()
+        direct = not stream and self._direct_url and can_send_direct(http, self._stack)
         try:
-            # Always streamed, so a body that is not is read here, where its size is kept.
-            response = await self._http.send(request, stream=True)
+            if direct:
+                response = await send_direct(http, request, self._stack)
+            else:
+                # Always streamed, so a body that is not is read here, where its size is kept.
+                response = await http.send(request, stream=True)
         except self._stack.local_protocol_error as exc:
             # The request itself is malformed, such as a header name with a space.
             # httpx's message quotes the header, which may hold a key: leave it out,
@@ -565,8 +574,12 @@ class ChatClient:
         if response.is_success:
             if not stream:
                 await self._read(response, request, cut=False)
+                if direct:
+                    response.elapsed = timedelta(seconds=time.perf_counter() - started)
             return response
         content = await self._read(response, request, cut=True)
+        if direct:
+            response.elapsed = timedelta(seconds=time.perf_counter() - started)
         # A server may quote the key back ("invalid key sk-…"): status_error masks it.
         raise status_error(response, parse_body(content))
 

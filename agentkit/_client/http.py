@@ -8,7 +8,8 @@ httpx2 is imported only when a client asks for it.
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import logging
+from types import FunctionType, ModuleType
 from typing import Any, Literal
 
 import httpx
@@ -23,11 +24,18 @@ HTTPStackName = Literal["httpx", "httpx2"]
 class Stack:
     """One HTTP library, and the classes agentkit uses from it."""
 
-    __slots__ = ("module", "name")
+    __slots__ = ("logger", "module", "name", "opened", "own_send")
 
     def __init__(self, name: str, module: ModuleType) -> None:
         self.name = name
         self.module = module
+        self.logger = logging.getLogger(name)
+        """The library's own logger, which logs each request at INFO."""
+        self.opened = module._client.ClientState.OPENED
+        """The state of an `AsyncClient` that has sent a request and is not closed."""
+        self.own_send = _own_methods(module)
+        """`AsyncClient.send` and `._send_single_request` as the library defines them, or
+        None when something replaced or wrapped either before agentkit saw them."""
 
     def __repr__(self) -> str:
         return f"Stack({self.name!r})"
@@ -70,6 +78,20 @@ class Stack:
                 keepalive_expiry=limits.keepalive_expiry,
             ),
         )
+
+
+def _own_methods(module: ModuleType) -> tuple[object, object] | None:
+    methods = tuple(
+        module.AsyncClient.__dict__.get(name) for name in ("send", "_send_single_request")
+    )
+    for method in methods:
+        if (
+            type(method) is not FunctionType
+            or method.__module__ != module._client.__name__
+            or hasattr(method, "__wrapped__")
+        ):
+            return None
+    return methods[0], methods[1]
 
 
 _HTTPX = Stack("httpx", httpx)
