@@ -69,7 +69,8 @@ async def send_direct(http: Any, request: httpx.Request, stack: Stack) -> httpx.
             response.status_code,
             response.reason_phrase,
         )
-    if response.has_redirect_location:
+    # (The status is compared first: `has_redirect_location` reads five enum members.)
+    if 300 <= response.status_code < 400 and response.has_redirect_location:
         # Not followed (`follow_redirects` is off): the request a redirect would make.
         with suppress(stack.module.RemoteProtocolError):
             response.next_request = http._build_redirect_request(request, response)
