@@ -208,3 +208,25 @@ def test_a_tool_stuck_in_run_after_run_stays_bounded_across_event_loops(
     while stuck._stuck.count and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stuck._stuck.count == 0
+
+
+def test_each_event_loop_has_its_own_stuck_call_state() -> None:
+    # The state of the asyncio loop that asked last is found again without a RunVar
+    # lookup; another loop, or trio, must still get its own.
+    import asyncio
+
+    from agentkit._tools import threads
+
+    async def state_twice() -> tuple[object, object, object]:
+        first = threads._stuck_state()
+        second = threads._stuck_state()
+        return first, second, getattr(first, "loop", None)
+
+    a1, a2, a_loop = asyncio.run(state_twice())
+    b1, b2, b_loop = asyncio.run(state_twice())
+    assert a1 is a2 and b1 is b2
+    assert a1 is not b1 and a_loop is not b_loop
+    t1, t2, t_loop = anyio.run(state_twice, backend="trio")
+    assert t1 is t2 and t1 is not b1 and t_loop is None
+    c1, _, c_loop = asyncio.run(state_twice())
+    assert c1 is not b1 and c1 is not t1 and c_loop is not None

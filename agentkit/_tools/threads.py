@@ -40,6 +40,7 @@ import math
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -93,8 +94,7 @@ class _Stuck:
         # The asyncio loop whose calls go to agentkit's own workers; None under trio
         # (also trio in guest mode on an asyncio loop, whose tasks cannot await a future).
         self.loop: asyncio.AbstractEventLoop | None = None
-        trio = sys.modules.get("trio")
-        if trio is None or not trio.lowlevel.in_trio_task():
+        if not _in_trio():
             import asyncio
 
             self.loop = asyncio.get_running_loop()
@@ -207,10 +207,19 @@ async def _to_worker(function: Callable[[], T], loop: asyncio.AbstractEventLoop)
 
 
 _STATE: RunVar[_Stuck] | None = None  # made with the first sync call: anyio.lowlevel costs 2 ms
+# The state of the asyncio loop that asked last, with a weak reference to that loop:
+# found again by one identity check instead of `RunVar.get`, which asks sniffio which
+# library runs and anyio for the run's token, at every call.
+_LAST: tuple[weakref.ref[Any], _Stuck] | None = None
 
 
 def _stuck_state() -> _Stuck:
-    global _STATE
+    global _STATE, _LAST
+    asyncio = sys.modules.get("asyncio")
+    loop = None if asyncio is None else asyncio._get_running_loop()
+    last = _LAST
+    if loop is not None and last is not None and last[0]() is loop and not _in_trio():
+        return last[1]
     if _STATE is None:
         from anyio.lowlevel import RunVar
 
@@ -219,7 +228,15 @@ def _stuck_state() -> _Stuck:
     if state is None:
         state = _Stuck()
         _STATE.set(state)
+    if state.loop is not None:
+        _LAST = (weakref.ref(state.loop), state)
     return state
+
+
+def _in_trio() -> bool:
+    """In a trio task (also trio in guest mode, on an asyncio loop)."""
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_task())
 
 
 def stuck_calls() -> dict[str, int]:
