@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["BadEncodingError", "read_limited"]
+__all__ = ["BadEncodingError", "read_limited", "read_plain"]
 
 _PIECE = 1024 * 1024
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
@@ -22,6 +22,22 @@ _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate":
 
 class BadEncodingError(ValueError):
     """The body is not valid in its `content-encoding`."""
+
+
+async def read_plain(response: Any) -> bytes:
+    """The body of an unread httpx or httpx2 response sent without a
+    `content-encoding`, as `aread` gives it (`response.content` included).
+
+    Such a body's raw bytes are its content: `aread` would pass them through an
+    identity decoder and a re-chunker in a Python layer of its own, which costs
+    about as much as the rest of reading a small body. The caller closes the
+    response (reading to the end closes it too).
+    """
+    content: bytes | None = getattr(response, "_content", None)
+    if content is None:  # not read yet (a response made with its content is)
+        parts = [chunk async for chunk in response.aiter_raw()]
+        content = response._content = b"".join(parts)
+    return content
 
 
 async def read_limited(response: Any, limit: int, *, keep: bool = True) -> tuple[bytes, bool]:

@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from agentkit._client.body import BadEncodingError, read_limited
+from agentkit._client.body import BadEncodingError, read_limited, read_plain
 from agentkit._client.deadline import AttemptDeadlines
 from agentkit._client.direct import can_send_direct, send_direct
 from agentkit._client.encode import dump_messages, dump_wire
@@ -614,7 +614,7 @@ class ChatClient:
             if length is not None:
                 # Not compressed, and of a known length, which h11 never reads past.
                 if length <= limit:
-                    return await response.aread()
+                    return await read_plain(response)
                 if not cut:
                     raise _too_large(request, limit)
             content, fits = await read_limited(response, limit, keep=cut)
