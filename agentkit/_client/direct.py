@@ -22,9 +22,10 @@ def can_send_direct(http: Any, stack: Stack) -> bool:
     response, which together cost more than a third of what agentkit does for a
     request. For a client of the library's own class that has none of those set,
     they do nothing but that timing: no auth, no event hooks, no following of
-    redirects, and neither method replaced or wrapped. Its first request takes the general way, which opens the client
-    as `send` does (so that a later `async with client` is refused as before).
-    The URL's own user info would be auth too: the caller checks it once.
+    redirects, and neither `send` nor `_send_single_request` replaced or wrapped.
+    Its first request takes the general way, which opens the client as `send`
+    does (so that a later `async with client` is refused as before). The URL's
+    own user info would be auth too: the caller checks it once.
     """
     cls = type(http)
     if cls is not stack.module.AsyncClient or http._state is not stack.opened:
