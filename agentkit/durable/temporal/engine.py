@@ -51,6 +51,21 @@ PASSTHROUGH = ("agentkit", "anyio", "sniffio", "httpx", "httpcore", "h11", "cert
 importing them again for each run: agentkit and what its loop imports."""
 
 _registry: dict[str, tuple[TemporalEngine, Workflow, StepHandler]] = {}
+
+
+def _registered(
+    name: str, error: Callable[[str], Exception]
+) -> tuple[TemporalEngine, Workflow, StepHandler]:
+    """The registered agent `name`, or `error` saying that this worker does not have it."""
+    entry = _registry.get(name)
+    if entry is None:
+        raise error(
+            f"this worker has no durable agent {name!r}; its agents are "
+            f"{sorted(_registry)}: start the worker with the module that makes it"
+        )
+    return entry
+
+
 """The durable agents of this process by name: the workflow and the activities find
 them here (this module is passed through the sandbox, so there is one registry)."""
 
@@ -63,16 +78,9 @@ class AgentRunWorkflow:
     @workflow.run
     async def run(self, args: dict[str, Any]) -> dict[str, Any]:
         """Run the agent loop on the run's stored input; its JSON output."""
-        name = args["agent"]
-        entry = _registry.get(name)
-        if entry is None:
-            # Fails the workflow task, which Temporal retries: a worker that has the
-            # agent may take it (or this one, once redeployed with it).
-            raise RuntimeError(
-                f"this worker has no durable agent {name!r}; its agents are "
-                f"{sorted(_registry)}: start the worker with the module that makes it"
-            )
-        engine, body, _ = entry
+        # A missing agent fails the workflow task, which Temporal retries: a worker that
+        # has the agent may take it (or this one, once redeployed with it).
+        engine, body, _ = _registered(args["agent"], RuntimeError)
         output = await body(args["inputs"])
         error = output.get("error")
         if error is not None and error.get("type") == "ReplayMismatchError":
@@ -363,14 +371,7 @@ class TemporalEngine:
         return [model, tool]
 
     async def _run_activity(self, kind: StepKind, payload: dict[str, Any]) -> dict[str, Any]:
-        name = payload["agent"]
-        entry = _registry.get(name)
-        if entry is None:
-            raise ApplicationError(
-                f"this worker has no durable agent {name!r}; its agents are "
-                f"{sorted(_registry)}: start the worker with the module that makes it"
-            )
-        handler = entry[2]
+        handler = _registered(payload["agent"], ApplicationError)[2]
         beat = max(self.heartbeat_timeout.total_seconds() / 3, 0.05)
         task = asyncio.ensure_future(handler(kind, payload))
         try:
